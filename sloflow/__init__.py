@@ -1,0 +1,1 @@
+"""sloflow: agentic LLM workflows under latency SLOs."""

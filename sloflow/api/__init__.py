@@ -1,0 +1,1 @@
+"""FastAPI application: the REST surface of sloflow."""

@@ -1,0 +1,101 @@
+"""The `sloflow` console script."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from sloflow.config import get_settings
+from sloflow.errors import SloflowError
+from sloflow.logs import setup_logging
+
+app = typer.Typer(help="sloflow: agentic LLM workflows under latency SLOs.", no_args_is_help=True)
+
+BENCHMARKS = {"backends": "sloflow.bench.backends"}
+
+
+def _fail(exc: SloflowError) -> None:
+    typer.secho(f"error: {exc.message}", fg="red", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def serve(
+    model: Annotated[Optional[str], typer.Option(help="embedded model name or .gguf path")] = None,
+    host: Annotated[Optional[str], typer.Option(help="bind address (default from settings: 127.0.0.1)")] = None,
+    port: Annotated[Optional[int], typer.Option(help="port (default from settings: 8000)")] = None,
+) -> None:
+    """Serve the REST API with the configured model until Ctrl-C."""
+    import uvicorn
+
+    from sloflow.api.app import create_app
+    from sloflow.llm import open_backend
+
+    try:
+        settings = get_settings()
+        setup_logging(settings.log_level, settings.log_format)
+        backend = open_backend(settings, model)
+    except SloflowError as exc:
+        _fail(exc)
+    host = host or settings.host
+    port = port or settings.port
+    url = f"http://{host}:{port}"
+    typer.echo(f"sloflow serving {backend.name} at {url}  (Ctrl-C to stop)")
+    typer.echo("try:")
+    typer.echo(
+        f"  curl -s {url}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
+        f"    -d '{json.dumps({'messages': [{'role': 'user', 'content': 'Write a SQL query that counts the rows of table orders.'}], 'max_tokens': 64})}'"
+    )
+    uvicorn.run(create_app({backend.name: backend}), host=host, port=port, log_level="warning")
+    asyncio.run(backend.close())
+
+
+@app.command()
+def models(
+    prepare: Annotated[Optional[str], typer.Option(help="assemble and verify this model now")] = None,
+) -> None:
+    """List the embedded models and whether they are installed."""
+    from sloflow.llm.models import EMBEDDED_MODELS, is_available, model_path
+
+    settings = get_settings()
+    if prepare:
+        try:
+            typer.echo(str(model_path(prepare, settings.home / "models")))
+        except SloflowError as exc:
+            _fail(exc)
+        return
+    for m in EMBEDDED_MODELS.values():
+        state = "installed" if is_available(m.name) else "not installed"
+        typer.echo(f"{m.name:20} {state:14} {m.source}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help=f"one of: {', '.join(BENCHMARKS)}")],
+    quick: Annotated[bool, typer.Option(help="a short run with the same fields")] = False,
+) -> None:
+    """Run a benchmark: progress on stderr, one final JSON line on stdout."""
+    if name not in BENCHMARKS:
+        typer.secho(f"error: unknown benchmark {name!r}; use one of {sorted(BENCHMARKS)}", fg="red", err=True)
+        raise typer.Exit(2)
+    setup_logging("WARNING")
+    module = importlib.import_module(BENCHMARKS[name])
+    try:
+        figures = module.main(quick=quick, args=list(ctx.args))
+    except SloflowError as exc:
+        _fail(exc)
+    sys.stdout.write(json.dumps(figures) + "\n")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

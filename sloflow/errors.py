@@ -1,0 +1,83 @@
+"""One exception hierarchy for sloflow; the API maps it to HTTP responses in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SloflowError(Exception):
+    """Base error: `message` says what went wrong and what to fix; `details` is JSON-safe."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class InvalidRequest(SloflowError):
+    """The caller sent something malformed or out of range."""
+
+    status_code = 400
+    code = "invalid_request"
+
+
+class NotFound(SloflowError):
+    """A named thing (model, workflow, run, index, database) does not exist."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(SloflowError):
+    """The request is valid but clashes with the current state (e.g. a finished run)."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class ConfigError(SloflowError):
+    """Settings or a definition are invalid; raised at start-up or definition time."""
+
+    status_code = 500
+    code = "config_error"
+
+
+class ModelUnavailable(SloflowError):
+    """An embedded model is not installed or failed verification."""
+
+    status_code = 503
+    code = "model_unavailable"
+
+
+class BackendError(SloflowError):
+    """An LLM backend failed (unreachable endpoint, garbage answer, generation error)."""
+
+    status_code = 502
+    code = "backend_error"
+
+
+class DeadlineExceeded(SloflowError):
+    """A call or run could not finish before its deadline."""
+
+    status_code = 504
+    code = "deadline_exceeded"
+
+
+class Cancelled(SloflowError):
+    """The run or call was cancelled by its owner."""
+
+    status_code = 409
+    code = "cancelled"
+
+
+class UnsafeSql(SloflowError):
+    """The SQL guard refused a statement; the message says which rule and why."""
+
+    status_code = 400
+    code = "unsafe_sql"

@@ -1,0 +1,74 @@
+"""What a workflow stage holds to call an LLM: a client that attaches the call's deadline.
+
+The runtime builds a `CallContext` for every LLM call (run, stage, budget, absolute deadline);
+an `LLMClient` carries it to whatever places the call. `DirectClient` calls one backend in
+process; the scheduler provides a client that dispatches to Ray workers by urgency.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from sloflow.errors import DeadlineExceeded
+from sloflow.llm.backend import Backend
+from sloflow.llm.types import Chunk, Completion, GenerateRequest
+
+Priority = Literal["interactive", "background"]
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Who makes an LLM call and by when it must finish (absolute `time.time()` seconds)."""
+
+    run_id: str = ""
+    workflow: str = ""
+    stage: str = ""
+    deadline: float | None = None  # None: background work, served on idle capacity
+    budget_s: float | None = None  # this call's share of the remaining time, per the runtime
+    tenant: str | None = None
+    prefix_key: str | None = None  # identifies a shared prompt prefix (prefix-aware dispatch)
+    model: str | None = None  # a specific model, or None for any worker
+
+    @property
+    def priority(self) -> Priority:
+        return "background" if self.deadline is None else "interactive"
+
+    def remaining_s(self, now: float | None = None) -> float | None:
+        """Seconds left before the deadline (negative when late), or None without one."""
+        return None if self.deadline is None else self.deadline - (time.time() if now is None else now)
+
+
+class LLMClient(Protocol):
+    """Places LLM calls that carry a `CallContext`."""
+
+    async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
+        """Generate the whole completion."""
+        ...
+
+    def stream(self, request: GenerateRequest, ctx: CallContext) -> AsyncIterator[Chunk]:
+        """Yield pieces as generated; the last carries the `Completion`."""
+        ...
+
+
+class DirectClient:
+    """Calls one backend in process; refuses calls whose deadline has already passed."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def _check(self, ctx: CallContext) -> None:
+        left = ctx.remaining_s()
+        if left is not None and left <= 0:
+            raise DeadlineExceeded(f"{ctx.workflow}/{ctx.stage}: deadline passed {-left:.2f}s before the call")
+
+    async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
+        self._check(ctx)
+        return await self.backend.generate(request)
+
+    async def stream(self, request: GenerateRequest, ctx: CallContext) -> AsyncIterator[Chunk]:
+        self._check(ctx)
+        async for chunk in self.backend.stream(request):
+            yield chunk

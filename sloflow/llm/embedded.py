@@ -1,0 +1,238 @@
+"""Embedded backend: llama.cpp (llama-cpp-python) running a GGUF in this process.
+
+One `Llama` instance serves one request at a time (the binding has no continuous batching), so a
+backend holds `instances` copies and that is its number of slots. Each instance keeps its last
+prompt in its KV cache and reuses the longest matching prefix of the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from sloflow.errors import BackendError, InvalidRequest
+from sloflow.llm.models import model_path
+from sloflow.llm.types import Chunk, Completion, GenerateRequest
+
+log = logging.getLogger(__name__)
+
+
+class _Meter:
+    """Counts sampled tokens and stamps the first one; llama.cpp calls it after every sample.
+
+    Like vLLM, the count includes an end-of-sequence token. llama-cpp-python samples one token
+    past `max_tokens` before it notices the limit, hence the cap.
+    """
+
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
+        self.start = time.perf_counter()
+        self.first: float | None = None
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+
+    def __call__(self, input_ids: Any, logits: Any) -> bool:
+        if self.first is None:
+            self.first = time.perf_counter()
+            self.prompt_tokens = len(input_ids)
+        self.completion_tokens += 1
+        return False
+
+    def completion(self, text: str, finish: str | None, model: str) -> Completion:
+        end = time.perf_counter()
+        return Completion(
+            text=text,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=min(self.completion_tokens, self.max_tokens),
+            ttft_s=(self.first or end) - self.start,
+            total_s=end - self.start,
+            finish_reason="length" if finish == "length" else "stop",
+            model=model,
+        )
+
+
+def _chat_formatter(llm: Any, llama_cpp: Any) -> Any:
+    """The GGUF's own chat template, or a plain transcript format for models without one."""
+    from llama_cpp import llama_chat_format
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if template:
+        eos, bos = llm.token_eos(), llm.token_bos()
+        return llama_chat_format.Jinja2ChatFormatter(
+            template=template,
+            eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+            bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+        )
+
+    def transcript(messages: list[dict[str, str]]) -> Any:
+        text = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages) + "Assistant:"
+        return llama_chat_format.ChatFormatterResponse(prompt=text, stop=["\nUser:"])
+
+    return lambda messages: transcript(messages)
+
+
+class EmbeddedBackend:
+    """A GGUF model served by llama.cpp in-process, from an embedded model name or a path."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        models_dir: Path,
+        threads: int = 2,
+        context_tokens: int = 4096,
+        instances: int = 1,
+    ) -> None:
+        import llama_cpp  # imported here so that importing sloflow stays light
+
+        self._llama_cpp = llama_cpp
+        self.name = model
+        self.path = model_path(model, models_dir)
+        self.threads = threads
+        self.context_tokens = context_tokens
+        self._free: asyncio.Queue[Any] | None = None
+        self._instances = [
+            llama_cpp.Llama(
+                model_path=str(self.path),
+                n_ctx=context_tokens,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
+            for _ in range(instances)
+        ]
+        self._chat = _chat_formatter(self._instances[0], llama_cpp)
+        log.info("loaded %s from %s (%d instance(s), %d threads)", model, self.path, instances, threads)
+
+    @property
+    def slots(self) -> int:
+        """How many requests this backend can run at once."""
+        return len(self._instances)
+
+    def cached_prefixes(self) -> list[list[int]]:
+        """The token sequences each instance still holds in its KV cache (for prefix-aware dispatch)."""
+        return [list(llm._input_ids[: llm.n_tokens]) for llm in self._instances]
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens of `text` under this model's tokenizer."""
+        return len(self._instances[0].tokenize(text.encode(), add_bos=False, special=True))
+
+    @contextlib.asynccontextmanager
+    async def _instance(self) -> AsyncIterator[Any]:
+        if self._free is None:  # created lazily: it must belong to the running loop
+            self._free = asyncio.Queue()
+            for llm in self._instances:
+                self._free.put_nowait(llm)
+        llm = await self._free.get()
+        try:
+            yield llm
+        finally:
+            self._free.put_nowait(llm)
+
+    def _kwargs(self, req: GenerateRequest, meter: _Meter) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_tokens": req.max_tokens,
+            "temperature": req.temperature,
+            "top_p": req.top_p,
+            "stop": req.stop or None,
+            "seed": req.seed,
+            "stopping_criteria": self._llama_cpp.StoppingCriteriaList([meter]),
+        }
+        if req.json_schema is not None:
+            try:
+                kwargs["grammar"] = self._llama_cpp.LlamaGrammar.from_json_schema(
+                    json.dumps(req.json_schema), verbose=False
+                )
+            except Exception as exc:  # the converter raises bare Exceptions for unsupported schemas
+                raise InvalidRequest(f"json_schema cannot be turned into a grammar: {exc}") from None
+        return kwargs
+
+    def prompt_tokens(self, req: GenerateRequest) -> list[int]:
+        """The exact tokens the model will prefill for `req` (chat template applied)."""
+        return self._prompt(self._instances[0], req)[0]
+
+    def _prompt(self, llm: Any, req: GenerateRequest) -> tuple[list[int], list[str]]:
+        if req.messages is None:
+            return llm.tokenize(req.prompt.encode(), add_bos=True, special=False), []
+        # Chat is rendered here rather than by create_chat_completion, which would not pass
+        # our stopping criteria (the meter) through.
+        out = self._chat(messages=[m.model_dump() for m in req.messages])
+        tokens = llm.tokenize(out.prompt.encode(), add_bos=not getattr(out, "added_special", False), special=True)
+        stops = [out.stop] if isinstance(out.stop, str) else list(out.stop or [])
+        return tokens, stops
+
+    def _run(self, llm: Any, req: GenerateRequest, meter: _Meter, stream: bool) -> Any:
+        kwargs = self._kwargs(req, meter)
+        tokens, template_stops = self._prompt(llm, req)
+        if template_stops:
+            kwargs["stop"] = (kwargs["stop"] or []) + template_stops
+        try:
+            return llm.create_completion(prompt=tokens, stream=stream, **kwargs)
+        except ValueError as exc:  # e.g. the prompt exceeds the context window
+            raise InvalidRequest(str(exc)) from None
+
+    async def generate(self, request: GenerateRequest) -> Completion:
+        async with self._instance() as llm:
+            meter = _Meter(request.max_tokens)
+            try:
+                out = await asyncio.to_thread(self._run, llm, request, meter, False)
+            except InvalidRequest:
+                raise
+            except Exception as exc:
+                raise BackendError(f"{self.name} failed to generate: {exc}") from exc
+            choice = out["choices"][0]
+            text = choice["text"]
+            return meter.completion(text or "", choice.get("finish_reason"), self.name)
+
+    async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
+        async with self._instance() as llm:
+            meter = _Meter(request.max_tokens)
+            loop = asyncio.get_running_loop()
+            queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+            stop = threading.Event()
+
+            def produce() -> None:
+                try:
+                    pieces: Iterator[dict[str, Any]] = self._run(llm, request, meter, True)
+                    for piece in pieces:
+                        if stop.is_set():  # the consumer went away: stop generating
+                            break
+                        loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
+                    loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
+                except Exception as exc:
+                    loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+
+            worker = loop.run_in_executor(None, produce)
+            parts: list[str] = []
+            finish: str | None = None
+            try:
+                while True:
+                    kind, item = await queue.get()
+                    if kind == "end":
+                        break
+                    if kind == "error":
+                        if isinstance(item, InvalidRequest):
+                            raise item
+                        raise BackendError(f"{self.name} failed to generate: {item}") from item
+                    choice = item["choices"][0]
+                    text = choice.get("text")
+                    finish = choice.get("finish_reason") or finish
+                    if text:
+                        parts.append(text)
+                        yield Chunk(text=text)
+                yield Chunk(completion=meter.completion("".join(parts), finish, self.name))
+            finally:
+                stop.set()
+                await worker  # the instance is free only once its thread has stopped
+
+    async def close(self) -> None:
+        for llm in self._instances:
+            llm.close()
+        self._instances.clear()

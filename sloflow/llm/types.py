@@ -1,0 +1,55 @@
+"""The one representation of an LLM request and its result, shared by every backend."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+
+class Message(BaseModel):
+    """One chat message."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class GenerateRequest(BaseModel):
+    """What to generate: chat `messages` or a raw `prompt` (exactly one), and how."""
+
+    messages: list[Message] | None = None
+    prompt: str | None = None
+    max_tokens: int = Field(256, ge=1, le=32768)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    stop: list[str] = Field(default_factory=list)
+    seed: int | None = None
+    # A JSON schema that constrains the output (a llama.cpp grammar for embedded models).
+    json_schema: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_input(self) -> GenerateRequest:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("give exactly one of `messages` or `prompt`")
+        if self.messages is not None and not self.messages:
+            raise ValueError("`messages` must hold at least one message")
+        return self
+
+
+class Completion(BaseModel):
+    """A finished generation with its token counts and timings."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    ttft_s: float
+    total_s: float
+    finish_reason: Literal["stop", "length"] = "stop"
+    model: str = ""
+
+
+class Chunk(BaseModel):
+    """A piece of a streamed generation; the last chunk carries `completion`."""
+
+    text: str = ""
+    completion: Completion | None = None

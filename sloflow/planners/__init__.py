@@ -1,0 +1,1 @@
+"""LLM-backed planners: retrieval plans, SQL candidates, speculative queries, gate puzzles."""

@@ -1,0 +1,88 @@
+"""The embedded llama.cpp backend, on the real (small) test model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sloflow.errors import InvalidRequest
+from sloflow.llm import GenerateRequest, Message
+from sloflow.llm.embedded import EmbeddedBackend
+
+ASK = [Message(role="user", content="Name three colours of the rainbow.")]
+
+
+async def test_generate_reports_text_tokens_and_timings(small_llm: EmbeddedBackend) -> None:
+    out = await small_llm.generate(GenerateRequest(messages=ASK, max_tokens=24, temperature=0))
+    assert out.text.strip()
+    assert out.prompt_tokens > 5
+    assert 0 < out.completion_tokens <= 24
+    assert 0 < out.ttft_s <= out.total_s
+    assert out.model == "smollm2-135m"
+
+
+async def test_raw_prompt_and_length_limit(small_llm: EmbeddedBackend) -> None:
+    out = await small_llm.generate(GenerateRequest(prompt="1, 2, 3, 4,", max_tokens=5, temperature=0))
+    assert out.completion_tokens == 5
+    assert out.finish_reason == "length"
+
+
+async def test_json_schema_constrains_output(small_llm: EmbeddedBackend) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["city", "population"],
+        "additionalProperties": False,
+    }
+    out = await small_llm.generate(
+        GenerateRequest(
+            messages=[Message(role="user", content="Give a city and its population as JSON.")],
+            max_tokens=64,
+            temperature=0,
+            json_schema=schema,
+        )
+    )
+    doc = json.loads(out.text)
+    assert set(doc) == {"city", "population"}
+    assert isinstance(doc["city"], str) and isinstance(doc["population"], int)
+
+
+async def test_stop_sequence_cuts_the_output(small_llm: EmbeddedBackend) -> None:
+    base = GenerateRequest(prompt="Count: 1, 2, 3, 4,", max_tokens=16, temperature=0, seed=1)
+    full = (await small_llm.generate(base)).text
+    stop = full.strip()[2:4] or full.strip()[:1]  # something the unconstrained output contains
+    cut = await small_llm.generate(base.model_copy(update={"stop": [stop]}))
+    assert stop not in cut.text
+    assert full.startswith(cut.text)
+    assert len(cut.text) < len(full)
+
+
+async def test_stream_matches_generate_at_temperature_zero(small_llm: EmbeddedBackend) -> None:
+    req = GenerateRequest(messages=ASK, max_tokens=32, temperature=0)
+    whole = await small_llm.generate(req)
+    pieces, final = [], None
+    async for chunk in small_llm.stream(req):
+        if chunk.completion is not None:
+            final = chunk.completion
+        else:
+            pieces.append(chunk.text)
+    assert final is not None
+    assert "".join(pieces) == whole.text == final.text
+    assert final.completion_tokens == whole.completion_tokens
+    assert len(pieces) > 1
+
+
+async def test_prompt_longer_than_context_is_a_clear_error(small_llm: EmbeddedBackend) -> None:
+    with pytest.raises(InvalidRequest):
+        await small_llm.generate(GenerateRequest(prompt="word " * 5000, max_tokens=4))
+    # The backend keeps serving afterwards.
+    out = await small_llm.generate(GenerateRequest(prompt="Hello", max_tokens=2))
+    assert out.completion_tokens > 0
+
+
+def test_request_needs_exactly_one_input() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        GenerateRequest(prompt="a", messages=ASK)
+    with pytest.raises(ValueError, match="exactly one"):
+        GenerateRequest()

@@ -1,0 +1,64 @@
+"""`sloflow serve` as a user starts it: a real process on loopback answering health and chat."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.serving import serving
+
+
+def _sloflow() -> str:
+    return shutil.which("sloflow", path=str(Path(sys.executable).parent)) or "sloflow"
+
+
+def test_serve_answers_health_and_chat(test_model_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "SLOFLOW_MODEL": "smollm2-135m", "SLOFLOW_PORT": str(port), "SLOFLOW_THREADS": "1"}
+    with serving([_sloflow(), "serve"], f"http://127.0.0.1:{port}/v1/health", env=env):
+        resp = httpx.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4},
+            timeout=60,
+        )
+        assert resp.status_code == 200
+        assert resp.json()["usage"]["completion_tokens"] > 0
+
+
+def test_invalid_setting_fails_at_start_naming_it() -> None:
+    env = {**os.environ, "SLOFLOW_PORT": "not-a-port"}
+    proc = subprocess.run([_sloflow(), "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "SLOFLOW_PORT" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_model_fails_with_the_choices() -> None:
+    proc = subprocess.run([_sloflow(), "serve", "--model", "nope-7b"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "smollm2-135m" in proc.stderr
+
+
+def test_bench_backends_quick_prints_one_json_line(test_model_path: Path) -> None:
+    proc = subprocess.run(
+        [_sloflow(), "bench", "backends", "--quick", "--models", "smollm2-135m"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert figures["smollm2-135m_decode_tok_s"] > 0 and figures["smollm2-135m_prefill_tok_s"] > 0
+
+
+@pytest.mark.parametrize("name", ["nope"])
+def test_bench_unknown_name(name: str) -> None:
+    proc = subprocess.run([_sloflow(), "bench", name], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "backends" in proc.stderr
