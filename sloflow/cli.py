@@ -35,6 +35,7 @@ def serve(
 
     from sloflow.api.app import create_app
     from sloflow.llm import open_backend
+    from sloflow.llm.client import DirectClient
 
     try:
         settings = get_settings()
@@ -51,7 +52,7 @@ def serve(
         f"  curl -s {url}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
         f"    -d '{json.dumps({'messages': [{'role': 'user', 'content': 'Write a SQL query that counts the rows of table orders.'}], 'max_tokens': 64})}'"
     )
-    uvicorn.run(create_app({backend.name: backend}), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(DirectClient(backend), [backend.name]), host=host, port=port, log_level="warning")
     asyncio.run(backend.close())
 
 

@@ -13,6 +13,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from sloflow.api.app import create_app  # noqa: E402
+from sloflow.llm.client import DirectClient  # noqa: E402
 from sloflow.llm.embedded import EmbeddedBackend  # noqa: E402
 from sloflow.llm.models import is_available, model_path  # noqa: E402
 
@@ -48,7 +49,7 @@ async def small_llm(test_model_path: Path, models_dir: Path) -> AsyncIterator[Em
 
 @pytest.fixture(scope="session")
 async def api(small_llm: EmbeddedBackend) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app({small_llm.name: small_llm})
+    app = create_app(DirectClient(small_llm), [small_llm.name])
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=120) as client:
         yield client

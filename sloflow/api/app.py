@@ -1,20 +1,46 @@
-"""The FastAPI application: routers, error mapping and the backends it serves."""
+"""The FastAPI application: routers, error mapping, and the services they use."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import FastAPI
 
 from sloflow.api import chat, health
 from sloflow.api.errors import install_error_handlers
-from sloflow.llm import Backend
+from sloflow.llm.client import LLMClient
 
 
-def create_app(backends: dict[str, Backend], default_model: str | None = None) -> FastAPI:
-    """An app serving `backends` by name; the caller owns their lifetime."""
+def create_app(
+    llm: LLMClient,
+    models: list[str],
+    *,
+    runtime: Any | None = None,
+    sources: Any | None = None,
+    database_roots: list[str] | None = None,
+) -> FastAPI:
+    """An app whose LLM calls go through `llm`; runs and retrieval routes appear when given their service.
+
+    `models` are the names a client may ask for (the first is the default); `runtime` is a
+    started `sloflow.workflows.Runtime`; `sources` a `sloflow.retrieval.sources.SourceRegistry`.
+    The caller owns the services' lifetime.
+    """
     app = FastAPI(title="sloflow", version="0.1.0")
-    app.state.backends = backends
-    app.state.default_model = default_model or next(iter(backends), None)
+    app.state.llm = llm
+    app.state.models = models
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(chat.router)
+    if runtime is not None:
+        from sloflow.api import runs
+
+        app.state.runtime = runtime
+        app.include_router(runs.router)
+    if sources is not None:
+        from sloflow.api import databases, indexes
+
+        app.state.sources = sources
+        app.state.database_roots = database_roots
+        app.include_router(indexes.router)
+        app.include_router(databases.router)
     return app

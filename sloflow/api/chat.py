@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.sse import EventSourceResponse
 
 from sloflow.errors import InvalidRequest, NotFound
-from sloflow.llm import Backend, GenerateRequest, Message
+from sloflow.llm import GenerateRequest, Message
+from sloflow.llm.client import CallContext, LLMClient, request_context
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 
@@ -49,6 +50,9 @@ class ChatRequest(BaseModel):
     seed: int | None = None
     stream: bool = False
     response_format: ResponseFormat | None = None
+    # sloflow's additions: the scheduler orders calls by deadline; background calls use idle capacity.
+    deadline_s: float | None = Field(None, gt=0, le=3600, description="seconds from now to finish by")
+    priority: Literal["interactive", "background"] = "interactive"
 
     def to_generate(self) -> GenerateRequest:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -63,23 +67,25 @@ class ChatRequest(BaseModel):
         )
 
 
-def _backend(request: Request, model: str | None) -> tuple[str, Backend]:
-    backends: dict[str, Backend] = request.app.state.backends
-    name = model or request.app.state.default_model
-    if name not in backends:
-        raise NotFound(f"model {name!r} is not served here; use one of {sorted(backends)}", details={"models": sorted(backends)})
-    return name, backends[name]
+def _context(request: Request, body: ChatRequest) -> tuple[str, CallContext]:
+    models: list[str] = request.app.state.models
+    name = body.model or models[0]
+    if name not in models:
+        raise NotFound(f"model {name!r} is not served here; use one of {sorted(models)}", details={"models": sorted(models)})
+    ctx = request_context(deadline_s=body.deadline_s, priority=body.priority, model=body.model)
+    return name, ctx
 
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(body: ChatRequest, request: Request) -> dict[str, Any] | EventSourceResponse:
     """Generate a chat completion; with `stream: true`, as SSE chunks ending in `data: [DONE]`."""
-    name, backend = _backend(request, body.model)
+    name, ctx = _context(request, body)
+    llm: LLMClient = request.app.state.llm
     gen = body.to_generate()
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if not body.stream:
-        out = await backend.generate(gen)
+        out = await llm.generate(gen, ctx)
         return {
             "id": cid,
             "object": "chat.completion",
@@ -109,7 +115,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> dict[str, Any
     async def events() -> AsyncIterator[dict[str, str]]:
         yield {"data": chunk({"role": "assistant"})}
         try:
-            async for piece in backend.stream(gen):
+            async for piece in llm.stream(gen, ctx):
                 if piece.completion is not None:
                     out = piece.completion
                     usage = {

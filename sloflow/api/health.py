@@ -18,8 +18,8 @@ async def health() -> dict:
 @router.get("/ready")
 async def ready(request: Request) -> dict:
     """The process can serve: at least one model is loaded."""
-    backends = request.app.state.backends
-    return {"status": "ready" if backends else "starting", "models": sorted(backends)}
+    models = request.app.state.models
+    return {"status": "ready" if models else "starting", "models": list(models)}
 
 
 @router.get("/models")
@@ -28,5 +28,5 @@ async def models(request: Request) -> dict:
     now = int(time.time())
     return {
         "object": "list",
-        "data": [{"id": name, "object": "model", "created": now, "owned_by": "sloflow"} for name in request.app.state.backends],
+        "data": [{"id": name, "object": "model", "created": now, "owned_by": "sloflow"} for name in request.app.state.models],
     }

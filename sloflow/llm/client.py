@@ -8,6 +8,7 @@ process; the scheduler provides a client that dispatches to Ray workers by urgen
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -39,6 +40,27 @@ class CallContext:
     def remaining_s(self, now: float | None = None) -> float | None:
         """Seconds left before the deadline (negative when late), or None without one."""
         return None if self.deadline is None else self.deadline - (time.time() if now is None else now)
+
+
+def request_context(
+    *,
+    deadline_s: float | None = None,
+    priority: Priority = "interactive",
+    workflow: str = "chat",
+    tenant: str | None = None,
+    model: str | None = None,
+    default_deadline_s: float = 60.0,
+) -> CallContext:
+    """The context of a single call made outside a workflow (e.g. the chat endpoint).
+
+    `deadline_s` is seconds from now; an interactive call without one gets `default_deadline_s`
+    so that it still orders among deadline calls; a background call has no deadline at all.
+    """
+    run_id = uuid.uuid4().hex
+    if priority == "background":
+        return CallContext(run_id=run_id, workflow=workflow, tenant=tenant, model=model)
+    seconds = default_deadline_s if deadline_s is None else deadline_s
+    return CallContext(run_id=run_id, workflow=workflow, deadline=time.time() + seconds, tenant=tenant, model=model)
 
 
 class LLMClient(Protocol):

@@ -88,3 +88,10 @@ async def test_prompt_over_context_is_400_not_500(api: httpx.AsyncClient) -> Non
     resp = await api.post("/v1/chat/completions", json=body)
     assert resp.status_code == 400
     assert "context" in resp.json()["message"].lower() or "token" in resp.json()["message"].lower()
+
+
+async def test_deadline_and_priority_fields(api: httpx.AsyncClient) -> None:
+    ok = await api.post("/v1/chat/completions", json={**CHAT, "deadline_s": 30, "priority": "background"})
+    assert ok.status_code == 200
+    bad = await api.post("/v1/chat/completions", json={**CHAT, "deadline_s": -1})
+    assert bad.status_code == 422 and "deadline_s" in bad.json()["message"]
