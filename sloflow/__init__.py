@@ -1,1 +1,37 @@
-"""sloflow: agentic LLM workflows under latency SLOs."""
+"""sloflow: agentic LLM workflows under latency SLOs.
+
+`from sloflow import Workflow, Cost, Retry, Runtime` gives the public API; each name is imported
+on first use, so importing sloflow itself stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Cost": "sloflow.workflows.budget",
+    "Retry": "sloflow.workflows.dsl",
+    "Workflow": "sloflow.workflows.dsl",
+    "StageContext": "sloflow.workflows.context",
+    "RunRecord": "sloflow.workflows.records",
+    "RunStatus": "sloflow.workflows.records",
+    "Runtime": "sloflow.workflows.runtime",
+    "register": "sloflow.workflows.registry",
+}
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from sloflow.workflows.budget import Cost
+    from sloflow.workflows.context import StageContext
+    from sloflow.workflows.dsl import Retry, Workflow
+    from sloflow.workflows.records import RunRecord, RunStatus
+    from sloflow.workflows.registry import register
+    from sloflow.workflows.runtime import Runtime
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sloflow' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -16,7 +16,7 @@ from sloflow.logs import setup_logging
 
 app = typer.Typer(help="sloflow: agentic LLM workflows under latency SLOs.", no_args_is_help=True)
 
-BENCHMARKS = {"backends": "sloflow.bench.backends"}
+BENCHMARKS = {"backends": "sloflow.bench.backends", "runtime": "sloflow.bench.runtime"}
 
 
 def _fail(exc: SloflowError) -> None:
@@ -92,6 +92,11 @@ def bench(
     except SloflowError as exc:
         _fail(exc)
     sys.stdout.write(json.dumps(figures) + "\n")
+
+
+from sloflow.workflows import commands as workflow_commands  # noqa: E402
+
+app.add_typer(workflow_commands.app)
 
 
 def main() -> None:

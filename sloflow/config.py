@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     openai_timeout_s: float = Field(120.0, gt=0)
     openai_retries: int = Field(3, ge=0)
 
+    # Run checkpoints: a SQLite path, postgresql://..., "memory" or "none"; default home/checkpoints.sqlite.
+    checkpoints: str | None = None
+
     # Ray: empty means a local, loopback-only Ray started by sloflow.
     ray_address: str | None = None
 

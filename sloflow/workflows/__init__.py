@@ -1,0 +1,48 @@
+"""Workflows: the DSL, its compilation to LangGraph, deadline budgets and the durable runtime.
+
+Names are imported on first use, so `from sloflow.workflows import Workflow` does not load
+LangGraph until a graph is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Cost": "budget",
+    "Speed": "budget",
+    "StageContext": "context",
+    "InvalidInput": "dsl",
+    "Retry": "dsl",
+    "Workflow": "dsl",
+    "GraphWorkflow": "graph_workflow",
+    "Event": "records",
+    "RunRecord": "records",
+    "RunStatus": "records",
+    "Registry": "registry",
+    "load": "registry",
+    "register": "registry",
+    "workflows": "registry",
+    "MemoryRunStore": "run_store",
+    "SqliteRunStore": "run_store",
+    "Runtime": "runtime",
+}
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from sloflow.workflows.budget import Cost, Speed
+    from sloflow.workflows.context import StageContext
+    from sloflow.workflows.dsl import InvalidInput, Retry, Workflow
+    from sloflow.workflows.graph_workflow import GraphWorkflow
+    from sloflow.workflows.records import Event, RunRecord, RunStatus
+    from sloflow.workflows.registry import Registry, load, register, workflows
+    from sloflow.workflows.run_store import MemoryRunStore, SqliteRunStore
+    from sloflow.workflows.runtime import Runtime
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sloflow.workflows' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"sloflow.workflows.{module}"), name)

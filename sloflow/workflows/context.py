@@ -1,0 +1,208 @@
+"""What a stage receives besides the state: `ctx.llm`, the run's tools, `ctx.emit` and its budget.
+
+`RunScope` is one run's shared part (deadline, LLM client, tools, event sink, cancellation);
+`StageContext` is what a stage invocation sees. `ctx.llm` fills in a `CallContext` for every call,
+so stage code never handles deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from sloflow.errors import BackendError, Cancelled, ConfigError
+from sloflow.llm.client import CallContext, LLMClient
+from sloflow.llm.types import Completion, GenerateRequest, Message
+
+# Records an event of the run: (kind, stage, data).
+Emit = Callable[[str, str | None, dict[str, Any]], None]
+Tools = Mapping[str, Callable[..., Any]]
+
+
+def _drop(kind: str, stage: str | None, data: dict[str, Any]) -> None:
+    """Events of a graph invoked outside a runtime go nowhere."""
+
+
+class RunScope:
+    """One run's deadline, LLM client, tools and event sink, shared by all its stages."""
+
+    __slots__ = ("run_id", "workflow", "deadline", "client", "tools", "emit", "tenant", "cancelled", "_pending")
+
+    def __init__(
+        self,
+        run_id: str = "",
+        workflow: str = "",
+        deadline: float | None = None,
+        client: LLMClient | None = None,
+        tools: Tools | None = None,
+        emit: Emit = _drop,
+        tenant: str | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.workflow = workflow
+        self.deadline = deadline
+        self.client = client
+        self.tools: Tools = tools or {}
+        self.emit = emit
+        self.tenant = tenant
+        self.cancelled = False
+        self._pending: set[asyncio.Task[Any]] = set()
+
+    def cancel(self) -> None:
+        """Stop before the next stage and withdraw the LLM calls now pending."""
+        self.cancelled = True
+        for task in list(self._pending):
+            task.cancel()
+
+    def check_cancelled(self, stage: str) -> None:
+        """Raise `Cancelled` if the run was cancelled (called between stages)."""
+        if self.cancelled:
+            raise Cancelled(f"run {self.run_id} was cancelled before stage {stage!r}")
+
+    async def track(self, call: Any, stage: str) -> Any:
+        """Await an LLM call as a task that `cancel()` can withdraw."""
+        if self.cancelled:
+            call.close()  # never started: close the coroutine so it is not left un-awaited
+            self.check_cancelled(stage)
+        task = asyncio.ensure_future(call)
+        self._pending.add(task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if self.cancelled and task.cancelled():
+                raise Cancelled(f"run {self.run_id} was cancelled during stage {stage!r}; its LLM call was withdrawn") from None
+            raise
+        finally:
+            self._pending.discard(task)
+
+
+class StageLLM:
+    """`ctx.llm`: LLM calls that carry the run's deadline and this stage's budget."""
+
+    __slots__ = ("_scope", "_call")
+
+    def __init__(self, scope: RunScope, call: CallContext) -> None:
+        self._scope = scope
+        self._call = call
+
+    @property
+    def call_context(self) -> CallContext:
+        """What every call of this stage carries: run, stage, deadline, budget."""
+        return self._call
+
+    async def generate(self, request: GenerateRequest) -> Completion:
+        """Place one call and return the whole completion."""
+        client = self._scope.client
+        if client is None:
+            raise ConfigError(f"stage {self._call.stage!r} called ctx.llm, but no LLM client is bound to this run")
+        return await self._scope.track(client.generate(request, self._call), self._call.stage)
+
+    async def text(
+        self,
+        prompt: str | list[Message] | list[dict[str, str]],
+        *,
+        system: str | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
+        tokens: bool = False,
+    ) -> str:
+        """The generated text; a string prompt is one user message. `tokens=True` emits each piece."""
+        request = _request(prompt, system, max_tokens=max_tokens, temperature=temperature, stop=stop or [])
+        if not tokens:
+            return (await self.generate(request)).text
+        return await self._scope.track(self._stream_text(request), self._call.stage)
+
+    async def json(
+        self,
+        prompt: str | list[Message] | list[dict[str, str]],
+        *,
+        schema: type[BaseModel] | dict[str, Any],
+        system: str | None = None,
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+    ) -> Any:
+        """Output constrained to `schema`: an instance of a pydantic model, or a dict for a JSON schema."""
+        is_model = isinstance(schema, type) and issubclass(schema, BaseModel)
+        json_schema = schema.model_json_schema() if is_model else schema
+        request = _request(prompt, system, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema)
+        text = (await self.generate(request)).text
+        try:
+            return schema.model_validate_json(text) if is_model else json.loads(text)
+        except (ValidationError, ValueError) as exc:
+            raise BackendError(
+                f"stage {self._call.stage!r}: the model's answer does not fit the schema ({str(exc)[:200]})",
+                details={"text": text[:500]},
+            ) from None
+
+    async def _stream_text(self, request: GenerateRequest) -> str:
+        client = self._scope.client
+        if client is None:
+            raise ConfigError(f"stage {self._call.stage!r} called ctx.llm, but no LLM client is bound to this run")
+        pieces = []
+        async for chunk in client.stream(request, self._call):
+            if chunk.text:
+                pieces.append(chunk.text)
+                self._scope.emit("token", self._call.stage, {"text": chunk.text})
+        return "".join(pieces)
+
+
+def _request(prompt: str | list[Any], system: str | None, **options: Any) -> GenerateRequest:
+    messages = [Message(role="user", content=prompt)] if isinstance(prompt, str) else [Message.model_validate(m) for m in prompt]
+    if system is not None:
+        messages.insert(0, Message(role="system", content=system))
+    return GenerateRequest(messages=messages, **options)
+
+
+class StageContext:
+    """What one stage invocation sees: `llm`, `emit`, the run's tools (`ctx.retrieve`...) and its budget."""
+
+    __slots__ = ("run_id", "workflow", "stage", "deadline", "budget_s", "_scope", "_llm")
+
+    def __init__(self, scope: RunScope, stage: str, budget_s: float | None) -> None:
+        self.run_id = scope.run_id
+        self.workflow = scope.workflow
+        self.stage = stage
+        self.deadline = scope.deadline
+        self.budget_s = budget_s
+        self._scope = scope
+        self._llm: StageLLM | None = None
+
+    @property
+    def llm(self) -> StageLLM:
+        """LLM calls carrying this run's deadline and this stage's budget."""
+        if self._llm is None:  # built on first use: many stages never call an LLM
+            scope = self._scope
+            call = CallContext(
+                run_id=scope.run_id,
+                workflow=scope.workflow,
+                stage=self.stage,
+                deadline=scope.deadline,
+                budget_s=self.budget_s,
+                tenant=scope.tenant,
+            )
+            self._llm = StageLLM(scope, call)
+        return self._llm
+
+    def emit(self, message: str = "", **data: Any) -> None:
+        """Record a progress event for clients following the run."""
+        self._scope.emit("progress", self.stage, {"message": message, **data} if message else data)
+
+    @property
+    def tools(self) -> Tools:
+        """The tools bound to this run by name."""
+        return self._scope.tools
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        # Tools are injected at run start (ctx.retrieve, ctx.sql...), never imported by stages.
+        tools = self._scope.tools
+        if name in tools:
+            return tools[name]
+        raise AttributeError(
+            f"stage {self.stage!r} asked for ctx.{name}, but no tool {name!r} is bound to this run "
+            f"(bound: {sorted(tools) or 'none'})"
+        )
