@@ -16,7 +16,11 @@ from sloflow.logs import setup_logging
 
 app = typer.Typer(help="sloflow: agentic LLM workflows under latency SLOs.", no_args_is_help=True)
 
-BENCHMARKS = {"backends": "sloflow.bench.backends", "runtime": "sloflow.bench.runtime"}
+BENCHMARKS = {
+    "backends": "sloflow.bench.backends",
+    "runtime": "sloflow.bench.runtime",
+    "scheduler": "sloflow.bench.scheduler",
+}
 
 
 def _fail(exc: SloflowError) -> None:
@@ -30,30 +34,30 @@ def serve(
     host: Annotated[Optional[str], typer.Option(help="bind address (default from settings: 127.0.0.1)")] = None,
     port: Annotated[Optional[int], typer.Option(help="port (default from settings: 8000)")] = None,
 ) -> None:
-    """Serve the REST API with the configured model until Ctrl-C."""
-    import uvicorn
-
-    from sloflow.api.app import create_app
-    from sloflow.llm import open_backend
-    from sloflow.llm.client import DirectClient
+    """Serve the REST API: local Ray, LLM worker actors behind the scheduler, workflows; until Ctrl-C."""
+    from sloflow.api import serve as serving
 
     try:
         settings = get_settings()
         setup_logging(settings.log_level, settings.log_format)
-        backend = open_backend(settings, model)
+        host = host or settings.host
+        port = port or settings.port
+        model = model or settings.model
+        url = f"http://{host}:{port}"
+        example = {"messages": [{"role": "user", "content": "Write a SQL query that counts the rows of table orders."}], "max_tokens": 64}
+
+        def announce(line: str) -> None:
+            typer.echo(line)
+            if line.startswith("sloflow serving"):
+                typer.echo("try:")
+                typer.echo(f"  curl -s {url}/v1/chat/completions -H 'Content-Type: application/json' \\\n    -d '{json.dumps(example)}'")
+                typer.echo(f"  curl -s {url}/v1/workflows")
+
+        asyncio.run(serving.serve(settings, model, host, port, announce))
     except SloflowError as exc:
         _fail(exc)
-    host = host or settings.host
-    port = port or settings.port
-    url = f"http://{host}:{port}"
-    typer.echo(f"sloflow serving {backend.name} at {url}  (Ctrl-C to stop)")
-    typer.echo("try:")
-    typer.echo(
-        f"  curl -s {url}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
-        f"    -d '{json.dumps({'messages': [{'role': 'user', 'content': 'Write a SQL query that counts the rows of table orders.'}], 'max_tokens': 64})}'"
-    )
-    uvicorn.run(create_app(DirectClient(backend), [backend.name]), host=host, port=port, log_level="warning")
-    asyncio.run(backend.close())
+    except KeyboardInterrupt:
+        pass
 
 
 @app.command()
@@ -94,9 +98,12 @@ def bench(
     sys.stdout.write(json.dumps(figures) + "\n")
 
 
+from sloflow.scheduler import commands as scheduler_commands  # noqa: E402
 from sloflow.workflows import commands as workflow_commands  # noqa: E402
 
 app.add_typer(workflow_commands.app)
+app.command("sim")(scheduler_commands.sim)
+app.command("tune")(scheduler_commands.tune)
 
 
 def main() -> None:

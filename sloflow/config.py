@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     backend: Literal["embedded", "openai"] = "embedded"
     model: str = "qwen2.5-coder-1.5b"
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    # LLM worker actors `sloflow serve` starts; the threads are split among them.
+    workers: int = Field(2, ge=1, le=64)
     context_tokens: int = Field(4096, ge=256)
 
     # OpenAI-compatible endpoint (vLLM, SGLang, llama-server, Ollama, hosted APIs).
@@ -49,6 +51,7 @@ class Settings(BaseSettings):
 
     # Ray: empty means a local, loopback-only Ray started by sloflow.
     ray_address: str | None = None
+    ray_dashboard: bool = True
 
     @field_validator("host")
     @classmethod

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -19,17 +20,28 @@ def _sloflow() -> str:
     return shutil.which("sloflow", path=str(Path(sys.executable).parent)) or "sloflow"
 
 
-def test_serve_answers_health_and_chat(test_model_path: Path) -> None:
+def test_serve_answers_through_the_scheduler(test_model_path: Path, tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "SLOFLOW_MODEL": "smollm2-135m", "SLOFLOW_PORT": str(port), "SLOFLOW_THREADS": "1"}
-    with serving([_sloflow(), "serve"], f"http://127.0.0.1:{port}/v1/health", env=env):
-        resp = httpx.post(
-            f"http://127.0.0.1:{port}/v1/chat/completions",
-            json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4},
-            timeout=60,
-        )
+    env = {
+        **os.environ,
+        "SLOFLOW_MODEL": "smollm2-135m",
+        "SLOFLOW_PORT": str(port),
+        "SLOFLOW_THREADS": "2",
+        "SLOFLOW_HOME": str(tmp_path),
+        "SLOFLOW_RAY_DASHBOARD": "false",
+    }
+    base = f"http://127.0.0.1:{port}"
+    with serving([_sloflow(), "serve"], f"{base}/v1/health", env=env, timeout_s=240):
+        chat = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "deadline_s": 30}
+        resp = httpx.post(f"{base}/v1/chat/completions", json=chat, timeout=60)
         assert resp.status_code == 200
         assert resp.json()["usage"]["completion_tokens"] > 0
+        assert httpx.get(f"{base}/v1/workflows", timeout=10).status_code == 200
+        # The scheduler's series reach /metrics via Ray's export (Ray publishes them within ~10 s).
+        deadline = time.monotonic() + 40
+        while "ray_sloflow_calls_total" not in (text := httpx.get(f"{base}/metrics", timeout=10).text):
+            assert time.monotonic() < deadline, text[-2000:]
+            time.sleep(2)
 
 
 def test_invalid_setting_fails_at_start_naming_it() -> None:

@@ -18,11 +18,13 @@ def create_app(
     runtime: Any | None = None,
     sources: Any | None = None,
     database_roots: list[str] | None = None,
+    metrics_url: str | None = None,
 ) -> FastAPI:
     """An app whose LLM calls go through `llm`; runs and retrieval routes appear when given their service.
 
     `models` are the names a client may ask for (the first is the default); `runtime` is a
-    started `sloflow.workflows.Runtime`; `sources` a `sloflow.retrieval.sources.SourceRegistry`.
+    started `sloflow.workflows.Runtime`; `sources` a `sloflow.retrieval.sources.SourceRegistry`;
+    `metrics_url` the Prometheus export that `/metrics` relays.
     The caller owns the services' lifetime.
     """
     app = FastAPI(title="sloflow", version="0.1.0")
@@ -43,4 +45,9 @@ def create_app(
         app.state.database_roots = database_roots
         app.include_router(indexes.router)
         app.include_router(databases.router)
+    if metrics_url is not None:
+        from sloflow.api import metrics
+
+        app.state.metrics_url = metrics_url
+        app.include_router(metrics.router)
     return app

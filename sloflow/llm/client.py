@@ -75,22 +75,24 @@ class LLMClient(Protocol):
         ...
 
 
+def ensure_time_left(ctx: CallContext) -> None:
+    """Refuse a call whose deadline has already passed: its answer could only arrive late."""
+    left = ctx.remaining_s()
+    if left is not None and left <= 0:
+        raise DeadlineExceeded(f"{ctx.workflow}/{ctx.stage}: deadline passed {-left:.2f}s before the call")
+
+
 class DirectClient:
     """Calls one backend in process; refuses calls whose deadline has already passed."""
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
-    def _check(self, ctx: CallContext) -> None:
-        left = ctx.remaining_s()
-        if left is not None and left <= 0:
-            raise DeadlineExceeded(f"{ctx.workflow}/{ctx.stage}: deadline passed {-left:.2f}s before the call")
-
     async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
-        self._check(ctx)
+        ensure_time_left(ctx)
         return await self.backend.generate(request)
 
     async def stream(self, request: GenerateRequest, ctx: CallContext) -> AsyncIterator[Chunk]:
-        self._check(ctx)
+        ensure_time_left(ctx)
         async for chunk in self.backend.stream(request):
             yield chunk

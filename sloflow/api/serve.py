@@ -1,0 +1,71 @@
+"""What `sloflow serve` runs: Ray, the scheduler and its LLM workers, the workflow runtime, the API.
+
+Data path: API -> runtime (workflows) -> `SchedulerClient` -> dispatcher actor -> worker actors ->
+backends. The chat endpoint and every stage's `ctx.llm` go through the same scheduler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import uvicorn
+
+from sloflow.api.app import create_app
+from sloflow.config import Settings
+from sloflow.llm.models import model_path
+from sloflow.ray_start import start_ray
+
+log = logging.getLogger(__name__)
+
+
+def worker_specs(settings: Settings, model: str) -> dict:
+    """One spec per LLM worker: embedded llama.cpp sharing the cores, or an OpenAI-compatible server."""
+    from sloflow.scheduler.worker import WorkerSpec
+
+    if settings.backend == "openai":
+        spec = WorkerSpec(
+            "openai", settings.openai_model, base_url=settings.openai_base_url, api_key=settings.openai_api_key, num_cpus=0
+        )
+    else:
+        threads = max(1, settings.threads // settings.workers)
+        spec = WorkerSpec(
+            "embedded",
+            model,
+            threads=threads,
+            context_tokens=settings.context_tokens,
+            models_dir=str(settings.home / "models"),
+            num_cpus=0,  # the threads are the real budget; Ray's CPU count must not block start-up
+        )
+    return {f"worker-{i}": spec for i in range(settings.workers)}
+
+
+async def serve(settings: Settings, model: str, host: str, port: int, announce: Callable[[str], None]) -> None:
+    """Start everything, serve until Ctrl-C, then stop it; unfinished runs resume at the next start."""
+    import ray
+
+    from sloflow.scheduler.client import SchedulerClient
+    from sloflow.scheduler.dispatcher import start_scheduler
+    from sloflow.workflows.runtime import Runtime
+
+    if settings.backend == "embedded":
+        model_path(model, settings.home / "models")  # a clear error now rather than in a worker
+    else:
+        model = settings.openai_model
+    start_ray(settings, dashboard=settings.ray_dashboard)
+    try:
+        announce(f"starting {settings.workers} LLM worker(s) for {model} (each measures its speed first)")
+        dispatcher = await asyncio.to_thread(start_scheduler, worker_specs(settings, model))
+        client = SchedulerClient(dispatcher)
+        metrics_url = f"http://127.0.0.1:{ray.nodes()[0]['MetricsExportPort']}/metrics"
+        async with Runtime.open(settings.home, checkpoints=settings.checkpoints, client=client) as runtime:
+            resumed = await runtime.resume_unfinished()
+            if resumed:
+                announce(f"resumed {len(resumed)} unfinished run(s)")
+            app = create_app(client, [model], runtime=runtime, metrics_url=metrics_url)
+            server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+            announce(f"sloflow serving {model} at http://{host}:{port}  (Ctrl-C to stop)")
+            await server.serve()
+    finally:
+        ray.shutdown()

@@ -1,0 +1,54 @@
+"""The one thing the scheduler places: a `Call`, and the per-call budget the runtime gives it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+Priority = Literal["interactive", "background"]
+
+
+@dataclass(slots=True)
+class Call:
+    """One LLM call: who makes it, its expected size, when it was released and when it is due.
+
+    Times are seconds on whatever clock the caller passes as `now` (wall clock live, simulated
+    time in the simulator). `deadline` is the call's own due time (release + budget, at most the
+    request's deadline); None makes it a background call that only fills idle capacity.
+    """
+
+    id: str
+    prompt_tokens: int
+    output_tokens: int
+    release: float
+    deadline: float | None = None
+    request_deadline: float | None = None  # the whole request's deadline, when known
+    run_id: str = ""
+    workflow: str = ""
+    stage: str = ""
+    tenant: str | None = None
+    prefix_key: str | None = None  # a shared prompt prefix (e.g. hash of system prompt + evidence)
+    prefix_tokens: int = 0  # how many leading prompt tokens that prefix covers
+    model: str | None = None  # a specific model, or None for any worker
+
+    @property
+    def priority(self) -> Priority:
+        return "background" if self.deadline is None else "interactive"
+
+    @property
+    def kv_tokens(self) -> int:
+        """Context (KV-cache) tokens the call occupies while it runs."""
+        return self.prompt_tokens + self.output_tokens
+
+
+def call_budget(remaining_s: float, stage_s: float, later_stages_s: Sequence[float]) -> float:
+    """HEXGEN's per-call budget: the stage's share of the request's remaining time.
+
+    budget = remaining * tbar(stage) / (tbar(stage) + sum tbar(later stages)); a late request
+    (remaining <= 0) gets a zero budget, which makes its calls the most urgent.
+    """
+    total = stage_s + sum(later_stages_s)
+    if remaining_s <= 0 or total <= 0:
+        return max(remaining_s, 0.0)
+    return remaining_s * stage_s / total

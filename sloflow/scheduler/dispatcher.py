@@ -1,0 +1,222 @@
+"""The dispatcher Ray actor: the global view of all workers, dispatch, re-dispatch, add/drain/remove.
+
+Every call passes through `generate`, which owns it until it returns: if the worker holding the
+call dies, the call is dispatched again; if the re-dispatch policy moves it, it follows. A call is
+answered exactly once, by the one `generate` that owns it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+
+from sloflow.errors import BackendError, NotFound, SloflowError
+from sloflow.llm.types import Chunk, Completion, GenerateRequest
+from sloflow.scheduler.call import Call
+from sloflow.scheduler.dispatch import eligible
+from sloflow.scheduler.metrics import DispatcherMetrics
+from sloflow.scheduler.policies import DEFAULT, make_scheduler
+from sloflow.scheduler.profile import WorkerProfile
+from sloflow.scheduler.view import WorkerView
+from sloflow.scheduler.worker import Outcome, WorkerActor, WorkerSpec
+
+log = logging.getLogger(__name__)
+
+DISPATCHER_NAME = "sloflow-dispatcher"
+
+
+class Dispatcher:
+    """Places calls on workers by the configured policies; `DispatcherActor` runs it in Ray."""
+
+    def __init__(self, scheduler: str = DEFAULT, alpha: float = 0.5) -> None:
+        self.scheduler = make_scheduler(scheduler, alpha)
+        self.views: dict[str, WorkerView] = {}
+        self.handles: dict[str, Any] = {}
+        self.redirect: dict[str, str] = {}  # call id -> worker it was moved to
+        self.metrics = DispatcherMetrics()
+        self.redispatched = 0
+
+    def __repr__(self) -> str:
+        return f"Dispatcher({self.scheduler.name}, {len(self.views)} workers)"
+
+    async def add_worker(self, worker_id: str, spec: WorkerSpec) -> WorkerProfile:
+        """Start a worker actor, wait for its profile, and begin dispatching to it."""
+        if worker_id in self.handles:
+            raise BackendError(f"worker {worker_id!r} already exists; remove it first or pick another id")
+        me = ray.get_runtime_context().current_actor
+        handle = WorkerActor.options(**spec.actor_options(f"sloflow-worker-{worker_id}")).remote(
+            worker_id, spec, self.scheduler.queue.name, me
+        )
+        profile, model = await handle.ready.remote()
+        self.handles[worker_id] = handle
+        self.views[worker_id] = WorkerView(worker_id, profile, model=model)
+        return profile
+
+    async def drain(self, worker_id: str) -> None:
+        """Stop sending calls to a worker and wait until it has finished the ones it holds."""
+        view = self._view(worker_id)
+        view.draining = True
+        while view.queued or view.running:
+            await asyncio.sleep(0.05)
+
+    async def remove(self, worker_id: str) -> None:
+        """Drain a worker, then stop its actor."""
+        await self.drain(worker_id)
+        handle = self.handles.pop(worker_id)
+        self.views.pop(worker_id, None)
+        try:
+            await handle.close.remote()
+        except RayActorError:
+            pass  # already gone: nothing left to close
+        ray.kill(handle)
+
+    async def workers(self) -> list[dict[str, Any]]:
+        """Each worker's id, profile, and how many calls it holds."""
+        return [
+            {"id": v.id, "profile": v.profile, "model": v.model, "queued": len(v.queued), "running": len(v.running), "draining": v.draining}
+            for v in self.views.values()
+        ]
+
+    async def stats(self) -> dict[str, Any]:
+        return {"redispatched": self.redispatched, "workers": len(self.views)}
+
+    def _view(self, worker_id: str) -> WorkerView:
+        if worker_id not in self.views:
+            raise NotFound(f"no worker {worker_id!r}; workers are {sorted(self.views)}")
+        return self.views[worker_id]
+
+    async def started(self, worker_id: str, call_id: str) -> None:
+        """A worker began running a call (keeps the view's running set exact)."""
+        view = self.views.get(worker_id)
+        if view is not None and call_id in view.queued:
+            view.start(call_id, time.time())
+
+    def _forget(self, worker_id: str, call_id: str) -> None:
+        view = self.views.get(worker_id)
+        if view is None:
+            return
+        if call_id in view.running:
+            view.finish(call_id)
+        elif call_id in view.queued:
+            view.withdraw(call_id)
+
+    def _lost(self, worker_id: str) -> None:
+        if self.handles.pop(worker_id, None) is not None:
+            self.views.pop(worker_id, None)
+            log.warning("worker %s died; re-dispatching its calls", worker_id)
+
+    async def generate(self, call: Call, request: GenerateRequest) -> Completion:
+        """Run `call` on the worker the policies choose; survive worker deaths and re-dispatch."""
+        async for chunk in self._place(call, request, streaming=False):
+            if chunk.completion is not None:
+                return chunk.completion
+        raise AssertionError("placing a call always ends with its completion")
+
+    async def stream(self, call: Call, request: GenerateRequest) -> AsyncIterator[Chunk]:
+        """Like `generate`, yielding text pieces as the worker produces them, then the completion.
+
+        A worker that dies before sending text is replaced as in `generate`; one that dies after
+        some text was sent fails the call, since a retry would send that text again.
+        """
+        async for chunk in self._place(call, request, streaming=True):
+            yield chunk
+
+    async def _place(self, call: Call, request: GenerateRequest, *, streaming: bool) -> AsyncIterator[Chunk]:
+        dispatched = time.time()
+        target: str | None = None
+        sent = False
+        while True:
+            if target is None or target not in self.views:
+                if not self.views:
+                    raise BackendError("no LLM workers are running; add one with add_worker")
+                target = self.scheduler.dispatch.choose(call, eligible(call, list(self.views.values())), time.time()).id
+            self.views[target].enqueue(call)
+            out: Outcome | None = None
+            try:
+                if streaming:
+                    async for ref in self.handles[target].stream.options(num_returns="streaming").remote(call, request):
+                        item = await ref
+                        if isinstance(item, Outcome):
+                            out = item
+                        else:
+                            sent = True
+                            yield item
+                else:
+                    out = await self.handles[target].run.remote(call, request)
+            except RayActorError:
+                self._lost(target)
+                if sent:
+                    raise BackendError(f"worker {target} died while streaming call {call.id}; it is not retried") from None
+                self.redispatched += 1
+                self.metrics.redispatched("worker_died")
+                target = None
+                continue
+            except RayTaskError as exc:
+                self._forget(target, call.id)
+                if isinstance(exc.cause, SloflowError):
+                    raise exc.cause from None
+                raise BackendError(f"worker {target} failed on call {call.id}: {exc.cause}") from None
+            assert out is not None, "a worker always ends a call with its outcome"
+            self._forget(target, call.id)
+            if target in self.views:
+                self.views[target].held_prefixes = set(out.held_prefixes)
+            if out.completion is None:  # withdrawn: follow it to the worker it was moved to
+                target = self.redirect.pop(call.id, None)
+                continue
+            now = time.time()
+            met = None if call.deadline is None else now <= (call.request_deadline or call.deadline)
+            self.metrics.finished(target, call.workflow, now - dispatched, met)
+            asyncio.get_running_loop().create_task(self._rebalance(target))
+            yield Chunk(completion=out.completion)
+            return
+
+    async def _rebalance(self, worker_id: str) -> None:
+        """If `worker_id` has room and nothing queued, move a waiting call from elsewhere to it."""
+        if self.scheduler.rebalance is None:
+            return
+        idle = self.views.get(worker_id)
+        if idle is None or idle.queued or idle.draining:
+            return
+        got = self.scheduler.rebalance.steal(idle, list(self.views.values()), time.time())
+        if got is None:
+            return
+        call, source = got
+        self.redirect[call.id] = worker_id
+        try:
+            moved = await self.handles[source.id].withdraw.remote(call.id)
+        except RayActorError:
+            moved = False  # the source died: the call's owner re-dispatches it anyway
+        if not moved:
+            self.redirect.pop(call.id, None)
+            return
+        self.redispatched += 1
+        self.metrics.redispatched("rebalance")
+
+
+DispatcherActor = ray.remote(Dispatcher)
+
+
+def start_dispatcher(scheduler: str = DEFAULT, *, alpha: float = 0.5, name: str = DISPATCHER_NAME) -> Any:
+    """The named dispatcher actor (created if it does not exist yet); Ray must be started."""
+    return DispatcherActor.options(
+        name=name, get_if_exists=True, num_cpus=0, max_concurrency=10_000, max_restarts=0
+    ).remote(scheduler, alpha)
+
+
+def start_scheduler(workers: dict[str, WorkerSpec], scheduler: str = DEFAULT, *, name: str = DISPATCHER_NAME) -> Any:
+    """Start (or join) the dispatcher and add the workers not yet in it, one at a time; returns the handle.
+
+    Workers are added one by one so that their profiling passes do not compete for the same cores.
+    """
+    dispatcher = start_dispatcher(scheduler, name=name)
+    present = {w["id"] for w in ray.get(dispatcher.workers.remote())}
+    for worker_id, spec in workers.items():
+        if worker_id not in present:
+            ray.get(dispatcher.add_worker.remote(worker_id, spec))
+    return dispatcher

@@ -1,0 +1,87 @@
+"""What the dispatcher knows about one worker: its profile, queued and running calls, held prefixes.
+
+The live dispatcher and the simulator keep these views with the same four methods (enqueue,
+start, finish, withdraw), so the policies read the same estimates in both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sloflow.scheduler.call import Call
+from sloflow.scheduler.profile import WorkerProfile
+
+
+@dataclass(slots=True)
+class Queued:
+    """A call waiting on a worker, with its expected solo seconds there."""
+
+    call: Call
+    work_s: float
+
+
+@dataclass(slots=True)
+class Running:
+    """A call in flight on a worker and when it is expected to end."""
+
+    call: Call
+    expected_end: float
+
+
+@dataclass(slots=True)
+class WorkerView:
+    """The dispatcher's picture of one worker (estimates, updated as calls start and finish)."""
+
+    id: str
+    profile: WorkerProfile
+    model: str | None = None
+    draining: bool = False
+    queued: dict[str, Queued] = field(default_factory=dict)
+    running: dict[str, Running] = field(default_factory=dict)
+    held_prefixes: set[str] = field(default_factory=set)
+    kv_used: int = 0
+    queued_work_s: float = 0.0
+    assigned_s: float = 0.0  # cumulative work ever assigned (HEXGEN's W_m); never decremented
+
+    def cached_tokens(self, call: Call) -> int:
+        """Prompt tokens of `call` this worker still holds in its prompt cache."""
+        return call.prefix_tokens if call.prefix_key is not None and call.prefix_key in self.held_prefixes else 0
+
+    def solo_s(self, call: Call) -> float:
+        """Expected seconds of `call` alone on this worker, counting its cached prefix."""
+        return self.profile.solo_s(call.prompt_tokens, call.output_tokens, self.cached_tokens(call))
+
+    def has_room(self, call: Call) -> bool:
+        """Whether `call` could start right now (a free slot and enough free KV cache)."""
+        return len(self.running) < self.profile.slots and self.kv_used + call.kv_tokens <= self.profile.kv_capacity
+
+    def running_left_s(self, now: float) -> list[float]:
+        """Seconds each running call still needs (at least a millisecond: estimates can run over)."""
+        return [max(r.expected_end - now, 1e-3) for r in self.running.values()]
+
+    def outstanding_s(self, now: float) -> float:
+        """Work still to do here: what running calls have left plus all queued work, in seconds."""
+        return sum(self.running_left_s(now)) + self.queued_work_s
+
+    def enqueue(self, call: Call) -> None:
+        work = self.solo_s(call)
+        self.queued[call.id] = Queued(call, work)
+        self.queued_work_s += work
+        self.assigned_s += work
+
+    def withdraw(self, call_id: str) -> Call:
+        """Take a queued call back (to re-dispatch it elsewhere)."""
+        q = self.queued.pop(call_id)
+        self.queued_work_s = max(self.queued_work_s - q.work_s, 0.0) if self.queued else 0.0
+        return q.call
+
+    def start(self, call_id: str, now: float) -> None:
+        call = self.withdraw(call_id)
+        cost = self.profile.cost(call, self.cached_tokens(call), len(self.running) + 1)
+        self.running[call_id] = Running(call, now + cost)
+        self.kv_used += call.kv_tokens
+
+    def finish(self, call_id: str) -> Call:
+        r = self.running.pop(call_id)
+        self.kv_used -= r.call.kv_tokens
+        return r.call

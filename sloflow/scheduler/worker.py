@@ -1,0 +1,225 @@
+"""One LLM worker as an async Ray actor: its backend, its local urgency queue and its slots.
+
+The dispatcher sends every call with `run`; the call waits in the local queue until the queue
+policy picks it and a slot (and KV room) is free, then runs on the backend. A queued call can be
+taken back with `withdraw` (re-dispatch). Workers declare their Ray resources so that on a real
+cluster they land on nodes with the right accelerator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import ray
+
+from sloflow.errors import ConfigError
+from sloflow.llm.backend import Backend
+from sloflow.llm.types import Chunk, Completion, GenerateRequest
+from sloflow.scheduler.call import Call
+from sloflow.scheduler.metrics import WorkerMetrics
+from sloflow.scheduler.profile import WorkerProfile, measure_profile
+from sloflow.scheduler.queueing import QUEUE_POLICIES, next_call
+from sloflow.scheduler.view import WorkerView
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker runs and what it needs from Ray; `profile` skips the measuring pass."""
+
+    kind: Literal["embedded", "openai", "emulated"]
+    model: str  # embedded model name or .gguf path, served model name, or emulated label
+    slots: int = 1
+    threads: int = 1
+    context_tokens: int = 2048
+    models_dir: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    # Emulated speed: prefill and decode seconds per token and a fixed overhead per call.
+    emulated: tuple[float, float, float] = (0.001, 0.01, 0.0)
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    accelerator: str | None = None  # e.g. "A100": needs the Ray resource accelerator_type:A100
+    profile: WorkerProfile | None = None
+    probe_words: tuple[int, ...] = (16, 96, 192)  # prompt sizes of the profiling pass
+
+    def actor_options(self, name: str) -> dict[str, Any]:
+        """Ray options that place the actor: CPUs, GPUs, accelerator type, and its name."""
+        opts: dict[str, Any] = {"name": name, "num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "max_restarts": 0}
+        if self.accelerator:
+            opts["resources"] = {f"accelerator_type:{self.accelerator}": 0.001}
+        return opts
+
+    def open(self) -> Backend:
+        """Build the backend this spec describes (inside the worker process)."""
+        if self.kind == "embedded":
+            from sloflow.config import get_settings
+            from sloflow.llm.embedded import EmbeddedBackend
+
+            models_dir = Path(self.models_dir) if self.models_dir else get_settings().home / "models"
+            return EmbeddedBackend(
+                self.model,
+                models_dir=models_dir,
+                threads=self.threads,
+                context_tokens=self.context_tokens,
+                instances=self.slots,
+            )
+        if self.kind == "openai":
+            from sloflow.llm.openai_http import OpenAIBackend
+
+            if not self.base_url:
+                raise ConfigError("an openai worker needs base_url")
+            return OpenAIBackend(self.base_url, self.model, api_key=self.api_key)
+        if self.kind == "emulated":
+            from sloflow.llm.emulated import EmulatedBackend
+
+            prefill, decode, overhead = self.emulated
+            return EmulatedBackend(
+                self.model, prefill_s_per_token=prefill, decode_s_per_token=decode, overhead_s=overhead, slots=self.slots
+            )
+        raise ConfigError(f"unknown worker kind {self.kind!r}; use embedded, openai or emulated")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `run` returns: the completion (None if the call was withdrawn) and the prefixes now held."""
+
+    completion: Completion | None
+    held_prefixes: tuple[str, ...]
+
+
+class LLMWorker:
+    """A worker's state and logic; `WorkerActor` is this class as an async Ray actor."""
+
+    def __init__(self, worker_id: str, spec: WorkerSpec, queue: str = "triaged-edf", dispatcher: Any = None) -> None:
+        if queue not in QUEUE_POLICIES:
+            raise ConfigError(f"unknown queue policy {queue!r}; use one of {sorted(QUEUE_POLICIES)}")
+        self.id = worker_id
+        self.spec = spec
+        self.dispatcher = dispatcher  # actor handle told when a call starts, or None
+        self.queue = QUEUE_POLICIES[queue]()
+        self.backend: Backend | None = None
+        self.view: WorkerView | None = None
+        self.waiting: dict[str, asyncio.Future[bool]] = {}
+        # Mirrors the backend's first-free-first-used instances, so we know which prefix each holds.
+        self.free_slots: deque[int] = deque(range(spec.slots))
+        self.slot_prefix: list[str | None] = [None] * spec.slots
+        self.metrics = WorkerMetrics(worker_id)
+
+    def __repr__(self) -> str:
+        return f"LLMWorker({self.id}, {self.backend.name if self.backend else self.spec.model})"
+
+    async def ready(self) -> tuple[WorkerProfile, str]:
+        """Open the backend, measure its profile (unless the spec carries one); return it and the model."""
+        if self.view is None:
+            self.backend = self.spec.open()
+            profile = self.spec.profile or await measure_profile(
+                self.backend,
+                f"{self.id}:{self.backend.name}",
+                slots=self.spec.slots,
+                context_tokens=self.spec.context_tokens,
+                prompt_words=self.spec.probe_words,
+            )
+            self.view = WorkerView(self.id, profile, model=self.backend.name)
+            log.info("worker %s ready: %s", self.id, profile)
+        assert self.backend is not None
+        return self.view.profile, self.backend.name
+
+    def _pump(self) -> None:
+        assert self.view is not None
+        while True:
+            call = next_call(self.view, self.queue, time.time())
+            if call is None or not self.view.has_room(call):
+                break
+            self.view.start(call.id, time.time())
+            self.waiting.pop(call.id).set_result(True)
+        self.metrics.queue_length(len(self.view.queued))
+
+    async def _admit(self, call: Call) -> bool:
+        """Queue `call` until it may start; False if it was withdrawn instead."""
+        view = self.view
+        assert view is not None and self.backend is not None, "call ready() first"
+        arrived = time.time()
+        go: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.waiting[call.id] = go
+        view.enqueue(call)
+        self._pump()
+        if not await go:
+            return False
+        if self.dispatcher is not None:
+            self.dispatcher.started.remote(self.id, call.id)  # fire and forget: keeps its view exact
+        self.metrics.queue_wait(time.time() - arrived)
+        return True
+
+    def _release(self, call: Call, slot: int) -> tuple[str, ...]:
+        assert self.view is not None
+        self.free_slots.append(slot)
+        self.slot_prefix[slot] = call.prefix_key
+        self.view.held_prefixes = {p for p in self.slot_prefix if p is not None}
+        self.view.finish(call.id)
+        self._pump()
+        return tuple(self.view.held_prefixes)
+
+    async def run(self, call: Call, request: GenerateRequest) -> Outcome:
+        """Queue `call`, run it when the queue policy and a slot allow, return its completion."""
+        admitted = await self._admit(call)
+        assert self.view is not None and self.backend is not None
+        if not admitted:
+            return Outcome(None, tuple(self.view.held_prefixes))
+        slot = self.free_slots.popleft()
+        try:
+            completion = await self.backend.generate(request)
+        finally:
+            held = self._release(call, slot)
+        self.metrics.served(completion)
+        return Outcome(completion, held)
+
+    async def stream(self, call: Call, request: GenerateRequest) -> AsyncIterator[Chunk | Outcome]:
+        """Like `run`, but yield the text pieces as they come, then the `Outcome`."""
+        admitted = await self._admit(call)
+        assert self.view is not None and self.backend is not None
+        if not admitted:
+            yield Outcome(None, tuple(self.view.held_prefixes))
+            return
+        slot = self.free_slots.popleft()
+        completion: Completion | None = None
+        try:
+            async for chunk in self.backend.stream(request):
+                if chunk.completion is not None:
+                    completion = chunk.completion
+                else:
+                    yield chunk
+        finally:
+            held = self._release(call, slot)
+        assert completion is not None, "a backend stream ends with its completion"
+        self.metrics.served(completion)
+        yield Outcome(completion, held)
+
+    async def withdraw(self, call_id: str) -> bool:
+        """Take back a call that is still queued; False if it already started or is unknown."""
+        if self.view is None or call_id not in self.view.queued:
+            return False
+        self.view.withdraw(call_id)
+        self.waiting.pop(call_id).set_result(False)
+        self.metrics.queue_length(len(self.view.queued))
+        return True
+
+    async def state(self) -> dict[str, Any]:
+        """Queued and running call ids, for tests and the dashboard."""
+        view = self.view
+        return {"queued": list(view.queued) if view else [], "running": list(view.running) if view else []}
+
+    async def close(self) -> None:
+        if self.backend is not None:
+            await self.backend.close()
+
+
+WorkerActor = ray.remote(LLMWorker)

@@ -1,0 +1,139 @@
+"""Dispatch and queue policies on hand-built worker views: pure, no Ray, no clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from sloflow.errors import InvalidRequest
+from sloflow.scheduler.call import Call, call_budget
+from sloflow.scheduler.dispatch import (
+    EarliestFinish,
+    HexgenBalance,
+    LeastOutstanding,
+    Rebalancer,
+    RoundRobin,
+    SlackAwareFinish,
+    eligible,
+)
+from sloflow.scheduler.profile import WorkerProfile
+from sloflow.scheduler.queueing import EarliestDeadline, Fcfs, LeastSlack, TriagedDeadline, next_call
+from sloflow.scheduler.view import WorkerView
+
+FAST = WorkerProfile("fast", prefill_s_per_token=0.001, decode_s_per_token=0.01, slots=1, context_tokens=4096)
+SLOW = WorkerProfile("slow", prefill_s_per_token=0.002, decode_s_per_token=0.02, slots=1, context_tokens=4096)
+
+
+def call(i: int | str, prompt: int = 100, output: int = 10, release: float = 0.0, deadline: float | None = 100.0, **kw) -> Call:
+    return Call(id=str(i), prompt_tokens=prompt, output_tokens=output, release=release, deadline=deadline, **kw)
+
+
+def test_budget_is_the_stage_share_of_the_remaining_time() -> None:
+    assert call_budget(10.0, 1.0, [2.0, 1.0]) == pytest.approx(2.5)
+    assert call_budget(-1.0, 1.0, [2.0]) == 0.0  # a late request's calls become the most urgent
+
+
+def test_filter_refuses_draining_wrong_model_and_too_long_calls() -> None:
+    a = WorkerView("a", FAST, model="m1")
+    b = WorkerView("b", FAST, model="m2", draining=True)
+    assert eligible(call(1, model="m1"), [a, b]) == [a]
+    with pytest.raises(InvalidRequest, match="no worker"):
+        eligible(call(2, prompt=5000), [a])
+
+
+def test_round_robin_and_least_outstanding_spread_calls() -> None:
+    views = [WorkerView("a", FAST), WorkerView("b", FAST)]
+    rr = RoundRobin()
+    assert {rr.choose(call(i), views, 0).id for i in range(2)} == {"a", "b"}
+    views[0].enqueue(call("q"))
+    assert LeastOutstanding().choose(call(3), views, 0).id == "b"
+
+
+def test_earliest_finish_prefers_the_fast_worker_until_its_queue_costs_more() -> None:
+    fast, slow = WorkerView("fast", FAST), WorkerView("slow", SLOW)
+    assert EarliestFinish().choose(call(1), [fast, slow], 0).id == "fast"
+    for i in range(3):
+        fast.enqueue(call(f"q{i}"))
+    fast.start("q0", 0.0)
+    assert EarliestFinish().choose(call(2), [fast, slow], 0).id == "slow"
+
+
+def test_slack_aware_finish_counts_only_the_queued_work_served_first() -> None:
+    fast, slow = WorkerView("fast", FAST), WorkerView("slow", SLOW)
+    fast.enqueue(call("running"))
+    fast.start("running", 0.0)
+    for i in range(5):  # a queue of calls due much later: an urgent call jumps it
+        fast.enqueue(call(f"lazy{i}", deadline=1000.0))
+    urgent = call("urgent", deadline=1.0)
+    assert EarliestFinish().choose(urgent, [fast, slow], 0).id == "slow"
+    assert SlackAwareFinish().choose(urgent, [fast, slow], 0).id == "fast"
+
+
+def test_slack_aware_finish_counts_the_prefix_a_worker_holds() -> None:
+    cold, warm = WorkerView("cold", FAST), WorkerView("warm", FAST, held_prefixes={"sys"})
+    c = call(1, prompt=2000, output=5, prefix_key="sys", prefix_tokens=1800)
+    assert SlackAwareFinish().choose(c, [cold, warm], 0).id == "warm"
+    assert warm.solo_s(c) < cold.solo_s(c) / 3
+
+
+def test_slack_aware_finish_sees_a_full_kv_cache_where_slots_are_free() -> None:
+    small = WorkerProfile("small-kv", 0.001, 0.01, slots=8, context_tokens=4096, kv_tokens=4096)
+    big = WorkerProfile("big-kv", 0.0012, 0.012, slots=8, context_tokens=4096, kv_tokens=32768)
+    a, b = WorkerView("a", small), WorkerView("b", big)
+    a.enqueue(call("r", prompt=3000, output=100))
+    a.start("r", 0.0)
+    c = call("new", prompt=3000, output=100)
+    assert not a.has_room(c)
+    assert SlackAwareFinish().choose(c, [a, b], 0).id == "b"
+
+
+def test_calls_of_a_lost_request_go_to_the_least_loaded_worker() -> None:
+    fast, slow = WorkerView("fast", FAST), WorkerView("slow", SLOW)
+    fast.enqueue(call("x"))
+    lost = call("lost", prompt=1000, output=100, deadline=0.5, request_deadline=0.5)  # 2 s of work: too late
+    assert SlackAwareFinish().choose(lost, [fast, slow], 0).id == "slow"
+
+
+def test_hexgen_alpha_trades_speed_against_cumulative_load() -> None:
+    fast, slow = WorkerView("fast", FAST), WorkerView("slow", SLOW)
+    fast.enqueue(call("first"))
+    fast.withdraw("first")  # cumulative work stays: HEXGEN never decrements it
+    assert HexgenBalance(alpha=1.0).choose(call(1), [fast, slow], 0).id == "fast"
+    assert HexgenBalance(alpha=0.0).choose(call(1), [fast, slow], 0).id == "slow"
+
+
+def test_deadline_calls_always_go_before_background_calls() -> None:
+    w = WorkerView("w", FAST)
+    w.enqueue(call("bg", release=0.0, deadline=None))
+    w.enqueue(call("late", release=5.0, deadline=500.0))
+    for policy in (Fcfs(), EarliestDeadline(), LeastSlack(), TriagedDeadline()):
+        assert next_call(w, policy, 10.0).id == "late"
+    w.withdraw("late")
+    assert next_call(w, Fcfs(), 10.0).id == "bg"
+
+
+def test_queue_orders() -> None:
+    w = WorkerView("w", FAST)
+    w.enqueue(call("early-long", prompt=3000, release=0.0, deadline=5.0))  # 3.1 s of work: slack 1.9
+    w.enqueue(call("soon-short", prompt=10, output=1, release=1.0, deadline=4.0))  # slack ~4
+    assert next_call(w, Fcfs(), 0).id == "early-long"
+    assert next_call(w, EarliestDeadline(), 0).id == "soon-short"
+    assert next_call(w, LeastSlack(), 0).id == "early-long"
+
+
+def test_triaged_slack_serves_requests_that_can_still_make_it_first() -> None:
+    w = WorkerView("w", FAST)
+    w.enqueue(call("hopeless", deadline=1.0, request_deadline=1.0))
+    w.enqueue(call("feasible", deadline=10.0, request_deadline=10.0))
+    assert next_call(w, LeastSlack(), 2.0).id == "hopeless"
+    assert next_call(w, TriagedDeadline(), 2.0).id == "feasible"
+
+
+def test_rebalancer_moves_the_most_urgent_waiting_call_to_an_idle_worker() -> None:
+    busy, idle = WorkerView("busy", FAST), WorkerView("idle", FAST)
+    busy.enqueue(call("running", output=500))
+    busy.start("running", 0.0)
+    busy.enqueue(call("relaxed", deadline=100.0))
+    busy.enqueue(call("urgent", deadline=3.0))
+    got = Rebalancer().steal(idle, [busy, idle], 0.0)
+    assert got is not None and got[0].id == "urgent" and got[1] is busy
+    assert Rebalancer().steal(busy, [busy, idle], 0.0) is None  # nothing waits elsewhere

@@ -1,0 +1,115 @@
+"""The simulator and the experiments built on it: deterministic, nothing lost, policies ranked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sloflow.scheduler.experiment import Workload, goodput, parse_cluster, simulate
+from sloflow.scheduler.policies import DEFAULT, make_scheduler
+from sloflow.scheduler.profile import WorkerProfile
+from sloflow.scheduler.simulator import BudgetModel, Simulation, standalone_s
+from sloflow.scheduler.traces import CallShape, RequestShape, load_arrival_trace, load_workflow_trace, rescaled
+from sloflow.scheduler.tune import tune_alpha
+
+ONE = WorkerProfile("one", prefill_s_per_token=0.001, decode_s_per_token=0.01, slots=1, context_tokens=4096)
+
+
+def shape(*stages: list[tuple[int, int]]) -> RequestShape:
+    return RequestShape(tuple(tuple(CallShape("step", p, o) for p, o in stage) for stage in stages))
+
+
+def test_a_request_alone_takes_its_standalone_latency() -> None:
+    req = shape([(1000, 100)], [(500, 50)])
+    sim = Simulation([("w", ONE)], make_scheduler("eft+fcfs"), BudgetModel([req], [ONE]))
+    result = sim.run([req], [0.0], [10.0])
+    assert result.latencies[0] == pytest.approx(standalone_s(req, [ONE])) == pytest.approx(2.0 + 1.0)
+
+
+def test_parallel_calls_share_a_multi_slot_worker_by_its_slowdown() -> None:
+    two = WorkerProfile("two", 0.001, 0.01, decode_slowdown=0.5, slots=2, context_tokens=4096)
+    req = shape([(1000, 100), (1000, 100)])
+    result = Simulation([("w", two)], make_scheduler("eft+fcfs"), BudgetModel([req], [two])).run([req], [0.0], [10.0])
+    assert result.latencies[0] == pytest.approx(2.0 * 1.5)  # both run at once, each 1.5x slower
+
+
+def test_prefix_held_by_a_worker_saves_its_prefill() -> None:
+    req = RequestShape(((CallShape("s", 1000, 10, prefix_tokens=900),), (CallShape("s", 1000, 10, prefix_tokens=900),)))
+    result = Simulation([("w", ONE)], make_scheduler("eft+fcfs"), BudgetModel([req], [ONE])).run([req], [0.0], [10.0])
+    assert result.latencies[0] == pytest.approx((1.0 + 0.1) + (0.1 + 0.1))
+
+
+def test_trace_stages_group_parallel_candidates_and_evaluations(traces_dir: Path) -> None:
+    trace = load_workflow_trace(traces_dir / "chess" / "trace1.json")
+    assert len(trace) == 90
+    first = trace[0]
+    steps = [s[0].step for s in first.stages]
+    assert first.calls == 17 and len(first.stages) < first.calls
+    candidates = [s for s in first.stages if s[0].step.startswith("generate_candidate")]
+    assert candidates and all(len(s) >= 2 for s in candidates)
+    assert steps.count("evaluate") == 1
+
+
+def test_azure_arrivals_rescale_to_the_asked_rate(traces_dir: Path) -> None:
+    offsets = load_arrival_trace(traces_dir / "azure" / "AzureLLMInferenceTrace_code.csv")
+    times = rescaled(offsets, 100, rate=2.0)
+    assert times[0] == 0.0 and len(times) == 100
+    assert 100 / 2.0 * 0.9 < times[-1] < 100 / 2.0 * 1.1
+
+
+@pytest.fixture(scope="module")
+def chess(traces_dir: Path) -> tuple[list, Workload]:
+    cluster = parse_cluster("A100x2,A6000,L40S", traces_dir / "gpu_latency")
+    return cluster, Workload(tuple(load_workflow_trace(traces_dir / "chess" / "trace1.json")), 80, 2.0)
+
+
+def test_simulation_is_deterministic_and_finishes_every_request(chess: tuple[list, Workload]) -> None:
+    cluster, wl = chess
+    a = simulate(cluster, DEFAULT, wl, 0.2, seed=3)
+    b = simulate(cluster, DEFAULT, wl, 0.2, seed=3)
+    assert a == b and len(a.latencies) == 80 and all(x > 0 for x in a.latencies)
+
+
+def test_gpu_tables_rank_the_cards(traces_dir: Path) -> None:
+    cluster = dict(parse_cluster("A100,A6000,L40S", traces_dir / "gpu_latency"))
+    a100, a6000 = cluster["A100-0"], cluster["A6000-1"]
+    assert a100.decode_s_per_token < a6000.decode_s_per_token
+    assert a100.kv_capacity > 4 * a6000.kv_capacity  # 80 GB vs 48 GB with ~37 GB of weights
+
+
+def test_default_beats_round_robin_and_matches_earliest_finish(chess: tuple[list, Workload]) -> None:
+    cluster, wl = chess
+    ours = goodput(cluster, DEFAULT, wl, [1], rel_tol=0.05)
+    assert ours > 1.5 * goodput(cluster, "rr+fcfs", wl, [1], rel_tol=0.05, hint=ours)
+    assert ours >= 0.95 * goodput(cluster, "eft+fcfs", wl, [1], rel_tol=0.05, hint=ours)
+
+
+def test_alpha_is_chosen_on_tuning_seeds_and_reported_on_held_out_ones(chess: tuple[list, Workload]) -> None:
+    cluster, wl = chess
+    choice = tune_alpha(cluster, wl, 0.25, seeds=[5], held_out=[6], grid=(0.0, 0.5, 1.0))
+    assert choice.alpha in (0.0, 0.5, 1.0)
+    assert choice.tuned_attainment == max(choice.grid.values())
+    assert 0.0 <= choice.held_out_attainment <= 1.0
+
+
+def test_sim_and_tune_commands_print_their_figures(traces_dir: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from sloflow.scheduler.commands import app
+
+    runner = CliRunner()
+    trace = str(traces_dir / "chess" / "formula1.json")
+    out = runner.invoke(app, ["sim", "--trace", trace, "--rate", "0.2", "--requests", "30", "--seeds", "1", "--scheduler", "rr+fcfs", "--scheduler", DEFAULT])
+    assert out.exit_code == 0, out.output
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(figures[DEFAULT]) == {"attainment", "p50_s", "p95_s", "redispatched"}
+    assert figures[DEFAULT]["p95_s"] <= figures["rr+fcfs"]["p95_s"]
+    out = runner.invoke(app, ["tune", "--trace", trace, "--rate", "0.2", "--requests", "30", "--seeds", "3", "--held-out", "4"])
+    assert out.exit_code == 0, out.output
+    tuned = json.loads(out.stdout.strip().splitlines()[-1])
+    assert tuned["hexgen"]["alpha"] in [round(0.1 * i, 1) for i in range(11)] and tuned["held_out_seeds"] == [4]
+    bad = runner.invoke(app, ["sim", "--cluster", "H100x2", "--rate", "0.1"])
+    assert bad.exit_code == 2 and "A100" in bad.output
