@@ -20,6 +20,8 @@ BENCHMARKS = {
     "backends": "sloflow.bench.backends",
     "runtime": "sloflow.bench.runtime",
     "scheduler": "sloflow.bench.scheduler",
+    "retrieval": "sloflow.bench.retrieval",
+    "cache": "sloflow.bench.cache",
 }
 
 
@@ -98,12 +100,15 @@ def bench(
     sys.stdout.write(json.dumps(figures) + "\n")
 
 
+from sloflow.retrieval import commands as retrieval_commands  # noqa: E402
 from sloflow.scheduler import commands as scheduler_commands  # noqa: E402
 from sloflow.workflows import commands as workflow_commands  # noqa: E402
 
 app.add_typer(workflow_commands.app)
 app.command("sim")(scheduler_commands.sim)
 app.command("tune")(scheduler_commands.tune)
+app.command("ingest")(retrieval_commands.ingest)
+app.add_typer(retrieval_commands.db_app, name="db")
 
 
 def main() -> None:

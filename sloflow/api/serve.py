@@ -45,6 +45,7 @@ async def serve(settings: Settings, model: str, host: str, port: int, announce: 
     """Start everything, serve until Ctrl-C, then stop it; unfinished runs resume at the next start."""
     import ray
 
+    from sloflow.retrieval.sources import default_sources
     from sloflow.scheduler.client import SchedulerClient
     from sloflow.scheduler.dispatcher import start_scheduler
     from sloflow.workflows.runtime import Runtime
@@ -59,11 +60,20 @@ async def serve(settings: Settings, model: str, host: str, port: int, announce: 
         dispatcher = await asyncio.to_thread(start_scheduler, worker_specs(settings, model))
         client = SchedulerClient(dispatcher)
         metrics_url = f"http://127.0.0.1:{ray.nodes()[0]['MetricsExportPort']}/metrics"
-        async with Runtime.open(settings.home, checkpoints=settings.checkpoints, client=client) as runtime:
+        sources = default_sources()
+        tools = {"retrieve": sources.retrieve, "sql": sources.sql, "call": sources.call}
+        async with Runtime.open(settings.home, checkpoints=settings.checkpoints, client=client, tools=tools) as runtime:
             resumed = await runtime.resume_unfinished()
             if resumed:
                 announce(f"resumed {len(resumed)} unfinished run(s)")
-            app = create_app(client, [model], runtime=runtime, metrics_url=metrics_url)
+            app = create_app(
+                client,
+                [model],
+                runtime=runtime,
+                sources=sources,
+                database_roots=[str(settings.home / "databases")],
+                metrics_url=metrics_url,
+            )
             server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
             announce(f"sloflow serving {model} at http://{host}:{port}  (Ctrl-C to stop)")
             await server.serve()

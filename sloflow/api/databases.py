@@ -1,0 +1,87 @@
+"""SQL databases over HTTP: register by URL, list, read the schema, run guarded read-only queries.
+
+Needs `app.state.sources` (a `SourceRegistry`). If `app.state.database_roots` is set (a list of
+folders), only files under one of them may be registered.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+
+from sloflow.errors import InvalidRequest
+from sloflow.retrieval.databases import parse_url
+from sloflow.retrieval.sources import SourceRegistry
+
+router = APIRouter(prefix="/v1/databases", tags=["databases"])
+
+
+class DatabaseCreate(BaseModel):
+    """A database file to register: `sqlite:////abs/path.db`, `duckdb:////abs/x.duckdb` or a path."""
+
+    name: str = Field(description="3-64 letters, digits, '_', '.', '-'")
+    url: str = Field(min_length=1)
+    timeout_s: float = Field(5.0, gt=0, le=300, description="a query running longer is interrupted")
+    max_rows: int = Field(1000, ge=1, le=100_000, description="the LIMIT every query gets at most")
+
+
+class QueryIn(BaseModel):
+    sql: str = Field(min_length=1, description="one read-only SELECT over the registered tables")
+
+
+def _sources(request: Request) -> SourceRegistry:
+    return request.app.state.sources
+
+
+def _check_root(request: Request, url: str) -> None:
+    roots = getattr(request.app.state, "database_roots", None)
+    if roots is None:
+        return
+    _, path = parse_url(url)
+    if not any(path.is_relative_to(Path(root).resolve()) for root in roots):
+        raise InvalidRequest(f"{path} is outside the folders databases may be registered from", details={"roots": [str(r) for r in roots]})
+
+
+@router.post("", status_code=201)
+def add_database(body: DatabaseCreate, request: Request) -> dict[str, Any]:
+    """Register a database; its schema is read now, so a bad file fails here."""
+    _check_root(request, body.url)
+    sources = _sources(request)
+    db = sources.databases.add(body.name, body.url, body.timeout_s, body.max_rows)
+    sources.forget_schema(body.name)
+    return db.describe()
+
+
+@router.get("")
+def list_databases(request: Request) -> dict[str, Any]:
+    """Every registered database with its table names."""
+    registry = _sources(request).databases
+    out = []
+    for name in registry.names():
+        db = registry.get(name)
+        out.append({"name": name, "url": db.url, "engine": db.engine, "tables": [t.name for t in db.tables]})
+    return {"databases": out}
+
+
+@router.get("/{name}")
+def get_database(name: str, request: Request) -> dict[str, Any]:
+    """Schema: tables, columns, types, keys and a few sample values."""
+    return _sources(request).databases.get(name).describe()
+
+
+@router.delete("/{name}", status_code=204)
+def remove_database(name: str, request: Request) -> Response:
+    """Forget a database (the file is left alone)."""
+    sources = _sources(request)
+    sources.databases.remove(name)
+    sources.forget_schema(name)
+    return Response(status_code=204)
+
+
+@router.post("/{name}/query")
+def query(name: str, body: QueryIn, request: Request) -> dict[str, Any]:
+    """Run one guarded read-only query; a refusal is a 400 saying which rule and why."""
+    return _sources(request).databases.get(name).run(body.sql).to_dict()

@@ -1,0 +1,286 @@
+"""SQL databases registered by URL: schema introspection and guarded, read-only, time-limited queries.
+
+Three layers stand between a statement and the data: the sqlglot guard (sql_guard.py); a read-only
+connection (SQLite `mode=ro` with `query_only`, no attachments and an authorizer that allows only
+reads; DuckDB `read_only` without external access); and a time limit that interrupts the query.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+from sloflow.errors import Conflict, DeadlineExceeded, InvalidRequest, NotFound, UnsafeSql
+from sloflow.retrieval.names import check_name
+from sloflow.retrieval.sql_guard import check_sql, is_forbidden_function
+
+Engine = Literal["sqlite", "duckdb"]
+SAMPLE_VALUES = 3
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column: name, declared type, whether it is part of the primary key, a few distinct values."""
+
+    name: str
+    type: str
+    primary_key: bool
+    samples: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """`column` of this table refers to `ref_table.ref_column`."""
+
+    column: str
+    ref_table: str
+    ref_column: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table or view with its columns and foreign keys."""
+
+    name: str
+    columns: list[Column]
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """One line a planner or an LLM prompt can use: `table(col type PK, ...) FK col -> t.c`."""
+        cols = ", ".join(f"{c.name} {c.type}{' PK' if c.primary_key else ''}" for c in self.columns)
+        fks = "".join(f"; {f.column} -> {f.ref_table}.{f.ref_column}" for f in self.foreign_keys)
+        return f"{self.name}({cols}{fks})"
+
+
+@dataclass(frozen=True)
+class SqlResult:
+    """Rows of a query, the SQL that actually ran (with its LIMIT) and whether the LIMIT cut rows."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    sql: str
+    truncated: bool
+    elapsed_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form; blobs become hex strings."""
+        rows = [[v.hex() if isinstance(v, (bytes, bytearray)) else v for v in r] for r in self.rows]
+        return {**asdict(self), "rows": rows}
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def parse_url(url: str) -> tuple[Engine, Path]:
+    """`sqlite:///rel.db`, `sqlite:////abs.db`, `duckdb:///x.duckdb` or a bare path (.sqlite, .db, .duckdb)."""
+    for engine in ("sqlite", "duckdb"):
+        for prefix in (f"{engine}:///", f"{engine}://", f"{engine}:"):
+            if url.startswith(prefix):
+                return engine, Path(url[len(prefix) :]).expanduser().resolve()  # type: ignore[return-value]
+    if url.startswith(("postgres://", "postgresql://")):
+        raise InvalidRequest("Postgres databases are not supported yet; register a SQLite or DuckDB file")
+    suffix = Path(url).suffix.lower()
+    if suffix in (".sqlite", ".sqlite3", ".db"):
+        return "sqlite", Path(url).expanduser().resolve()
+    if suffix == ".duckdb":
+        return "duckdb", Path(url).expanduser().resolve()
+    raise InvalidRequest(f"cannot tell the database engine from {url!r}; use sqlite:///PATH or duckdb:///PATH")
+
+
+_SQLITE_ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+
+
+def _sqlite_authorizer(action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None) -> int:
+    # Second line of defence: only reads, and no function from the guard's deny list.
+    if action not in _SQLITE_ALLOWED_ACTIONS:
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and arg2 and is_forbidden_function(arg2):
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+class Database:
+    """One registered database: its schema, and `run` for guarded read-only queries."""
+
+    def __init__(self, name: str, url: str, timeout_s: float = 5.0, max_rows: int = 1000) -> None:
+        self.name = check_name(name, "database")
+        self.engine, self.path = parse_url(url)
+        self.url = f"{self.engine}:///{self.path}"  # canonical, absolute
+        if not self.path.is_file():
+            raise InvalidRequest(f"database file {self.path} does not exist")
+        if timeout_s <= 0 or max_rows < 1:
+            raise InvalidRequest("timeout_s must be > 0 and max_rows >= 1")
+        self.timeout_s, self.max_rows = timeout_s, max_rows
+        self.tables = self._introspect()
+        self.columns = {t.name: {c.name: c.type for c in t.columns} for t in self.tables}
+
+    def _connect(self) -> Any:
+        if self.engine == "duckdb":
+            import duckdb
+
+            config = {"enable_external_access": False, "autoload_known_extensions": False, "autoinstall_known_extensions": False}
+            return duckdb.connect(str(self.path), read_only=True, config=config)
+        conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True, check_same_thread=False)
+        conn.execute("PRAGMA query_only = ON")
+        conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+        return conn
+
+    def _introspect(self) -> list[Table]:
+        conn = self._connect()
+        try:
+            if self.engine == "duckdb":
+                return self._introspect_duckdb(conn)
+            return self._introspect_sqlite(conn)
+        except Exception as exc:
+            raise InvalidRequest(f"cannot read the schema of {self.path}: {exc}") from None
+        finally:
+            conn.close()
+
+    def _samples(self, conn: Any, table: str, column: str) -> list[Any]:
+        rows = conn.execute(
+            f"SELECT DISTINCT {_quote(column)} FROM {_quote(table)} WHERE {_quote(column)} IS NOT NULL LIMIT {SAMPLE_VALUES}"
+        ).fetchall()
+        return [r[0] if not isinstance(r[0], bytes) else r[0].hex() for r in rows]
+
+    def _introspect_sqlite(self, conn: sqlite3.Connection) -> list[Table]:
+        names = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )]  # fmt: skip
+        tables = []
+        for name in names:
+            cols = [
+                Column(col, ty or "", pk > 0, self._samples(conn, name, col))
+                for _, col, ty, _, _, pk in conn.execute(f"PRAGMA table_info({_quote(name)})")
+            ]
+            fks = [ForeignKey(r[3], r[2], r[4] or "") for r in conn.execute(f"PRAGMA foreign_key_list({_quote(name)})")]
+            tables.append(Table(name, cols, fks))
+        return tables
+
+    def _introspect_duckdb(self, conn: Any) -> list[Table]:
+        rows = conn.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position"
+        ).fetchall()
+        keys = conn.execute(
+            "SELECT table_name, constraint_type, constraint_column_names, referenced_table, referenced_column_names "
+            "FROM duckdb_constraints() WHERE schema_name = 'main' AND constraint_type IN ('PRIMARY KEY', 'FOREIGN KEY')"
+        ).fetchall()
+        pks = {(t, c) for t, kind, cols, _, _ in keys if kind == "PRIMARY KEY" for c in cols}
+        by_table: dict[str, list[Column]] = {}
+        for table, col, ty in rows:
+            by_table.setdefault(table, []).append(Column(col, ty, (table, col) in pks, self._samples(conn, table, col)))
+        fks: dict[str, list[ForeignKey]] = {}
+        for table, kind, cols, ref_table, ref_cols in keys:
+            if kind == "FOREIGN KEY":
+                fks.setdefault(table, []).extend(ForeignKey(c, ref_table, r) for c, r in zip(cols, ref_cols))
+        return [Table(t, cols, fks.get(t, [])) for t, cols in by_table.items()]
+
+    def check(self, sql: str) -> str:
+        """The SQL that would run for `sql` (guarded, LIMIT enforced), or `UnsafeSql`."""
+        # One row more than is returned, so a result cut by the limit is reported as truncated.
+        return check_sql(sql, self.columns, dialect=self.engine, max_rows=self.max_rows + 1)
+
+    def run(self, sql: str) -> SqlResult:
+        """Guard, then run on a read-only connection within the time limit (blocking)."""
+        safe = self.check(sql)
+        conn = self._connect()
+        started = time.monotonic()
+        deadline = started + self.timeout_s
+        timer = None
+        try:
+            if self.engine == "duckdb":
+                timer = threading.Timer(self.timeout_s, conn.interrupt)
+                timer.start()
+            else:
+                conn.set_authorizer(_sqlite_authorizer)
+                conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+            cursor = conn.execute(safe)
+            rows = cursor.fetchmany(self.max_rows + 1)
+            columns = [d[0] for d in cursor.description or []]
+        except Exception as exc:
+            if time.monotonic() >= deadline:
+                raise DeadlineExceeded(
+                    f"the query ran past the {self.timeout_s:g} s limit and was stopped; narrow it with WHERE or a smaller LIMIT",
+                    details={"sql": safe},
+                ) from None
+            if "not authorized" in str(exc) or "readonly" in str(exc).replace(" ", "").lower():
+                raise UnsafeSql(f"refused (engine): the database refused it as not read-only: {exc}", details={"rule": "engine", "sql": safe}) from None
+            raise InvalidRequest(f"the database could not run the query: {exc}", details={"sql": safe}) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+            conn.close()
+        elapsed = (time.monotonic() - started) * 1000
+        return SqlResult(columns, [list(r) for r in rows[: self.max_rows]], safe, len(rows) > self.max_rows, round(elapsed, 3))
+
+    def describe(self) -> dict[str, Any]:
+        """Name, URL, engine and full schema (tables, columns, types, keys, sample values)."""
+        return {
+            "name": self.name,
+            "url": self.url,
+            "engine": self.engine,
+            "timeout_s": self.timeout_s,
+            "max_rows": self.max_rows,
+            "tables": [asdict(t) for t in self.tables],
+        }
+
+
+class DatabaseRegistry:
+    """Databases by name, remembered in a JSON file; schemas are read when a database is opened."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._open: dict[str, Database] = {}
+        self._lock = threading.Lock()
+
+    def _entries(self) -> dict[str, dict]:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def _save(self, entries: dict[str, dict]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entries, indent=2))
+        os.replace(tmp, self.path)
+
+    def add(self, name: str, url: str, timeout_s: float = 5.0, max_rows: int = 1000, replace: bool = False) -> Database:
+        """Register a database after checking that it opens and its schema reads."""
+        with self._lock:
+            entries = self._entries()
+            if name in entries and not replace:
+                raise Conflict(f"database {name!r} is already registered; remove it first or pass replace")
+            db = Database(name, url, timeout_s, max_rows)
+            entries[name] = {"url": str(db.url), "timeout_s": timeout_s, "max_rows": max_rows}
+            self._save(entries)
+            self._open[name] = db
+            return db
+
+    def get(self, name: str) -> Database:
+        """The registered database `name`."""
+        with self._lock:
+            if name not in self._open:
+                entry = self._entries().get(name)
+                if entry is None:
+                    raise NotFound(f"database {name!r} is not registered; add it with `sloflow db add` or POST /v1/databases")
+                self._open[name] = Database(name, entry["url"], entry["timeout_s"], entry["max_rows"])
+            return self._open[name]
+
+    def names(self) -> list[str]:
+        """Names of every registered database."""
+        return sorted(self._entries())
+
+    def remove(self, name: str) -> None:
+        """Forget a database (its file is left alone)."""
+        with self._lock:
+            entries = self._entries()
+            if entries.pop(name, None) is None:
+                raise NotFound(f"database {name!r} is not registered")
+            self._save(entries)
+            self._open.pop(name, None)
