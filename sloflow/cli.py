@@ -22,6 +22,7 @@ BENCHMARKS = {
     "scheduler": "sloflow.bench.scheduler",
     "retrieval": "sloflow.bench.retrieval",
     "cache": "sloflow.bench.cache",
+    "text2sql": "sloflow.bench.text2sql",
 }
 
 
@@ -53,7 +54,11 @@ def serve(
             if line.startswith("sloflow serving"):
                 typer.echo("try:")
                 typer.echo(f"  curl -s {url}/v1/chat/completions -H 'Content-Type: application/json' \\\n    -d '{json.dumps(example)}'")
-                typer.echo(f"  curl -s {url}/v1/workflows")
+                question = {"input": {"question": "Which country has the most customers?", "db": "shop"}}
+                typer.echo(
+                    f"  curl -s '{url}/v1/workflows/text2sql/runs?wait=true' -H 'Content-Type: application/json' \\\n"
+                    f"    -d '{json.dumps(question)}'"
+                )
 
         asyncio.run(serving.serve(settings, model, host, port, announce))
     except SloflowError as exc:

@@ -36,7 +36,9 @@ def test_serve_answers_through_the_scheduler(test_model_path: Path, tmp_path: Pa
         resp = httpx.post(f"{base}/v1/chat/completions", json=chat, timeout=60)
         assert resp.status_code == 200
         assert resp.json()["usage"]["completion_tokens"] > 0
-        assert httpx.get(f"{base}/v1/workflows", timeout=10).status_code == 200
+        names = [w["name"] for w in httpx.get(f"{base}/v1/workflows", timeout=10).json()["workflows"]]
+        assert "text2sql" in names
+        assert "shop" in httpx.get(f"{base}/v1/databases", timeout=10).text  # the demo database
         # The scheduler's series reach /metrics via Ray's export (Ray publishes them within ~10 s).
         deadline = time.monotonic() + 40
         while "ray_sloflow_calls_total" not in (text := httpx.get(f"{base}/metrics", timeout=10).text):

@@ -45,9 +45,12 @@ async def serve(settings: Settings, model: str, host: str, port: int, announce: 
     """Start everything, serve until Ctrl-C, then stop it; unfinished runs resume at the next start."""
     import ray
 
+    from sloflow.demo import register_demo_db
     from sloflow.retrieval.sources import default_sources
     from sloflow.scheduler.client import SchedulerClient
     from sloflow.scheduler.dispatcher import start_scheduler
+    from sloflow.workflows import text2sql
+    from sloflow.workflows.registry import load_builtins
     from sloflow.workflows.runtime import Runtime
 
     if settings.backend == "embedded":
@@ -60,8 +63,10 @@ async def serve(settings: Settings, model: str, host: str, port: int, announce: 
         dispatcher = await asyncio.to_thread(start_scheduler, worker_specs(settings, model))
         client = SchedulerClient(dispatcher)
         metrics_url = f"http://127.0.0.1:{ray.nodes()[0]['MetricsExportPort']}/metrics"
+        load_builtins()
         sources = default_sources()
-        tools = {"retrieve": sources.retrieve, "sql": sources.sql, "call": sources.call}
+        register_demo_db(sources.databases, settings.home)
+        tools = {**text2sql.tools(sources), "call": sources.call}
         async with Runtime.open(settings.home, checkpoints=settings.checkpoints, client=client, tools=tools) as runtime:
             resumed = await runtime.resume_unfinished()
             if resumed:

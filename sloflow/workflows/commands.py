@@ -15,7 +15,7 @@ from sloflow.llm.backend import Backend
 from sloflow.llm.client import CallContext, DirectClient
 from sloflow.llm.types import Chunk, Completion, GenerateRequest
 from sloflow.workflows.records import Event, RunStatus
-from sloflow.workflows.registry import load, workflows
+from sloflow.workflows.registry import load, load_builtins, workflows
 
 app = typer.Typer(help="Workflows: list them and run one.")
 
@@ -31,6 +31,7 @@ def _fail(exc: SloflowError) -> None:
 
 
 def _load(sources: list[str] | None) -> None:
+    load_builtins()
     for source in sources or []:
         load(source)
 

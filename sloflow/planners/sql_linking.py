@@ -1,0 +1,105 @@
+"""Schema linking helpers: question words matched to stored values, and the tables to keep.
+
+The LLM call itself lives in the workflow stage; this module holds the deterministic parts so
+they can be tested without a model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+# Values this common match too many questions to say anything about a column.
+_STOP = frozenset(
+    """a an the and or of in on at to for by with from is are was were be what which who whom whose how many
+    much all any each every list show give find name names number count total average id no yes not none
+    other others one two three four five six seven eight nine ten""".split()
+)
+MAX_MATCHES = 8
+
+
+def match_values(question: str, values: Mapping[str, Iterable[object]], limit: int = MAX_MATCHES) -> dict[str, list[str]]:
+    """`{"table.column": [stored values]}` whose text appears as whole words in `question`.
+
+    Longer values are preferred (they are more specific); numbers and stop words are ignored,
+    since the model copies numbers from the question correctly on its own.
+    """
+    q = " " + re.sub(r"\s+", " ", question.lower()) + " "
+    found: list[tuple[int, str, str]] = []
+    for column, vals in values.items():
+        for v in vals:
+            if not isinstance(v, str):
+                continue
+            text = v.strip()
+            low = text.lower()
+            if len(low) < 2 or low in _STOP or re.fullmatch(r"[\d.,:/ -]+", low):
+                continue
+            if re.search(r"(?<![\w])" + re.escape(low) + r"(?![\w])", q):
+                found.append((len(low), column, text))
+    found.sort(key=lambda f: (-f[0], f[1]))
+    out: dict[str, list[str]] = {}
+    taken = 0
+    for _, column, text in found:
+        if taken >= limit:
+            break
+        if text not in out.get(column, []):
+            out.setdefault(column, []).append(text)
+            taken += 1
+    return out
+
+
+def _key_tables(join_key: str) -> tuple[str, str] | None:
+    sides = [s.strip() for s in join_key.split("=")]
+    if len(sides) != 2 or "." not in sides[0] or "." not in sides[1]:
+        return None
+    return sides[0].split(".")[0], sides[1].split(".")[0]
+
+
+def bridge_tables(kept: Iterable[str], all_tables: Sequence[str], join_keys: Iterable[str]) -> set[str]:
+    """`kept` plus the tables on shortest join paths between them, so kept tables can be joined."""
+    names = {t.lower(): t for t in all_tables}
+    graph: dict[str, set[str]] = {t.lower(): set() for t in all_tables}
+    for key in join_keys:
+        pair = _key_tables(key)
+        if pair and pair[0].lower() in graph and pair[1].lower() in graph:
+            a, b = pair[0].lower(), pair[1].lower()
+            graph[a].add(b)
+            graph[b].add(a)
+    keep = {k.lower() for k in kept if k.lower() in graph}
+    for start in list(keep):
+        # Breadth-first from each kept table; add the path to every other kept table it reaches.
+        parent: dict[str, str | None] = {start: None}
+        queue = [start]
+        while queue:
+            node = queue.pop(0)
+            for nxt in sorted(graph[node]):
+                if nxt not in parent:
+                    parent[nxt] = node
+                    queue.append(nxt)
+        for target in list(keep):
+            if target in parent and target != start:
+                node: str | None = target
+                while node is not None:
+                    keep.add(node)
+                    node = parent[node]
+    return {names[k] for k in keep}
+
+
+def linked_tables(
+    all_tables: Sequence[str],
+    model_kept: Iterable[str],
+    value_columns: Iterable[str],
+    retrieved: Sequence[str],
+    join_keys: Iterable[str],
+) -> list[str]:
+    """The tables the prompt shows, in database order.
+
+    The model's choice, plus tables whose stored values the question names, plus the tables
+    that join them; when the model kept nothing, the retrieved tables.
+    """
+    keep = {t for t in model_kept if t in all_tables}
+    keep |= {c.split(".")[0] for c in value_columns if c.split(".")[0] in all_tables}
+    if not keep:
+        keep = {t for t in retrieved if t in all_tables} or set(all_tables)
+    keep = bridge_tables(keep, all_tables, join_keys)
+    return [t for t in all_tables if t in keep]

@@ -1,0 +1,311 @@
+"""The `text2sql` workflow: link the schema, draft SQL candidates in parallel, run them through the
+guard, revise the failures with their error, pick the candidate most others agree with, answer.
+
+    link -> candidate (fan-out) -> execute -> [revise -> execute]* -> select -> answer
+
+Stages reach the data only through run tools: `retrieve("schema:DB", ...)`, `sql(DB, sql)` (the
+guarded, read-only path) and `database(DB)` for the schema; see `tools()`. A runtime that binds
+none (the CLI's) gets the process-wide sources' own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import time
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
+
+from sloflow.errors import DeadlineExceeded, SloflowError
+from sloflow.planners.sql_extract import extract_sql
+from sloflow.planners.sql_linking import linked_tables, match_values
+from sloflow.planners.sql_prompts import (
+    SchemaTable,
+    answer_sentence,
+    candidate_messages,
+    describe_values,
+    link_json_schema,
+    link_messages,
+    revision_messages,
+    schema_ddl,
+)
+from sloflow.planners.sql_prompts import quote_name as q
+from sloflow.planners.sql_select import Candidate, select_candidate
+from sloflow.workflows.budget import Cost
+from sloflow.workflows.dsl import Workflow
+from sloflow.workflows.registry import register
+
+SHOWN_ROWS = 50
+VALUE_SAMPLE = 200  # distinct values read per text column for matching question words
+_TAIL_S = 0.5  # select + answer, without an LLM call
+
+
+class SqlState(BaseModel):
+    """Input (question, db, options) and what the stages fill in."""
+
+    question: str = Field(min_length=1, max_length=2000)
+    db: str = Field(min_length=1)
+    evidence: str = ""
+    join_keys: list[str] = Field(default_factory=list, description="extra join keys 'a.x = b.y' beyond the database's foreign keys")
+    candidates_n: int = Field(3, ge=1, le=8)
+    max_revisions: int = Field(3, ge=0, le=10)
+    # Schemas with at most this many tables are shown whole: pruning them saves little prompt
+    # and risks dropping a table the query needs. Above it the model keeps or drops tables.
+    prune_above_tables: int = Field(6, ge=0)
+    max_sql_tokens: int = Field(256, ge=16, le=2048)
+
+    schema_sql: str = ""
+    tables: list[str] = Field(default_factory=list)
+    values: list[str] = Field(default_factory=list)
+    drafts: Annotated[list[dict[str, Any]], operator.add] = Field(default_factory=list)
+    candidates: list[dict[str, Any]] = Field(default_factory=list)
+    revisions: int = 0
+    can_revise: bool = True
+    call_s: Annotated[list[float], operator.add] = Field(default_factory=list)
+    notes: Annotated[list[str], operator.add] = Field(default_factory=list)
+
+    sql: str | None = None
+    columns: list[str] = Field(default_factory=list)
+    rows: list[list[Any]] = Field(default_factory=list)
+    truncated: bool = False
+    agreement: int = 0
+    answer: str = ""
+
+
+text2sql = Workflow(
+    "text2sql",
+    state=SqlState,
+    slo=60.0,
+    description="question + registered database -> linked schema, SQL candidates, guarded execution, revision, selection, answer",
+)
+
+
+# --- tools ----------------------------------------------------------------------------------
+
+
+def tools(sources: Any) -> dict[str, Any]:
+    """The run tools this workflow uses, from a `SourceRegistry`."""
+    return {"retrieve": sources.retrieve, "sql": sources.sql, "database": sources.databases.get}
+
+
+def _tool(ctx: Any, name: str) -> Any:
+    """A run tool, or the process-wide sources' own when the runtime bound none (e.g. the CLI)."""
+    bound = ctx.tools.get(name)
+    if bound is not None:
+        return bound
+    from sloflow.retrieval.sources import default_sources
+
+    return tools(default_sources())[name]
+
+
+async def _database(ctx: Any, name: str) -> Any:
+    return await asyncio.to_thread(_tool(ctx, "database"), name)
+
+
+_VALUES: dict[tuple[str, str], dict[str, list[Any]]] = {}
+
+
+async def _text_values(ctx: Any, db_name: str, db: Any) -> dict[str, list[Any]]:
+    """Distinct stored values of every text column, read once per database through the guard."""
+    key = (db_name, str(getattr(db, "url", "")))
+    if key not in _VALUES:
+        out: dict[str, list[Any]] = {}
+        for t in db.tables:
+            for c in t.columns:
+                if c.samples and isinstance(c.samples[0], str):
+                    sql = f"SELECT DISTINCT {q(c.name)} FROM {q(t.name)} LIMIT {VALUE_SAMPLE}"
+                    try:
+                        result = await _tool(ctx, "sql")(db_name, sql)
+                    except SloflowError:
+                        continue
+                    out[f"{t.name}.{c.name}"] = [r[0] for r in result.rows]
+        _VALUES[key] = out
+    return _VALUES[key]
+
+
+def _join_keys(db: Any, extra: list[str]) -> list[str]:
+    keys = [f"{t.name}.{fk.column} = {fk.ref_table}.{fk.ref_column}" for t in db.tables for fk in t.foreign_keys if fk.ref_column]
+    return list(dict.fromkeys(keys + list(extra)))
+
+
+# --- stages ---------------------------------------------------------------------------------
+
+
+@text2sql.stage(cost=Cost(calls=1, prompt=350, output=20, seconds=0.3))
+async def link(s: SqlState, ctx: Any) -> dict[str, Any]:
+    """Tables from embedding search and value matches; the model keeps or drops them on large schemas."""
+    db = await _database(ctx, s.db)
+    names = [t.name for t in db.tables]
+    by_name = {t.name: SchemaTable.from_table(t) for t in db.tables}
+    joins = _join_keys(db, s.join_keys)
+    matches = match_values(s.question, await _text_values(ctx, s.db, db))
+    values = describe_values(matches)
+    notes = []
+    if len(names) <= s.prune_above_tables:
+        kept = names
+        notes.append(f"linking: {len(names)} tables, shown whole")
+    else:
+        hits = await _tool(ctx, "retrieve")(f"schema:{s.db}", s.question, k=min(8, len(names)))
+        retrieved = [h.metadata.get("table") for h in hits if h.metadata.get("table") in by_name]
+        offered = retrieved + [t for t in names if t not in retrieved and any(c.startswith(t + ".") for c in matches)]
+        try:
+            answer = await ctx.llm.json(
+                link_messages([by_name[t] for t in offered], s.question, values),
+                schema=link_json_schema(offered),
+                max_tokens=64,
+            )
+            chosen = [t for t in answer.get("tables", []) if t in by_name]
+        except SloflowError as exc:
+            chosen = []
+            notes.append(f"linking: the model's table choice failed ({exc.message[:80]}); kept the retrieved tables")
+        kept = linked_tables(names, chosen, matches, retrieved, joins)
+        notes.append(f"linking: kept {len(kept)} of {len(names)} tables ({', '.join(kept)})")
+    ctx.emit("linked", tables=kept, values=values)
+    return {"schema_sql": schema_ddl([by_name[t] for t in kept], joins), "tables": kept, "values": values, "notes": notes}
+
+
+@text2sql.stage(cost=Cost(calls=1, prompt=700, output=50), fan_out=lambda s: list(range(s.candidates_n)))
+async def candidate(s: SqlState, ctx: Any, variant: int) -> dict[str, Any]:
+    """One SQL candidate; variant 0 is greedy, the others add a nudge and sample."""
+    started = time.monotonic()
+    try:
+        text = await ctx.llm.text(
+            candidate_messages(s.schema_sql, s.question, variant, s.evidence, s.values),
+            max_tokens=s.max_sql_tokens,
+            temperature=0.0 if variant == 0 else 0.7,
+        )
+    except DeadlineExceeded as exc:  # the others may have made it: let selection decide
+        return {"drafts": [asdict(Candidate(None, variant=variant, error=exc.message))]}
+    draft = Candidate(extract_sql(text), variant=variant)
+    return {"drafts": [asdict(draft)], "call_s": [time.monotonic() - started]}
+
+
+def _expected_call_s(s: SqlState) -> float:
+    """What a revision is expected to take: the slowest call this run has seen, else the declared cost."""
+    return max(s.call_s) if s.call_s else revise_cost.expected_s(text2sql.speed)
+
+
+def _run_error(c: Candidate) -> str | None:
+    if c.sql is None:
+        return "the answer held no SQL query"
+    return None
+
+
+@text2sql.stage(cost=Cost(seconds=0.2))
+async def execute(s: SqlState, ctx: Any) -> dict[str, Any]:
+    """Run every candidate not yet run through the guard, on a read-only connection."""
+    cands = [Candidate(**c) for c in (s.candidates or sorted(s.drafts, key=lambda d: d["variant"]))]
+    for c in cands:
+        if c.rows is not None or c.error is not None:
+            continue
+        if (err := _run_error(c)) is not None:
+            c.error = err
+            continue
+        try:
+            result = await _tool(ctx, "sql")(s.db, c.sql)
+        except SloflowError as exc:
+            c.error = exc.message
+            continue
+        c.rows, c.columns, c.truncated = result.to_dict()["rows"], list(result.columns), result.truncated
+    update: dict[str, Any] = {"candidates": [asdict(c) for c in cands]}
+    failing = [c for c in cands if c.needs_revision]
+    if failing and s.revisions < s.max_revisions and ctx.deadline is not None:
+        left = ctx.deadline - time.time()
+        need = _expected_call_s(s) + _TAIL_S
+        if left < need:
+            update["can_revise"] = False
+            update["notes"] = [
+                f"stopped revising: {max(left, 0):.1f} s left, a revision takes about {need:.1f} s; "
+                "answering with the best candidate so far"
+            ]
+    ctx.emit("executed", candidates=len(cands), ran=sum(c.ran for c in cands), errors=sum(not c.ran for c in cands), failing=len(failing))
+    return update
+
+
+def _wants_revision(s: SqlState) -> bool:
+    return s.can_revise and s.revisions < s.max_revisions and any(Candidate(**c).needs_revision for c in s.candidates)
+
+
+revise_cost = Cost(calls=1, prompt=780, output=50)
+
+
+@text2sql.stage(cost=revise_cost)
+async def revise(s: SqlState, ctx: Any) -> dict[str, Any]:
+    """Revise each failing candidate with its error (identical failures once), in parallel."""
+    cands = [Candidate(**c) for c in s.candidates]
+    failing: dict[tuple[str | None, str], list[Candidate]] = {}
+    for c in cands:
+        if c.needs_revision:
+            why = c.error or "it ran but returned no rows; check the conditions against the stored values"
+            failing.setdefault((c.sql, why), []).append(c)
+
+    async def one(key: tuple[str | None, str], group: list[Candidate]) -> tuple[list[Candidate], str | None, float]:
+        failed_sql, why = key
+        started = time.monotonic()
+        try:
+            text = await ctx.llm.text(
+                revision_messages(s.schema_sql, s.question, failed_sql or "(none)", why, s.evidence, s.values),
+                max_tokens=s.max_sql_tokens,
+                temperature=0.0,
+            )
+        except DeadlineExceeded:
+            return group, None, time.monotonic() - started
+        return group, text, time.monotonic() - started
+
+    done = await asyncio.gather(*(one(k, g) for k, g in failing.items()))
+    took, notes = [], []
+    for group, text, seconds in done:
+        took.append(seconds)
+        if text is None:
+            notes.append("a revision was not made: the deadline passed first")
+            continue
+        new_sql = extract_sql(text)
+        for c in group:
+            c.revisions += 1
+            if c.ran and new_sql is not None and _same(new_sql, c.sql):
+                c.settled = True  # it ran and returned nothing, and the model stands by it
+                continue
+            c.sql, c.rows, c.columns, c.error = new_sql, None, [], None
+    update: dict[str, Any] = {"candidates": [asdict(c) for c in cands], "revisions": s.revisions + 1, "call_s": took}
+    if notes:
+        update["notes"], update["can_revise"] = notes, False
+    return update
+
+
+def _same(a: str, b: str | None) -> bool:
+    return b is not None and " ".join(a.lower().split()) == " ".join(b.lower().split())
+
+
+@text2sql.stage(cost=Cost(seconds=0.05))
+async def select(s: SqlState, ctx: Any) -> dict[str, Any]:
+    """The candidate in the largest group of agreeing results (ties: the cheapest query)."""
+    cands = [Candidate(**c) for c in s.candidates]
+    best, agreement = select_candidate(cands)
+    if best is None:
+        errors = "; ".join(dict.fromkeys(c.error or "" for c in cands))[:500]
+        return {"sql": None, "agreement": 0, "notes": [f"no candidate ran: {errors}"]}
+    return {
+        "sql": best.sql,
+        "columns": best.columns,
+        "rows": best.rows or [],
+        "truncated": best.truncated,
+        "agreement": agreement,
+    }
+
+
+@text2sql.stage(cost=Cost(seconds=0.05))
+async def answer(s: SqlState, ctx: Any) -> dict[str, Any]:
+    """The final SQL, its rows (capped) and a one-sentence answer."""
+    if s.sql is None:
+        return {"answer": "No query could be written that runs on this database; see the notes."}
+    rows = s.rows[:SHOWN_ROWS]
+    truncated = s.truncated or len(s.rows) > SHOWN_ROWS
+    return {"rows": rows, "truncated": truncated, "answer": answer_sentence(s.columns, s.rows, s.truncated)}
+
+
+text2sql.then(link, candidate, execute, select, answer)
+text2sql.then(revise, execute)
+text2sql.loop(execute, back_to=revise, while_=_wants_revision, max_times=10, expected=1)
+register(text2sql)

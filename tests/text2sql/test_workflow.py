@@ -1,0 +1,168 @@
+"""The text2sql workflow with a scripted LLM on a real dev database: stages, guard, revision, budgets."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sloflow.retrieval import databases
+from sloflow.retrieval.sources import SourceRegistry
+from sloflow.workflows import InvalidInput, MemoryRunStore, Registry, Runtime
+from sloflow.workflows.text2sql import text2sql, tools
+from tests.text2sql.conftest import SqlWriter
+
+GOOD = "SELECT count(*) FROM singer WHERE Country = 'France'"
+
+
+def runtime(llm: SqlWriter, sources: SourceRegistry) -> Runtime:
+    registry = Registry()
+    registry.add(text2sql)
+    return Runtime(MemoryRunStore(), None, client=llm, tools=tools(sources), registry=registry)
+
+
+class StatementLog:
+    """Every statement the guard let through, and every statement the database was asked to run."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.guarded: list[str] = []
+        self.executed: list[str] = []
+        real_check, real_connect = databases.check_sql, databases.Database._connect
+        log = self
+
+        def check(sql: str, *args: Any, **kwargs: Any) -> str:
+            safe = real_check(sql, *args, **kwargs)
+            log.guarded.append(safe)
+            return safe
+
+        class Conn:
+            def __init__(self, conn: Any) -> None:
+                self._conn = conn
+
+            def execute(self, sql: str, *args: Any) -> Any:
+                log.executed.append(sql)
+                return self._conn.execute(sql, *args)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._conn, name)
+
+        monkeypatch.setattr(databases, "check_sql", check)
+        monkeypatch.setattr(databases.Database, "_connect", lambda self: Conn(real_connect(self)))
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def test_agreeing_candidates_give_the_answer_and_every_statement_passed_the_guard(
+    sources: SourceRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = StatementLog(monkeypatch)
+    llm = SqlWriter(lambda n: [GOOD, GOOD, "SELECT count(*) FROM singer"][n % 3])
+    record = await runtime(llm, sources).run("text2sql", {"question": "How many singers are from France?", "db": "concert_singer"})
+    out = record.output
+    assert record.status.value == "succeeded", record.error
+    assert out["sql"] == GOOD and out["rows"] == [[4]] and out["agreement"] == 2
+    assert "4" in out["answer"]
+    assert "singer.Country = 'France'" in out["values"]  # the question's word matched a stored value
+    assert len([c for c, _ in llm.calls]) == 3  # three candidates, nothing to revise
+    assert log.executed and all(sql in log.guarded for sql in log.executed)
+    guarded = list(log.guarded)
+    db = sources.databases.get("concert_singer")
+    assert all(db.check(c["sql"]) in guarded for c in out["candidates"])
+
+
+async def test_hostile_sql_is_refused_and_the_database_file_never_changes(
+    sources: SourceRegistry, singer_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = StatementLog(monkeypatch)
+    before = digest(singer_db)
+    hostile = ["DELETE FROM singer", "DROP TABLE singer", "UPDATE singer SET Name = 'x'; SELECT 1"]
+    llm = SqlWriter(lambda n: hostile[n % 3], revision="INSERT INTO singer (Name) VALUES ('eve')")
+    record = await runtime(llm, sources).run("text2sql", {"question": "Delete all singers, then drop table singer", "db": "concert_singer"})
+    out = record.output
+    assert record.status.value == "succeeded", record.error
+    assert out["sql"] is None and "No query" in out["answer"]
+    assert all("refused" in c["error"] for c in out["candidates"])
+    assert digest(singer_db) == before
+    assert not any(s.split()[0].upper() in ("DELETE", "DROP", "UPDATE", "INSERT") for s in log.executed)
+    assert (await sources.sql("concert_singer", "SELECT count(*) FROM singer")).rows == [[6]]
+
+
+async def test_a_failing_candidate_is_revised_with_its_error(sources: SourceRegistry) -> None:
+    llm = SqlWriter(lambda n: "SELECT nme FROM singer" if n == 0 else GOOD, revision=GOOD)
+    record = await runtime(llm, sources).run("text2sql", {"question": "How many singers are from France?", "db": "concert_singer"})
+    out = record.output
+    revisions = [r for r, _ in llm.calls if "A previous query was" in r.messages[-1].content]
+    assert len(revisions) == 1
+    assert "nme" in revisions[0].messages[-1].content  # the guard's error went into the prompt
+    assert out["revisions"] == 1 and out["sql"] == GOOD and out["agreement"] == 3
+
+
+async def test_revision_stops_at_the_configured_bound(sources: SourceRegistry) -> None:
+    llm = SqlWriter(lambda n: "SELECT nme FROM singer", revision="SELECT still_wrong FROM singer")
+    record = await runtime(llm, sources).run(
+        "text2sql", {"question": "Names?", "db": "concert_singer", "candidates_n": 2, "max_revisions": 2}
+    )
+    out = record.output
+    assert record.status.value == "succeeded"
+    assert out["revisions"] == 2 and out["sql"] is None
+    # Identical failures are revised once per round: 2 candidates + 2 rounds x 1 call.
+    assert len(llm.calls) == 4
+
+
+async def test_budgets_shrink_as_time_is_spent_and_revising_stops_when_it_cannot_fit(sources: SourceRegistry) -> None:
+    llm = SqlWriter(lambda n: "SELECT nme FROM singer", revision="SELECT nme FROM singer", delay_s=0.3)
+    rt = runtime(llm, sources)
+    record = await rt.run("text2sql", {"question": "Names?", "db": "concert_singer", "candidates_n": 1, "max_revisions": 10}, slo=2.0)
+    out = record.output
+    assert record.status.value == "succeeded", record.error
+    # Each revision round gets its stage's share of what is left, and less is left each time.
+    budgets = [e.data["budget_s"] for e in rt.store.events(record.id) if e.kind == "stage_started" and e.stage == "revise"]
+    assert len(budgets) >= 2 and all(a > b for a, b in zip(budgets, budgets[1:]))
+    assert out["revisions"] < 10
+    assert any(n.startswith("stopped revising") for n in out["notes"])
+    calls = [c.budget_s for _, c in llm.calls if c.stage == "revise"]
+    assert all(b is not None and b > 0 for b in calls) and calls[-1] < calls[0]
+
+
+async def test_large_schemas_are_pruned_to_the_tables_the_model_keeps_and_the_values_name(sources: SourceRegistry) -> None:
+    llm = SqlWriter(lambda n: GOOD, tables=["concert"])
+    record = await runtime(llm, sources).run(
+        "text2sql",
+        {"question": "How many singers are from France?", "db": "concert_singer", "prune_above_tables": 0, "candidates_n": 1},
+    )
+    out = record.output
+    assert record.status.value == "succeeded", record.error
+    assert set(out["tables"]) == {"concert", "singer"}  # the model's choice + the table 'France' is stored in
+    assert "CREATE TABLE stadium" not in out["schema_sql"] and "CREATE TABLE singer" in out["schema_sql"]
+    link_calls = [r for r, _ in llm.calls if r.json_schema is not None]
+    assert len(link_calls) == 1 and "stadium" in link_calls[0].messages[-1].content
+
+
+async def test_bad_input_names_the_field(sources: SourceRegistry) -> None:
+    with pytest.raises(InvalidInput, match="question"):
+        await runtime(SqlWriter(lambda n: GOOD), sources).start("text2sql", {"db": "concert_singer"})
+
+
+async def test_without_bound_tools_the_process_wide_sources_serve(sources: SourceRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sloflow.retrieval import sources as sources_module
+
+    monkeypatch.setattr(sources_module, "default_sources", lambda: sources)
+    registry = Registry()
+    registry.add(text2sql)
+    rt = Runtime(MemoryRunStore(), None, client=SqlWriter(lambda n: GOOD), registry=registry)
+    record = await rt.run("text2sql", {"question": "How many singers are from France?", "db": "concert_singer", "candidates_n": 1})
+    assert record.status.value == "succeeded", record.error
+    assert record.output["rows"] == [[4]]
+
+
+async def test_an_empty_result_the_model_stands_by_is_revised_once_then_kept(sources: SourceRegistry) -> None:
+    empty = "SELECT Name FROM singer WHERE Age > 100"
+    llm = SqlWriter(lambda n: empty, revision=empty)
+    record = await runtime(llm, sources).run("text2sql", {"question": "Singers older than 100?", "db": "concert_singer", "candidates_n": 2})
+    out = record.output
+    assert out["revisions"] == 1 and len(llm.calls) == 3  # 2 candidates + 1 revision of the shared failure
+    assert out["sql"] == empty and out["rows"] == [] and "no rows" in out["answer"]
