@@ -9,16 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-_EXPORTS = {
-    "Cost": "sloflow.workflows.budget",
-    "Retry": "sloflow.workflows.dsl",
-    "Workflow": "sloflow.workflows.dsl",
-    "StageContext": "sloflow.workflows.context",
-    "RunRecord": "sloflow.workflows.records",
-    "RunStatus": "sloflow.workflows.records",
-    "Runtime": "sloflow.workflows.runtime",
-    "register": "sloflow.workflows.registry",
-}
+_EXPORTS = ("Cost", "Retry", "Workflow", "StageContext", "RunRecord", "RunStatus", "Runtime", "register")
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
@@ -31,7 +22,6 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    if name not in _EXPORTS:
         raise AttributeError(f"module 'sloflow' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module("sloflow.workflows"), name)
