@@ -23,15 +23,10 @@ def start_ray(settings: Settings, *, num_cpus: int | None = None, dashboard: boo
     if ray.is_initialized():
         return
     if settings.ray_address:
-        ray.init(address=settings.ray_address, _node_ip_address=None, log_to_driver=False)
+        ray.init(address=settings.ray_address, log_to_driver=False)
         log.info("joined Ray cluster at %s", settings.ray_address)
         return
     ray_constants.ENABLE_RAY_CLUSTER = False
-    context = ray.init(
-        _node_ip_address="127.0.0.1",
-        include_dashboard=dashboard,
-        dashboard_host="127.0.0.1",
-        num_cpus=num_cpus,
-        log_to_driver=False,
-    )
+    loopback = "127.0.0.1"
+    context = ray.init(_node_ip_address=loopback, dashboard_host=loopback, include_dashboard=dashboard, num_cpus=num_cpus, log_to_driver=False)
     log.info("started local Ray on 127.0.0.1 (dashboard %s)", context.dashboard_url or "off")
