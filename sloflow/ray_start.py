@@ -9,24 +9,62 @@ from sloflow.config import Settings
 
 log = logging.getLogger(__name__)
 
+LOOPBACK = "127.0.0.1"
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def _is_loopback(address: str) -> bool:
+    """True for `127.0.0.1:6379`, `localhost:6379` and the like (a `ray://` client address is not)."""
+    host = address.rpartition(":")[0] or address
+    return host.strip("[]") in _LOOPBACK_HOSTS
+
+
+def _keep_ray_on_loopback() -> None:
+    # Ray reads this at import, so it is set before importing and patched in case the caller
+    # imported ray first; child processes inherit the variable. Besides binding every port to
+    # loopback, it stops Ray rewriting a loopback address to the machine's routable IP.
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
 
 def start_ray(settings: Settings, *, num_cpus: int | None = None, dashboard: bool = True) -> None:
-    """Start or join Ray once per process; a local Ray binds every port to 127.0.0.1."""
-    # Together with _node_ip_address below, this makes every Ray port (GCS, raylet, agents,
-    # dashboard) listen on loopback only. Ray reads it at import, so it is set before importing
-    # and patched in case the caller imported ray first; child processes inherit the variable.
-    if not settings.ray_address:
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    """Start or join Ray once per process; a local Ray (or a joined loopback one) stays on 127.0.0.1."""
+    address = settings.ray_address
+    if not address or _is_loopback(address):
+        _keep_ray_on_loopback()
     import ray
-    from ray._private import ray_constants
 
     if ray.is_initialized():
         return
-    if settings.ray_address:
-        ray.init(address=settings.ray_address, log_to_driver=False)
-        log.info("joined Ray cluster at %s", settings.ray_address)
+    if address:
+        _join(address)
         return
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    loopback = "127.0.0.1"
-    context = ray.init(_node_ip_address=loopback, dashboard_host=loopback, include_dashboard=dashboard, num_cpus=num_cpus, log_to_driver=False)
+    # address="local": without it Ray joins whatever cluster /tmp/ray/ray_current_cluster names,
+    # which any `ray start` on this machine (even a dead one) leaves behind.
+    context = ray.init(
+        address="local", _node_ip_address=LOOPBACK, dashboard_host=LOOPBACK, include_dashboard=dashboard,
+        num_cpus=num_cpus, log_to_driver=False,
+    )
     log.info("started local Ray on 127.0.0.1 (dashboard %s)", context.dashboard_url or "off")
+
+
+def _join(address: str) -> None:
+    """Connect to the cluster at `address` as a driver, with the token if the cluster wants one."""
+    import ray
+    from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+
+    # Ray turns token auth on by itself only for address="auto"; for an explicit address it would
+    # connect without the token (~/.ray/auth_token, RAY_AUTH_TOKEN...) and be refused. An explicit
+    # RAY_AUTH_MODE still wins.
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    loopback = _is_loopback(address)
+    try:
+        ray.init(address=address, log_to_driver=False, **({"_node_ip_address": LOOPBACK} if loopback else {}))
+    except ConnectionError as exc:
+        raise ConnectionError(
+            f"cannot join the Ray cluster at SLOFLOW_RAY_ADDRESS={address}: {exc}. Is a head running there "
+            "(`ray start --head`), and is this process given its auth token (~/.ray/auth_token or RAY_AUTH_TOKEN)?"
+        ) from exc
+    log.info("joined Ray cluster at %s", address)

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.sse import EventSourceResponse
 
-from sloflow.errors import InvalidRequest, NotFound
+from sloflow.errors import Cancelled, InvalidRequest, NotFound
 from sloflow.llm import GenerateRequest, Message
 from sloflow.llm.client import CallContext, LLMClient, request_context
 
 router = APIRouter(prefix="/v1", tags=["chat"])
+
+T = TypeVar("T")
+DISCONNECT_POLL_S = 0.25
 
 
 class ResponseFormat(BaseModel):
@@ -76,6 +80,23 @@ def _context(request: Request, body: ChatRequest) -> tuple[str, CallContext]:
     return name, ctx
 
 
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it if the client hangs up first, so its worker stops generating.
+
+    Servers cancel a streamed response when the client goes away, not a plain one: watch for it.
+    """
+    job = asyncio.ensure_future(work)
+    try:
+        while not job.done():
+            await asyncio.wait({job}, timeout=DISCONNECT_POLL_S)
+            if not job.done() and await request.is_disconnected():
+                job.cancel()
+                raise Cancelled("the client disconnected before its completion was ready")
+        return job.result()
+    finally:
+        job.cancel()  # no-op once done; stops the call if this handler itself is cancelled
+
+
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(body: ChatRequest, request: Request) -> dict[str, Any] | EventSourceResponse:
     """Generate a chat completion; with `stream: true`, as SSE chunks ending in `data: [DONE]`."""
@@ -85,7 +106,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> dict[str, Any
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if not body.stream:
-        out = await llm.generate(gen, ctx)
+        out = await _unless_disconnected(request, llm.generate(gen, ctx))
         return {
             "id": cid,
             "object": "chat.completion",

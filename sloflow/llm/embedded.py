@@ -37,13 +37,14 @@ class _Meter:
         self.first: float | None = None
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.stopped = False  # set from another thread to end the generation at the next token
 
     def __call__(self, input_ids: Any, logits: Any) -> bool:
         if self.first is None:
             self.first = time.perf_counter()
             self.prompt_tokens = len(input_ids)
         self.completion_tokens += 1
-        return False
+        return self.stopped
 
     def completion(self, text: str, finish: str | None, model: str) -> Completion:
         end = time.perf_counter()
@@ -145,6 +146,8 @@ class EmbeddedBackend:
             "seed": req.seed,
             "stopping_criteria": self._llama_cpp.StoppingCriteriaList([meter]),
         }
+        if req.ignore_eos:  # forbid every end-of-generation token, so exactly max_tokens are decoded
+            kwargs["logit_bias"] = dict.fromkeys(self._eog_tokens(), float("-inf"))
         if req.json_schema is not None:
             try:
                 kwargs["grammar"] = self._llama_cpp.LlamaGrammar.from_json_schema(
@@ -154,17 +157,25 @@ class EmbeddedBackend:
                 raise InvalidRequest(f"json_schema cannot be turned into a grammar: {exc}") from None
         return kwargs
 
+    def _eog_tokens(self) -> list[int]:
+        if not hasattr(self, "_eog"):
+            llm = self._instances[0]
+            self._eog = [t for t in range(llm.n_vocab()) if self._llama_cpp.llama_vocab_is_eog(llm._model.vocab, t)]
+        return self._eog
+
     def prompt_tokens(self, req: GenerateRequest) -> list[int]:
         """The exact tokens the model will prefill for `req` (chat template applied)."""
         return self._prompt(self._instances[0], req)[0]
 
     def _prompt(self, llm: Any, req: GenerateRequest) -> tuple[list[int], list[str]]:
         if req.messages is None:
-            return llm.tokenize(req.prompt.encode(), add_bos=True, special=False), []
+            return llm.tokenize((req.prompt + req.answer_prefix).encode(), add_bos=True, special=False), []
         # Chat is rendered here rather than by create_chat_completion, which would not pass
         # our stopping criteria (the meter) through.
         out = self._chat(messages=[m.model_dump() for m in req.messages])
-        tokens = llm.tokenize(out.prompt.encode(), add_bos=not getattr(out, "added_special", False), special=True)
+        # The answer prefix follows the template's assistant header, so the model continues it.
+        prompt = out.prompt + req.answer_prefix
+        tokens = llm.tokenize(prompt.encode(), add_bos=not getattr(out, "added_special", False), special=True)
         stops = [out.stop] if isinstance(out.stop, str) else list(out.stop or [])
         return tokens, stops
 
@@ -181,8 +192,16 @@ class EmbeddedBackend:
     async def generate(self, request: GenerateRequest) -> Completion:
         async with self._instance() as llm:
             meter = _Meter(request.max_tokens)
+            job = asyncio.ensure_future(asyncio.to_thread(self._run, llm, request, meter, False))
             try:
-                out = await asyncio.to_thread(self._run, llm, request, meter, False)
+                out = await asyncio.shield(job)
+            except asyncio.CancelledError:
+                # Cancelled (e.g. by ray.cancel): stop llama.cpp at its next token, and free the
+                # instance only once its thread has let go of it.
+                meter.stopped = True
+                with contextlib.suppress(Exception):
+                    await job
+                raise
             except InvalidRequest:
                 raise
             except Exception as exc:
@@ -230,6 +249,7 @@ class EmbeddedBackend:
                 yield Chunk(completion=meter.completion("".join(parts), finish, self.name))
             finally:
                 stop.set()
+                meter.stopped = True  # stops llama.cpp at its next token, not only at the next piece
                 await worker  # the instance is free only once its thread has stopped
 
     async def close(self) -> None:

@@ -12,11 +12,18 @@ from typing import Any
 import httpx
 
 from sloflow.errors import BackendError
+from sloflow.llm.emulated import approx_tokens
 from sloflow.llm.types import Chunk, Completion, GenerateRequest
 
 log = logging.getLogger(__name__)
 
 _RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError)
+
+
+def _approx_prompt_tokens(request: GenerateRequest) -> int:
+    """The dispatcher's estimate of the prompt size, for servers that report no usage."""
+    texts = [m.content for m in request.messages] if request.messages is not None else [request.prompt or ""]
+    return sum(approx_tokens(t) for t in [*texts, request.answer_prefix] if t)
 
 
 class OpenAIBackend:
@@ -63,9 +70,16 @@ class OpenAIBackend:
         if stream:
             body["stream_options"] = {"include_usage": True}
         if req.messages is not None:
+            if req.answer_prefix:
+                # Continuing an assistant message is no part of the OpenAI API (vLLM and llama.cpp's
+                # server each have their own form); a new answer would contradict the text sent.
+                raise BackendError(
+                    f"{self.base_url} cannot continue a chat answer that another worker began; "
+                    "only raw-prompt calls can resume on an OpenAI-compatible endpoint"
+                )
             body["messages"] = [m.model_dump() for m in req.messages]
             return "/chat/completions", body
-        body["prompt"] = req.prompt
+        body["prompt"] = (req.prompt or "") + req.answer_prefix
         return "/completions", body
 
     async def _send(self, req: GenerateRequest, stream: bool) -> tuple[str, httpx.Response]:
@@ -107,8 +121,15 @@ class OpenAIBackend:
         )
 
     async def generate(self, request: GenerateRequest) -> Completion:
-        start = time.perf_counter()
-        path, resp = await self._send(request, stream=False)
+        # Streamed underneath: only a stream shows when the first token came, and the measured
+        # worker profile needs that to tell prefill time from decode time.
+        async for chunk in self.stream(request):
+            if chunk.completion is not None:
+                return chunk.completion
+        raise AssertionError("stream always ends with the completion")
+
+    def _whole(self, path: str, resp: httpx.Response, request: GenerateRequest, total: float) -> Completion:
+        """The completion from a server that answered with one JSON document instead of a stream."""
         try:
             doc = resp.json()
             choice = doc["choices"][0]
@@ -116,12 +137,11 @@ class OpenAIBackend:
             usage = doc.get("usage") or {}
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise BackendError(f"{self.base_url}{path} answered something that is not a completion: {exc!r}") from None
-        total = time.perf_counter() - start
         return Completion(
             text=text or "",
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            prompt_tokens=int(usage.get("prompt_tokens", 0)) or _approx_prompt_tokens(request),
             completion_tokens=int(usage.get("completion_tokens", 0)),
-            ttft_s=total,  # not observable without streaming
+            ttft_s=total,  # not observable without a stream
             total_s=total,
             finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
             model=doc.get("model", self.name),
@@ -135,6 +155,13 @@ class OpenAIBackend:
         usage: dict[str, Any] = {}
         finish = "stop"
         try:
+            if not resp.headers.get("content-type", "").startswith("text/event-stream"):
+                await resp.aread()
+                whole = self._whole(path, resp, request, time.perf_counter() - start)
+                if whole.text:
+                    yield Chunk(text=whole.text)
+                yield Chunk(completion=whole)
+                return
             async for line in resp.aiter_lines():
                 if not line.startswith("data:"):
                     continue
@@ -160,7 +187,9 @@ class OpenAIBackend:
         yield Chunk(
             completion=Completion(
                 text="".join(parts),
-                prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                # Servers that ignore stream_options.include_usage (llama-cpp-python's) send no usage:
+                # a streamed piece is a token, and the prompt is estimated like the dispatcher does.
+                prompt_tokens=int(usage.get("prompt_tokens", 0)) or _approx_prompt_tokens(request),
                 completion_tokens=int(usage.get("completion_tokens", len(parts))),
                 ttft_s=ttft if ttft is not None else total,
                 total_s=total,

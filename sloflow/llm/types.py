@@ -26,6 +26,10 @@ class GenerateRequest(BaseModel):
     seed: int | None = None
     # A JSON schema that constrains the output (a llama.cpp grammar for embedded models).
     json_schema: dict[str, Any] | None = None
+    # Never stop at end-of-sequence: decode exactly `max_tokens` (benchmarks; embedded backend).
+    ignore_eos: bool = False
+    # Text the answer already begins with (sent before its worker died): generate what follows it.
+    answer_prefix: str = ""
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerateRequest:

@@ -3,15 +3,19 @@
 It turns a request and its `CallContext` into a `Call`: the call's own deadline is its budget
 from now (at most the request's deadline), token counts are estimated from the text (four
 characters a token) since the dispatcher must decide before any worker has tokenized it.
+Cancelling the caller (a client that hangs up, a cancelled run) cancels the call in the
+dispatcher with `ray.cancel`, which passes it on to the worker holding the call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import ray
 from ray.exceptions import RayTaskError
 
 from sloflow.errors import BackendError, SloflowError
@@ -65,16 +69,24 @@ class SchedulerClient:
 
     async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
         ensure_time_left(ctx)
+        ref = self.dispatcher.generate.remote(to_call(request, ctx), request)
         try:
-            return await self.dispatcher.generate.remote(to_call(request, ctx), request)
+            return await ref
+        except asyncio.CancelledError:
+            ray.cancel(ref)  # awaiting a ref does not cancel its task: say so, or the worker keeps going
+            raise
         except RayTaskError as exc:
             raise _unwrap(exc) from None
 
     async def stream(self, request: GenerateRequest, ctx: CallContext) -> AsyncIterator[Chunk]:
         """Text pieces as the worker generates them; the last chunk carries the completion."""
         ensure_time_left(ctx)
+        pieces = self.dispatcher.stream.options(num_returns="streaming").remote(to_call(request, ctx), request)
         try:
-            async for ref in self.dispatcher.stream.options(num_returns="streaming").remote(to_call(request, ctx), request):
+            async for ref in pieces:
                 yield await ref
+        except (asyncio.CancelledError, GeneratorExit):
+            ray.cancel(pieces)  # cancelled, or the consumer stopped reading: stop the call too
+            raise
         except RayTaskError as exc:
             raise _unwrap(exc) from None

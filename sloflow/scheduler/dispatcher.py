@@ -2,7 +2,14 @@
 
 Every call passes through `generate`, which owns it until it returns: if the worker holding the
 call dies, the call is dispatched again; if the re-dispatch policy moves it, it follows. A call is
-answered exactly once, by the one `generate` that owns it.
+answered exactly once, by the one `generate` that owns it. Cancelling `generate` or `stream`
+(`ray.cancel`) cancels the call on its worker, which withdraws it or stops generating it.
+
+A stream whose worker dies after some text was sent continues on another worker from that text
+(`GenerateRequest.answer_prefix`: the text is appended to the prompt after the assistant header,
+and the model writes what follows). Re-generating and skipping the text already sent would only
+be consistent if the new worker sampled the same tokens, which no backend promises (temperature,
+other hardware, another model); continuing never repeats or contradicts what the client has.
 """
 
 from __future__ import annotations
@@ -11,12 +18,14 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from sloflow.errors import BackendError, NotFound, SloflowError
+from sloflow.llm.emulated import approx_tokens
 from sloflow.llm.types import Chunk, Completion, GenerateRequest
 from sloflow.scheduler.call import Call
 from sloflow.scheduler.dispatch import eligible
@@ -29,6 +38,50 @@ from sloflow.scheduler.worker import Outcome, WorkerActor, WorkerSpec
 log = logging.getLogger(__name__)
 
 DISPATCHER_NAME = "sloflow-dispatcher"
+
+
+@dataclass
+class Sent:
+    """The text a stream has delivered, so that a retry on another worker continues after it."""
+
+    before: list[str] = field(default_factory=list)  # pieces sent by workers that died since
+    now: list[str] = field(default_factory=list)  # pieces sent by the current worker
+    first_at: float | None = None
+
+    def add(self, piece: str) -> None:
+        self.first_at = self.first_at or time.time()
+        self.now.append(piece)
+
+    def worker_died(self) -> None:
+        self.before += self.now
+        self.now = []
+
+    def tokens(self) -> int:
+        # A backend sends about a token per piece, the emulated one several: take the larger guess.
+        return max(len(self.before), approx_tokens("".join(self.before))) if self.before else 0
+
+    def resume(self, call: Call, request: GenerateRequest) -> tuple[Call, GenerateRequest]:
+        """The original `call` and `request`, changed to continue the answer after what was sent."""
+        if not self.before:
+            return call, request
+        left = max(request.max_tokens - self.tokens(), 1)
+        prefix = request.answer_prefix + "".join(self.before)
+        more = replace(call, prompt_tokens=call.prompt_tokens + self.tokens(), output_tokens=left)
+        return more, request.model_copy(update={"answer_prefix": prefix, "max_tokens": left})
+
+    def merge(self, out: Completion, dispatched: float) -> Completion:
+        """The whole answer: what died with earlier workers plus the last worker's completion."""
+        if not self.before:
+            return out
+        now = time.time()
+        return out.model_copy(
+            update={
+                "text": "".join(self.before) + out.text,
+                "completion_tokens": self.tokens() + out.completion_tokens,
+                "ttft_s": (self.first_at or now) - dispatched,
+                "total_s": now - dispatched,
+            }
+        )
 
 
 class Dispatcher:
@@ -121,8 +174,8 @@ class Dispatcher:
     async def stream(self, call: Call, request: GenerateRequest) -> AsyncIterator[Chunk]:
         """Like `generate`, yielding text pieces as the worker produces them, then the completion.
 
-        A worker that dies before sending text is replaced as in `generate`; one that dies after
-        some text was sent fails the call, since a retry would send that text again.
+        A worker that dies mid-stream is replaced as in `generate`; the new one continues the
+        answer after the text already sent (see the module header).
         """
         async for chunk in self._place(call, request, streaming=True):
             yield chunk
@@ -130,7 +183,8 @@ class Dispatcher:
     async def _place(self, call: Call, request: GenerateRequest, *, streaming: bool) -> AsyncIterator[Chunk]:
         dispatched = time.time()
         target: str | None = None
-        sent = False
+        sent = Sent()
+        original = (call, request)
         while True:
             if target is None or target not in self.views:
                 if not self.views:
@@ -138,23 +192,33 @@ class Dispatcher:
                 target = self.scheduler.dispatch.choose(call, eligible(call, list(self.views.values())), time.time()).id
             self.views[target].enqueue(call)
             out: Outcome | None = None
+            task: Any = None  # the worker's ObjectRef or ObjectRefGenerator, to cancel it
             try:
                 if streaming:
-                    async for ref in self.handles[target].stream.options(num_returns="streaming").remote(call, request):
+                    task = self.handles[target].stream.options(num_returns="streaming").remote(call, request)
+                    async for ref in task:
                         item = await ref
                         if isinstance(item, Outcome):
                             out = item
                         else:
-                            sent = True
+                            sent.add(item.text)
                             yield item
                 else:
-                    out = await self.handles[target].run.remote(call, request)
+                    task = self.handles[target].run.remote(call, request)
+                    out = await task
+            except (asyncio.CancelledError, GeneratorExit):
+                # Our caller cancelled the call (or stopped reading): cancel it where it is.
+                if task is not None:
+                    ray.cancel(task)
+                self._forget(target, call.id)
+                self.redirect.pop(call.id, None)
+                raise
             except RayActorError:
                 self._lost(target)
-                if sent:
-                    raise BackendError(f"worker {target} died while streaming call {call.id}; it is not retried") from None
                 self.redispatched += 1
                 self.metrics.redispatched("worker_died")
+                sent.worker_died()
+                call, request = sent.resume(*original)
                 target = None
                 continue
             except RayTaskError as exc:
@@ -173,7 +237,7 @@ class Dispatcher:
             met = None if call.deadline is None else now <= (call.request_deadline or call.deadline)
             self.metrics.finished(target, call.workflow, now - dispatched, met)
             asyncio.get_running_loop().create_task(self._rebalance(target))
-            yield Chunk(completion=out.completion)
+            yield Chunk(completion=sent.merge(out.completion, dispatched))
             return
 
     async def _rebalance(self, worker_id: str) -> None:

@@ -2,8 +2,10 @@
 
 The dispatcher sends every call with `run`; the call waits in the local queue until the queue
 policy picks it and a slot (and KV room) is free, then runs on the backend. A queued call can be
-taken back with `withdraw` (re-dispatch). Workers declare their Ray resources so that on a real
-cluster they land on nodes with the right accelerator.
+taken back with `withdraw` (re-dispatch). A `ray.cancel` of `run` or `stream` reaches the call as
+asyncio cancellation: a queued call leaves the queue, a running one stops its backend and frees
+its slot. Workers declare their Ray resources so that on a real cluster they land on nodes with
+the right accelerator.
 """
 
 from __future__ import annotations
@@ -152,12 +154,26 @@ class LLMWorker:
         self.waiting[call.id] = go
         view.enqueue(call)
         self._pump()
-        if not await go:
-            return False
+        try:
+            if not await go:
+                return False
+        except asyncio.CancelledError:
+            self._abandon(call.id)
+            raise
         if self.dispatcher is not None:
             self.dispatcher.started.remote(self.id, call.id)  # fire and forget: keeps its view exact
         self.metrics.queue_wait(time.time() - arrived)
         return True
+
+    def _abandon(self, call_id: str) -> None:
+        """Forget a call cancelled before it took a slot (it may have been picked just now)."""
+        assert self.view is not None
+        self.waiting.pop(call_id, None)
+        if call_id in self.view.queued:
+            self.view.withdraw(call_id)
+        elif call_id in self.view.running:
+            self.view.finish(call_id)
+        self._pump()
 
     def _release(self, call: Call, slot: int) -> tuple[str, ...]:
         assert self.view is not None

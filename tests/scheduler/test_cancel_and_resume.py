@@ -1,0 +1,195 @@
+"""Faults on the live scheduler with real llama.cpp workers: cancelled calls (by the caller, an
+HTTP client hanging up, a cancelled run) and a worker dying mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import ray
+import uvicorn
+from pydantic import BaseModel
+
+from sloflow import Workflow
+from sloflow.api.app import create_app
+from sloflow.llm.types import Chunk, GenerateRequest, Message
+from sloflow.scheduler.client import SchedulerClient
+from sloflow.scheduler.profile import WorkerProfile
+from sloflow.scheduler.worker import WorkerSpec
+from sloflow.workflows import MemoryRunStore, Registry, RunStatus, Runtime
+from tests.conftest import free_port
+from tests.scheduler.test_live import cluster, ctx
+
+pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.model]
+
+
+def llama(path: Path) -> WorkerSpec:
+    # A declared profile skips the measuring pass; these tests are about faults, not speed.
+    profile = WorkerProfile("smollm2", 0.002, 0.02, slots=1, context_tokens=1024)
+    return WorkerSpec("embedded", str(path), threads=1, context_tokens=1024, num_cpus=0.5, profile=profile)
+
+
+def long_request(tokens: int = 900) -> GenerateRequest:
+    # ignore_eos: the model cannot end early, so only a cancel can stop it before `tokens`.
+    return GenerateRequest(prompt="Count from 1 to 1000: 1, 2, 3,", max_tokens=tokens, ignore_eos=True)
+
+
+async def state(worker_id: str) -> dict:
+    return await ray.get_actor(f"sloflow-worker-{worker_id}").state.remote()
+
+
+async def until(worker_id: str, holds: str, what: bool, timeout_s: float = 5.0) -> float:
+    """Seconds until the worker holds some (`what`) or no calls `holds` ("queued", "running")."""
+    start = time.monotonic()
+    while bool((s := await state(worker_id))[holds]) != what:
+        assert time.monotonic() - start < timeout_s, f"worker {worker_id} still holds {s}"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - start
+
+
+async def until_idle(worker_id: str) -> float:
+    """Seconds until the worker holds no call, queued or running."""
+    return await until(worker_id, "queued", False) + await until(worker_id, "running", False)
+
+
+async def test_cancelled_calls_leave_the_worker_and_free_its_slot(test_model_path: Path) -> None:
+    dispatcher, (w,) = await cluster(llama(test_model_path))
+    client = SchedulerClient(dispatcher)
+    running = asyncio.ensure_future(client.generate(long_request(), ctx(120.0)))
+    await until(w, "running", True, timeout_s=30)
+    queued = asyncio.ensure_future(client.generate(long_request(), ctx(120.0)))
+    await until(w, "queued", True)
+
+    queued.cancel()  # waiting in the worker's queue: withdrawn from it
+    assert await until(w, "queued", False) < 3.0
+    assert len((await state(w))["running"]) == 1
+    running.cancel()  # generating: llama.cpp stops at its next token and the slot is freed
+    assert await until_idle(w) < 3.0
+    for task in (running, queued):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    (view,) = await dispatcher.workers.remote()
+    assert view["queued"] == view["running"] == 0
+    start = time.monotonic()
+    out = await client.generate(GenerateRequest(prompt="Say hi.", max_tokens=8), ctx())
+    # Had the cancelled generation kept its thread, this would wait behind its 900 tokens.
+    assert out.completion_tokens >= 1 and time.monotonic() - start < 10
+
+
+async def test_a_stream_the_reader_abandons_stops_on_its_worker(test_model_path: Path) -> None:
+    dispatcher, (w,) = await cluster(llama(test_model_path))
+    client = SchedulerClient(dispatcher)
+    stream = client.stream(long_request(), ctx(120.0))
+    pieces = [await anext(stream) for _ in range(3)]
+    assert all(p.text for p in pieces)
+    await stream.aclose()  # what a server does when its client hangs up mid-stream
+    assert await until_idle(w) < 3.0
+    out = await client.generate(GenerateRequest(prompt="Say hi.", max_tokens=8), ctx())
+    assert out.completion_tokens >= 1
+
+
+async def test_a_stream_continues_on_another_worker_when_its_worker_dies(test_model_path: Path) -> None:
+    dispatcher, ids = await cluster(llama(test_model_path), llama(test_model_path))
+    client = SchedulerClient(dispatcher)
+    messages = [Message(role="user", content="Write a short story about a lighthouse keeper.")]
+    request = GenerateRequest(messages=messages, max_tokens=80, ignore_eos=True)
+    whole = await client.generate(request, ctx())  # greedy: what an uninterrupted stream says
+    chunks: list[Chunk] = []
+    stream = client.stream(request, ctx(120.0))
+    async for chunk in stream:
+        chunks.append(chunk)
+        if len(chunks) == 8:  # mid-stream: kill the real actor generating it
+            (victim,) = [w for w in ids if (await state(w))["running"]]
+            ray.kill(ray.get_actor(f"sloflow-worker-{victim}"))
+    before = "".join(c.text for c in chunks[:8])
+
+    completions = [c.completion for c in chunks if c.completion is not None]
+    assert len(completions) == 1 and chunks[-1].completion is completions[0]  # exactly one, at the end
+    text = "".join(c.text for c in chunks[:-1])
+    assert completions[0].text == text and text.startswith(before) and len(text) > len(before)
+    # The second worker continued the sent text rather than starting over: the stream reads as
+    # the uninterrupted answer (a little shorter: the tokens already sent are estimated).
+    assert whole.text.startswith(text) and len(text) > 0.8 * len(whole.text)
+    assert 70 <= completions[0].completion_tokens <= 90  # about max_tokens over both workers
+    assert [w["id"] for w in await dispatcher.workers.remote()] == [w for w in ids if w != victim]
+    assert (await dispatcher.stats.remote())["redispatched"] >= 1
+
+
+async def test_a_cancelled_embedded_generation_stops_decoding(small_llm) -> None:
+    # The worker frees its slot on cancel either way; this checks llama.cpp itself stopped, since
+    # an instance still decoding in its thread would be handed to the next call while in use.
+    job = asyncio.ensure_future(small_llm.generate(long_request(400)))
+    await asyncio.sleep(0.5)
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    held = [len(p) for p in small_llm.cached_prefixes()]
+    await asyncio.sleep(0.5)
+    assert [len(p) for p in small_llm.cached_prefixes()] == held  # nothing decodes any more
+    assert max(held) < 200  # stopped long before its 400 tokens
+    out = await small_llm.generate(GenerateRequest(prompt="Say hi.", max_tokens=4))
+    assert out.completion_tokens >= 1
+
+
+@contextlib.asynccontextmanager
+async def chat_server(dispatcher: object) -> AsyncIterator[str]:
+    """sloflow's API over the scheduler, served by uvicorn on loopback in this event loop."""
+    app = create_app(SchedulerClient(dispatcher), ["smollm2"])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.ensure_future(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+async def test_a_chat_client_that_hangs_up_frees_the_worker(test_model_path: Path) -> None:
+    dispatcher, (w,) = await cluster(llama(test_model_path))
+    # Greedy, this model counts on for all 900 tokens (about 15 s here): only a hang-up ends it early.
+    body = {"messages": [{"role": "user", "content": "Count from 1 to 1000, separated by commas."}],
+            "max_tokens": 900, "temperature": 0}
+    async with chat_server(dispatcher) as url, httpx.AsyncClient(base_url=url) as http:
+        plain = asyncio.ensure_future(http.post("/v1/chat/completions", json=body, timeout=60))
+        await until(w, "running", True, timeout_s=30)
+        plain.cancel()  # closes the connection: the server sees the client go
+        assert await until_idle(w) < 3.0
+
+        async with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}, timeout=60) as resp:
+            lines = resp.aiter_lines()
+            while "content" not in await anext(lines):
+                pass
+        assert await until_idle(w) < 3.0
+        out = await http.post("/v1/chat/completions", json={**body, "max_tokens": 4}, timeout=60)
+        assert out.status_code == 200 and out.json()["usage"]["completion_tokens"] >= 1
+
+
+class Counting(BaseModel):
+    answer: str = ""
+
+
+async def test_cancelling_a_workflow_run_stops_its_llm_call_on_the_worker(test_model_path: Path) -> None:
+    dispatcher, (w,) = await cluster(llama(test_model_path))
+    wf = Workflow("counts", state=Counting, slo=120.0)
+
+    @wf.stage
+    async def count(s, ctx):
+        return {"answer": (await ctx.llm.generate(long_request())).text}
+
+    registry = Registry()
+    registry.add(wf)
+    runtime = Runtime(MemoryRunStore(), None, client=SchedulerClient(dispatcher), registry=registry)
+    run = await runtime.start("counts", {})
+    await until(w, "running", True, timeout_s=30)
+    await runtime.cancel(run.id)  # withdraws the stage's pending ctx.llm call
+    assert (await asyncio.wait_for(runtime.wait(run.id), 10)).status is RunStatus.cancelled
+    assert await until_idle(w) < 3.0
