@@ -2,11 +2,13 @@
 
 A folder holds `questions.jsonl` (`db_id`, `question`, `gold_sql`), `tables.json` and
 `db/<db_id>.sqlite`. Two results match when they hold the same rows as multisets, in the same
-order only when the gold query has an ORDER BY (the usual Spider execution comparison).
+order only when the gold query has an ORDER BY, and with columns in any order (Spider's
+test-suite execution comparison).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import sqlite3
@@ -135,15 +137,40 @@ def _norm(value: Any) -> Any:
     return value
 
 
+def _column_orders(gold: list[tuple], pred: list[tuple]) -> list[tuple[int, ...]]:
+    """Orders of the predicted columns that could line up with the gold ones.
+
+    A predicted column can stand for a gold column only if it holds the same values as a
+    multiset; the product of those choices is small in practice, and is capped.
+    """
+    width = len(gold[0])
+    columns = [Counter(row[i] for row in pred) for i in range(width)]
+    options = [[j for j in range(width) if columns[j] == Counter(row[i] for row in gold)] for i in range(width)]
+    orders: list[tuple[int, ...]] = []
+    for order in itertools.product(*options):
+        if len(set(order)) == width:
+            orders.append(order)
+            if len(orders) >= 64:
+                break
+    return orders
+
+
 def results_match(gold: list[tuple] | list[list], pred: list[tuple] | list[list], ordered: bool) -> bool:
-    """Whether two results hold the same rows (as multisets, or as sequences when `ordered`)."""
+    """Whether two results hold the same rows (as multisets, or as sequences when `ordered`).
+
+    As in Spider's test-suite evaluation, the columns may come in another order: "the number of
+    employees from each city" is answered by (count, city) and by (city, count) alike.
+    """
     g = [tuple(_norm(v) for v in row) for row in gold]
     p = [tuple(_norm(v) for v in row) for row in pred]
     if len(g) != len(p):
         return False
-    if g and len(g[0]) != len(p[0]):
+    if not g:
+        return True
+    if len(g[0]) != len(p[0]):
         return False
-    if ordered:
-        return g == p
-    return Counter(g) == Counter(p)
-
+    for order in _column_orders(g, p):
+        moved = [tuple(row[j] for j in order) for row in p]
+        if (g == moved) if ordered else (Counter(g) == Counter(moved)):
+            return True
+    return False

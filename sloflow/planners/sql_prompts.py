@@ -1,8 +1,9 @@
 """Prompts of the Text-to-SQL planner, with what calls share first.
 
-Every candidate and revision prompt of a question starts with the same instructions, linked
-schema (as CREATE TABLE) and examples, then the question, then what differs (the variant or the
-failed attempt), so a worker that served one call of a question prefills only the tail of the next.
+Every candidate and revision prompt of a question starts with the same system message
+(instructions, linked schema as CREATE TABLE, examples), then a user message with the question
+and what differs (the variant or the failed attempt). A worker that served one call of a question
+prefills only the tail of the next, and `ctx.llm` keys the shared part for prefix-aware dispatch.
 """
 
 from __future__ import annotations
@@ -96,38 +97,37 @@ def schema_ddl(tables: Sequence[SchemaTable], join_keys: Sequence[str] = (), sam
     return text
 
 
-def _shared(schema: str, question: str, evidence: str = "", values: Sequence[str] = ()) -> str:
-    tail = f"Question: {question.strip()}"
-    notes = []
+def _messages(schema: str, question: str, evidence: str, values: Sequence[str], tail: str = "") -> list[Message]:
+    """A system message every call of a question shares (instructions, schema, examples), then
+    the question with what is particular to this call."""
+    shared = "\n\n".join([INSTRUCTIONS, "Database:\n" + schema, EXAMPLES])
+    parts = []
     if evidence.strip():
-        notes.append(f"Hint: {evidence.strip()}")
+        parts.append(f"Hint: {evidence.strip()}")
     if values:
-        notes.append("Stored values that match words of the question: " + "; ".join(values))
-    return "\n\n".join([INSTRUCTIONS, "Database:\n" + schema, EXAMPLES, *notes, tail])
+        parts.append("Stored values that match words of the question: " + "; ".join(values))
+    parts.append(f"Question: {question.strip()}" + tail)
+    return [Message(role="system", content=shared), Message(role="user", content="\n\n".join(parts))]
 
 
 def candidate_messages(
     schema: str, question: str, variant: int = 0, evidence: str = "", values: Sequence[str] = ()
 ) -> list[Message]:
     """The prompt for candidate number `variant` (0: plain; others add a short nudge)."""
-    text = _shared(schema, question, evidence, values)
     nudge = VARIANTS[variant % len(VARIANTS)]
-    if nudge:
-        text += f"\n({nudge})"
-    return [Message(role="user", content=text)]
+    return _messages(schema, question, evidence, values, f"\n({nudge})" if nudge else "")
 
 
 def revision_messages(
     schema: str, question: str, failed_sql: str, error: str, evidence: str = "", values: Sequence[str] = ()
 ) -> list[Message]:
-    """The prompt to repair `failed_sql`, given why it failed; same prefix as the candidates."""
-    text = _shared(schema, question, evidence, values)
-    text += (
+    """The prompt to repair `failed_sql`, given why it failed; same shared part as the candidates."""
+    tail = (
         f"\n\nA previous query was:\n```sql\n{failed_sql.strip()}\n```\n"
-        f"It did not work: {error.strip()[:400]}\n"
+        f"It did not work: {error.strip()[:600]}\n"
         "Write a corrected query that answers the question."
     )
-    return [Message(role="user", content=text)]
+    return _messages(schema, question, evidence, values, tail)
 
 
 LINK_SCHEMA_NOTE = "Answer with JSON: the names of the tables needed to answer the question."

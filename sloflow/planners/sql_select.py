@@ -1,7 +1,7 @@
 """Selection among SQL candidates by execution agreement (self-consistency over results).
 
-Candidates that ran are grouped by what they returned (rows as a multiset); the largest group
-wins and ties go to the group holding the cheapest query.
+Candidates that ran are grouped by what they returned (rows as a multiset, columns in any
+order); the largest group wins and ties go to the group holding the cheapest query.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ def _norm(value: Any) -> tuple[int, Any]:
 
 
 def result_signature(rows: Sequence[Sequence[Any]]) -> tuple:
-    """A hashable, order-free key of a result: candidates with equal keys agree."""
-    return tuple(sorted(tuple(_norm(v) for v in row) for row in rows))
+    """A hashable key of a result, free of row and column order: candidates with equal keys agree."""
+    return tuple(sorted(tuple(sorted(_norm(v) for v in row)) for row in rows))
 
 
 def query_cost(sql: str) -> tuple[int, int, int]:

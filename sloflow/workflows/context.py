@@ -8,6 +8,8 @@ so stage code never handles deadlines.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -94,12 +96,30 @@ class StageLLM:
         """What every call of this stage carries: run, stage, deadline, budget."""
         return self._call
 
-    async def generate(self, request: GenerateRequest) -> Completion:
-        """Place one call and return the whole completion."""
+    def _context(self, request: GenerateRequest, model: str | None) -> CallContext:
+        """This stage's context for `request`: the model asked for, and a key of its shared prefix.
+
+        Everything before the last message (instructions, schema, examples) is what calls of a
+        stage share, so it keys prefix-aware dispatch to a worker whose prompt cache holds it.
+        """
+        changes: dict[str, Any] = {}
+        if model is not None:
+            changes["model"] = model
+        if request.messages is not None and len(request.messages) > 1 and self._call.prefix_key is None:
+            shared = json.dumps([[m.role, m.content] for m in request.messages[:-1]])
+            changes["prefix_key"] = hashlib.sha1(shared.encode()).hexdigest()[:16]
+        return dataclasses.replace(self._call, **changes) if changes else self._call
+
+    def _client(self) -> LLMClient:
         client = self._scope.client
         if client is None:
             raise ConfigError(f"stage {self._call.stage!r} called ctx.llm, but no LLM client is bound to this run")
-        return await self._scope.track(client.generate(request, self._call), self._call.stage)
+        return client
+
+    async def generate(self, request: GenerateRequest, *, model: str | None = None) -> Completion:
+        """Place one call and return the whole completion; `model` asks for a worker serving it."""
+        call = self._context(request, model)
+        return await self._scope.track(self._client().generate(request, call), self._call.stage)
 
     async def text(
         self,
@@ -110,12 +130,13 @@ class StageLLM:
         temperature: float = 0.0,
         stop: list[str] | None = None,
         tokens: bool = False,
+        model: str | None = None,
     ) -> str:
         """The generated text; a string prompt is one user message. `tokens=True` emits each piece."""
         request = _request(prompt, system, max_tokens=max_tokens, temperature=temperature, stop=stop or [])
         if not tokens:
-            return (await self.generate(request)).text
-        return await self._scope.track(self._stream_text(request), self._call.stage)
+            return (await self.generate(request, model=model)).text
+        return await self._scope.track(self._stream_text(request, self._context(request, model)), self._call.stage)
 
     async def json(
         self,
@@ -125,12 +146,13 @@ class StageLLM:
         system: str | None = None,
         max_tokens: int = 512,
         temperature: float = 0.0,
+        model: str | None = None,
     ) -> Any:
         """Output constrained to `schema`: an instance of a pydantic model, or a dict for a JSON schema."""
         is_model = isinstance(schema, type) and issubclass(schema, BaseModel)
         json_schema = schema.model_json_schema() if is_model else schema
         request = _request(prompt, system, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema)
-        text = (await self.generate(request)).text
+        text = (await self.generate(request, model=model)).text
         try:
             return schema.model_validate_json(text) if is_model else json.loads(text)
         except (ValidationError, ValueError) as exc:
@@ -139,12 +161,9 @@ class StageLLM:
                 details={"text": text[:500]},
             ) from None
 
-    async def _stream_text(self, request: GenerateRequest) -> str:
-        client = self._scope.client
-        if client is None:
-            raise ConfigError(f"stage {self._call.stage!r} called ctx.llm, but no LLM client is bound to this run")
+    async def _stream_text(self, request: GenerateRequest, call: CallContext) -> str:
         pieces = []
-        async for chunk in client.stream(request, self._call):
+        async for chunk in self._client().stream(request, call):
             if chunk.text:
                 pieces.append(chunk.text)
                 self._scope.emit("token", self._call.stage, {"text": chunk.text})

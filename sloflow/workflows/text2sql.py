@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import statistics
 import time
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from sloflow.errors import DeadlineExceeded, SloflowError
+from sloflow.llm.types import GenerateRequest
 from sloflow.planners.sql_extract import extract_sql
 from sloflow.planners.sql_linking import linked_tables, match_values
+from sloflow.planners.sql_repair import name_hints, repair_names
 from sloflow.planners.sql_prompts import (
     SchemaTable,
     answer_sentence,
@@ -55,6 +58,9 @@ class SqlState(BaseModel):
     # and risks dropping a table the query needs. Above it the model keeps or drops tables.
     prune_above_tables: int = Field(6, ge=0)
     max_sql_tokens: int = Field(256, ge=16, le=2048)
+    models: dict[Literal["link", "candidate", "revise"], str] = Field(
+        default_factory=dict, description="a model per LLM stage, e.g. a small one for linking; unset: any worker"
+    )
 
     schema_sql: str = ""
     tables: list[str] = Field(default_factory=list)
@@ -155,6 +161,7 @@ async def link(s: SqlState, ctx: Any) -> dict[str, Any]:
                 link_messages([by_name[t] for t in offered], s.question, values),
                 schema=link_json_schema(offered),
                 max_tokens=64,
+                model=s.models.get("link"),
             )
             chosen = [t for t in answer.get("tables", []) if t in by_name]
         except SloflowError as exc:
@@ -169,22 +176,30 @@ async def link(s: SqlState, ctx: Any) -> dict[str, Any]:
 @text2sql.stage(cost=Cost(calls=1, prompt=700, output=50), fan_out=lambda s: list(range(s.candidates_n)))
 async def candidate(s: SqlState, ctx: Any, variant: int) -> dict[str, Any]:
     """One SQL candidate; variant 0 is greedy, the others add a nudge and sample."""
-    started = time.monotonic()
+    request = GenerateRequest(
+        messages=candidate_messages(s.schema_sql, s.question, variant, s.evidence, s.values),
+        max_tokens=s.max_sql_tokens,
+        temperature=0.0 if variant == 0 else 0.7,
+    )
     try:
-        text = await ctx.llm.text(
-            candidate_messages(s.schema_sql, s.question, variant, s.evidence, s.values),
-            max_tokens=s.max_sql_tokens,
-            temperature=0.0 if variant == 0 else 0.7,
-        )
+        out = await ctx.llm.generate(request, model=s.models.get("candidate"))
     except DeadlineExceeded as exc:  # the others may have made it: let selection decide
         return {"drafts": [asdict(Candidate(None, variant=variant, error=exc.message))]}
-    draft = Candidate(extract_sql(text), variant=variant)
-    return {"drafts": [asdict(draft)], "call_s": [time.monotonic() - started]}
+    draft = Candidate(extract_sql(out.text), variant=variant)
+    return {"drafts": [asdict(draft)], "call_s": [out.total_s]}
 
 
 def _expected_call_s(s: SqlState) -> float:
-    """What a revision is expected to take: the slowest call this run has seen, else the declared cost."""
-    return max(s.call_s) if s.call_s else revise_cost.expected_s(text2sql.speed)
+    """What a revision is expected to take on its worker: the median call of this run so far.
+
+    Service time, not time waited: the candidates queue behind each other on a busy worker, and
+    only the first of them pays the cold prefill of the shared prompt that revisions reuse.
+    """
+    return statistics.median(s.call_s) if s.call_s else revise_cost.expected_s(text2sql.speed)
+
+
+def _schema_names(db: Any) -> dict[str, list[str]]:
+    return {t.name: [c.name for c in t.columns] for t in db.tables}
 
 
 def _run_error(c: Candidate) -> str | None:
@@ -195,14 +210,23 @@ def _run_error(c: Candidate) -> str | None:
 
 @text2sql.stage(cost=Cost(seconds=0.2))
 async def execute(s: SqlState, ctx: Any) -> dict[str, Any]:
-    """Run every candidate not yet run through the guard, on a read-only connection."""
+    """Run every candidate not yet run through the guard, on a read-only connection.
+
+    Names a small model misspelt unambiguously (case, underscores, a column taken from the wrong
+    table of the query) are repaired first; the repaired query meets the guard like any other.
+    """
     cands = [Candidate(**c) for c in (s.candidates or sorted(s.drafts, key=lambda d: d["variant"]))]
+    schema = _schema_names(await _database(ctx, s.db))
+    notes = []
     for c in cands:
         if c.rows is not None or c.error is not None:
             continue
         if (err := _run_error(c)) is not None:
             c.error = err
             continue
+        c.sql, fixes = repair_names(c.sql, schema)
+        if fixes:
+            notes.append(f"candidate {c.variant}: repaired {'; '.join(fixes)}")
         try:
             result = await _tool(ctx, "sql")(s.db, c.sql)
         except SloflowError as exc:
@@ -216,10 +240,12 @@ async def execute(s: SqlState, ctx: Any) -> dict[str, Any]:
         need = _expected_call_s(s) + _TAIL_S
         if left < need:
             update["can_revise"] = False
-            update["notes"] = [
+            notes.append(
                 f"stopped revising: {max(left, 0):.1f} s left, a revision takes about {need:.1f} s; "
                 "answering with the best candidate so far"
-            ]
+            )
+    if notes:
+        update["notes"] = notes
     ctx.emit("executed", candidates=len(cands), ran=sum(c.ran for c in cands), errors=sum(not c.ran for c in cands), failing=len(failing))
     return update
 
@@ -235,32 +261,42 @@ revise_cost = Cost(calls=1, prompt=780, output=50)
 async def revise(s: SqlState, ctx: Any) -> dict[str, Any]:
     """Revise each failing candidate with its error (identical failures once), in parallel."""
     cands = [Candidate(**c) for c in s.candidates]
+    schema = _schema_names(await _database(ctx, s.db))
     failing: dict[tuple[str | None, str], list[Candidate]] = {}
     for c in cands:
         if c.needs_revision:
             why = c.error or "it ran but returned no rows; check the conditions against the stored values"
+            hints = name_hints(c.sql, schema)
+            if hints:
+                why += "\nNote: " + "; ".join(hints) + "."
             failing.setdefault((c.sql, why), []).append(c)
+
+    # As many revisions as the time left covers, failures that did not run first.
+    chosen = sorted(failing.items(), key=lambda kv: (kv[1][0].ran, kv[1][0].variant))
+    if ctx.deadline is not None:
+        room = int((ctx.deadline - time.time() - _TAIL_S) // max(_expected_call_s(s), 0.01))
+        chosen = chosen[: max(room, 1)]
 
     async def one(key: tuple[str | None, str], group: list[Candidate]) -> tuple[list[Candidate], str | None, float]:
         failed_sql, why = key
-        started = time.monotonic()
+        request = GenerateRequest(
+            messages=revision_messages(s.schema_sql, s.question, failed_sql or "(none)", why, s.evidence, s.values),
+            max_tokens=s.max_sql_tokens,
+            temperature=0.0,
+        )
         try:
-            text = await ctx.llm.text(
-                revision_messages(s.schema_sql, s.question, failed_sql or "(none)", why, s.evidence, s.values),
-                max_tokens=s.max_sql_tokens,
-                temperature=0.0,
-            )
+            out = await ctx.llm.generate(request, model=s.models.get("revise"))
         except DeadlineExceeded:
-            return group, None, time.monotonic() - started
-        return group, text, time.monotonic() - started
+            return group, None, 0.0
+        return group, out.text, out.total_s
 
-    done = await asyncio.gather(*(one(k, g) for k, g in failing.items()))
+    done = await asyncio.gather(*(one(k, g) for k, g in chosen))
     took, notes = [], []
     for group, text, seconds in done:
-        took.append(seconds)
         if text is None:
             notes.append("a revision was not made: the deadline passed first")
             continue
+        took.append(seconds)
         new_sql = extract_sql(text)
         for c in group:
             c.revisions += 1

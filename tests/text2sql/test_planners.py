@@ -51,21 +51,23 @@ def test_schema_ddl_quotes_odd_names_shows_values_and_only_relevant_join_keys() 
 
 def test_candidates_and_revisions_of_a_question_share_everything_before_the_variant() -> None:
     schema = schema_ddl([SINGER, CONCERT])
-    prompts = [candidate_messages(schema, "How many singers?", v)[0].content for v in range(3)]
-    prompts.append(revision_messages(schema, "How many singers?", "SELECT x FROM singer", "no such column x")[0].content)
-    shared = prompts[0]
-    for p in prompts[1:]:
-        assert p.startswith(shared)
-    assert prompts[0].index("CREATE TABLE") < prompts[0].index("Examples") < prompts[0].index("Question: How many singers?")
-    assert "no such column x" in prompts[-1] and "SELECT x FROM singer" in prompts[-1]
+    calls = [candidate_messages(schema, "How many singers?", v) for v in range(3)]
+    calls.append(revision_messages(schema, "How many singers?", "SELECT x FROM singer", "no such column x"))
+    # the system message (what calls share) is identical; the user message starts with the question
+    assert {(c[0].role, c[0].content) for c in calls} == {("system", calls[0][0].content)}
+    system, question = calls[0][0].content, "Question: How many singers?"
+    assert system.index("CREATE TABLE") < system.index("Examples") and question not in system
+    for c in calls:
+        assert [m.role for m in c] == ["system", "user"] and c[1].content.startswith(question)
+    assert "no such column x" in calls[-1][1].content and "SELECT x FROM singer" in calls[-1][1].content
 
 
 def test_prompts_of_two_questions_on_one_schema_differ_only_after_the_question_starts() -> None:
     schema = schema_ddl([SINGER])
-    a = candidate_messages(schema, "How many singers?")[0].content
-    b = candidate_messages(schema, "List the names.")[0].content
-    assert a.split("Question:")[0] == b.split("Question:")[0]
-    assert "CREATE TABLE singer" in a.split("Question:")[0]
+    a = candidate_messages(schema, "How many singers?")
+    b = candidate_messages(schema, "List the names.")
+    assert a[0] == b[0] and "CREATE TABLE singer" in a[0].content
+    assert a[1].content != b[1].content
 
 
 def test_link_schema_allows_only_known_tables() -> None:

@@ -20,6 +20,15 @@ def test_rows_compare_as_multisets_unless_ordered() -> None:
     assert not results_match([(1,)], [(1, "a")], ordered=False)  # extra columns are wrong
 
 
+def test_columns_may_come_in_another_order() -> None:
+    gold = [(3, "Bath"), (1, "Sale")]
+    assert results_match(gold, [("Sale", 1), ("Bath", 3)], ordered=False)
+    assert results_match(gold, [("Bath", 3), ("Sale", 1)], ordered=True)
+    assert not results_match(gold, [("Sale", 1), ("Bath", 3)], ordered=True)
+    # the columns must line up across rows, not only as separate multisets
+    assert not results_match([(1, "a"), (2, "b")], [("b", 1), ("a", 2)], ordered=False)
+
+
 def test_integral_floats_equal_ints() -> None:
     assert results_match([(3,)], [(3.0,)], ordered=False)
     assert not results_match([(3,)], [(3.5,)], ordered=False)

@@ -166,3 +166,27 @@ async def test_an_empty_result_the_model_stands_by_is_revised_once_then_kept(sou
     out = record.output
     assert out["revisions"] == 1 and len(llm.calls) == 3  # 2 candidates + 1 revision of the shared failure
     assert out["sql"] == empty and out["rows"] == [] and "no rows" in out["answer"]
+
+
+async def test_misspelt_names_are_repaired_before_the_guard_and_noted(sources: SourceRegistry) -> None:
+    llm = SqlWriter(lambda n: "SELECT count(*) FROM SINGER WHERE country_ = 'France'")
+    record = await runtime(llm, sources).run("text2sql", {"question": "How many singers are from France?", "db": "concert_singer"})
+    out = record.output
+    assert out["rows"] == [[4]] and out["revisions"] == 0
+    assert "Country = 'France'" in out["sql"]
+    assert any("repaired column country_ -> Country" in n for n in out["notes"])
+
+
+async def test_calls_of_a_question_share_a_prefix_key_and_use_the_models_asked_for(sources: SourceRegistry) -> None:
+    llm = SqlWriter(lambda n: "SELECT nme FROM singer" if n == 0 else GOOD, revision=GOOD)
+    models = {"candidate": "big-model", "revise": "other-model"}
+    record = await runtime(llm, sources).run(
+        "text2sql", {"question": "How many singers are from France?", "db": "concert_singer", "models": models}
+    )
+    assert record.status.value == "succeeded", record.error
+    contexts = [ctx for _, ctx in llm.calls]
+    assert len({ctx.prefix_key for ctx in contexts}) == 1 and contexts[0].prefix_key
+    assert [ctx.model for ctx in contexts] == ["big-model"] * 3 + ["other-model"]
+    assert all(ctx.deadline is not None for ctx in contexts)
+    with pytest.raises(InvalidInput, match="models"):
+        await runtime(llm, sources).run("text2sql", {"question": "q", "db": "concert_singer", "models": {"answer": "x"}})

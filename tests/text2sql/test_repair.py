@@ -1,0 +1,46 @@
+"""Schema-aware name repair and the hints a revision prompt gets."""
+
+from __future__ import annotations
+
+from sloflow.planners.sql_repair import name_hints, repair_names
+
+PETS = {
+    "Student": ["StuID", "LName", "Age", "city_code"],
+    "Has_Pet": ["StuID", "PetID"],
+    "Pets": ["PetID", "PetType", "pet_age", "weight"],
+}
+FLIGHTS = {"airports": ["City", "AirportCode", "AirportName"], "flights": ["Airline", "FlightNo", "SourceAirport", "DestAirport"]}
+
+
+def test_case_and_underscore_misspellings_are_repaired() -> None:
+    sql, fixes = repair_names("SELECT pet_type, max(weight) FROM pets GROUP BY pet_type", PETS)
+    assert sql == "SELECT PetType, MAX(weight) FROM pets GROUP BY PetType"
+    assert fixes == ["column pet_type -> PetType", "column pet_type -> PetType"]
+
+
+def test_a_column_taken_from_the_wrong_table_moves_to_the_one_that_has_it() -> None:
+    sql, fixes = repair_names(
+        "SELECT DISTINCT A.Airline FROM airports AS A JOIN flights AS F ON A.AirportCode = F.DestAirport WHERE F.DestAirport = 'AHD'",
+        FLIGHTS,
+    )
+    assert "SELECT DISTINCT F.Airline FROM" in sql
+    assert fixes == ["column A.Airline -> F.Airline"]
+
+
+def test_join_conditions_and_ambiguous_names_are_left_alone() -> None:
+    wrong_join = "SELECT T1.Age FROM Student AS T1 JOIN Has_Pet AS T2 ON T1.PetID = T2.PetID"
+    assert repair_names(wrong_join, PETS) == (wrong_join, [])
+    ambiguous = "SELECT stu_id FROM Student JOIN Has_Pet ON Student.StuID = Has_Pet.StuID"
+    assert repair_names(ambiguous, PETS) == (ambiguous, [])  # StuID is in both tables
+    alias = "SELECT count(*) AS pet_count FROM Pets ORDER BY pet_count"
+    assert repair_names(alias, PETS) == (alias, [])
+    assert repair_names("SELEC nonsense", PETS) == ("SELEC nonsense", [])
+
+
+def test_hints_say_where_a_missing_name_lives() -> None:
+    hints = name_hints("SELECT T1.weight FROM Pets AS T1 JOIN Has_Pet AS T2 ON T1.PetID = T2.PetID ORDER BY T2.age", PETS)
+    assert hints == ["age is a column of Student, not of Has_Pet"]
+    hints = name_hints("SELECT T3.song_name FROM singer AS T1 JOIN song AS T3 ON T1.id = T3.id", {"singer": ["id", "Song_Name"]})
+    assert hints[0] == "there is no table song; similar names: singer.Song_Name"
+    assert name_hints("SELECT colour FROM Pets", PETS) == ["no table has a column colour"]
+    assert name_hints("SELECT PetType FROM Pets", PETS) == []
