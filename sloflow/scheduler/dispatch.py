@@ -1,8 +1,9 @@
 """Global dispatch: filter the workers that can take a call, then a policy picks one; time passed in.
 
 Policies are small objects with one method and no I/O, shared by the live dispatcher and the
-simulator. `SlackAwareFinish` is sloflow's default; the others are the baselines it is measured
-against (round-robin, least outstanding work, earliest finish time, HEXGEN workload balance).
+simulator. `LeastHarm` is sloflow's default; `SlackAwareFinish` is the finish estimate it builds on,
+and the others are the baselines it is measured against (round-robin, least outstanding work,
+earliest finish time, HEXGEN workload balance).
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class HexgenBalance:
 
 
 class SlackAwareFinish:
-    """sloflow's default: earliest finish as the call will really be served there.
+    """Earliest finish as the call will really be served there (the previous default).
 
     Compared with plain earliest finish it counts (1) only the queued work an earliest-deadline
     local queue serves before this call, (2) how many calls of this size the worker's KV cache holds at once,
@@ -125,11 +126,21 @@ class SlackAwareFinish:
     name = "slack-eft"
 
     def choose(self, call: Call, workers: Sequence[WorkerView], now: float) -> WorkerView:
-        if call.deadline is None or (
-            call.request_deadline is not None and now + min(w.solo_s(call) for w in workers) > call.request_deadline
-        ):
-            return min(workers, key=lambda w: w.outstanding_s(now) / w.profile.throughput(w.profile.slots))
+        if self.best_effort(call, workers, now):
+            return self.least_loaded(workers, now)
         return min(workers, key=lambda w: self.finish_s(call, w, now))
+
+    @staticmethod
+    def best_effort(call: Call, workers: Sequence[WorkerView], now: float) -> bool:
+        """A background call, or one whose request misses its deadline even alone on its best worker."""
+        return call.deadline is None or (
+            call.request_deadline is not None and now + min(w.solo_s(call) for w in workers) > call.request_deadline
+        )
+
+    @staticmethod
+    def least_loaded(workers: Sequence[WorkerView], now: float) -> WorkerView:
+        """The worker whose outstanding work drains soonest at full slot throughput."""
+        return min(workers, key=lambda w: w.outstanding_s(now) / w.profile.throughput(w.profile.slots))
 
     @staticmethod
     def finish_s(call: Call, w: WorkerView, now: float) -> float:
@@ -139,6 +150,50 @@ class SlackAwareFinish:
         fit = min(w.profile.slots, max(w.profile.kv_capacity // max(call.kv_tokens, 1), 1))
         together = min(fit, len(w.running) + 1)
         return _wait_s(w, call, ahead, now, fit) + w.profile.cost(call, w.cached_tokens(call), together)
+
+
+def added_delay_s(w: WorkerView, call: Call, now: float, own_s: float) -> float:
+    """Seconds of delay that `call`, running `own_s` seconds in the batch on `w`, adds to the calls running there.
+
+    Running calls share a worker, each slowed by `decode_slowdown` per extra call, so while the new
+    call runs it stretches every running call by that factor (to first order, over the time the two
+    overlap). A call that must wait for a slot or for KV cache space joins no batch now and is
+    counted as adding none.
+    """
+    k = len(w.running)
+    if k == 0 or not w.has_room(call):
+        return 0.0
+    p = w.profile
+    return (p.slowdown(k + 1) / p.slowdown(k) - 1.0) * sum(min(left, own_s) for left in w.running_left_s(now))
+
+
+class LeastHarm(SlackAwareFinish):
+    """sloflow's default: among the workers where a call still meets its deadline, the one it slows least.
+
+    Earliest finish sends every call to where it alone ends soonest, which piles calls onto the fast
+    cards even when they have time to spare; on batched workers each extra call slows every call
+    already running there, so calls that are short of time later find the fast cards crowded. Here
+    a call goes to the worker where it adds the least delay to running calls, among those where its
+    expected finish (slack-aware, as `SlackAwareFinish`), stretched by `room` for estimate error and
+    later arrivals, is within its deadline; ties (idle workers) go to the earliest finish. A call that
+    fits nowhere takes its earliest finish; background calls and calls of lost requests go to the
+    least loaded worker.
+    """
+
+    name = "least-harm"
+
+    def __init__(self, room: float = 1.3) -> None:
+        self.room = room
+
+    def choose(self, call: Call, workers: Sequence[WorkerView], now: float) -> WorkerView:
+        if self.best_effort(call, workers, now):
+            return self.least_loaded(workers, now)
+        assert call.deadline is not None
+        scored = [(self.finish_s(call, w, now), w) for w in workers]
+        fits = [(f, w) for f, w in scored if now + self.room * f <= call.deadline]
+        if not fits:
+            return min(scored, key=lambda fw: fw[0])[1]
+        return min(fits, key=lambda fw: (added_delay_s(fw[1], call, now, fw[0]), fw[0]))[1]
 
 
 class Rebalancer:
@@ -171,5 +226,5 @@ class Rebalancer:
 
 
 DISPATCH_POLICIES: dict[str, type[DispatchPolicy]] = {
-    p.name: p for p in (RoundRobin, LeastOutstanding, EarliestFinish, HexgenBalance, SlackAwareFinish)  # type: ignore[misc]
+    p.name: p for p in (RoundRobin, LeastOutstanding, EarliestFinish, HexgenBalance, SlackAwareFinish, LeastHarm)  # type: ignore[misc]
 }

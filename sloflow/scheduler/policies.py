@@ -8,7 +8,7 @@ from sloflow.errors import ConfigError
 from sloflow.scheduler.dispatch import DISPATCH_POLICIES, DispatchPolicy, HexgenBalance, Rebalancer
 from sloflow.scheduler.queueing import QUEUE_POLICIES, QueuePolicy
 
-DEFAULT = "slack-eft+triaged-edf+redispatch"  # sloflow's default scheduler
+DEFAULT = "least-harm+triaged-edf+redispatch"  # sloflow's default scheduler
 BASELINES = ("rr+fcfs", "eft+fcfs", "hexgen+least-slack")
 
 

@@ -1,7 +1,8 @@
 """Tuning by simulation: pick a policy parameter on some seeds, report the choice on held-out seeds.
 
 HEXGEN's alpha is tuned per trace, rate and cluster (grid 0.0..1.0 step 0.1); our default's only
-choices are whether to triage and whether to re-dispatch, so its "grid" is those variants.
+choices are its dispatch (least harm or plain slack-aware finish), whether to triage and whether to
+re-dispatch, so its "grid" is those variants.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from sloflow.scheduler.profile import WorkerProfile
 
 ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
 OUR_VARIANTS = (
+    "least-harm+triaged-edf+redispatch",
+    "least-harm+triaged-edf",
     "slack-eft+triaged-edf+redispatch",
     "slack-eft+triaged-edf",
     "slack-eft+least-slack+redispatch",

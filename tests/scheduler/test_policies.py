@@ -9,10 +9,12 @@ from sloflow.scheduler.call import Call, call_budget
 from sloflow.scheduler.dispatch import (
     EarliestFinish,
     HexgenBalance,
+    LeastHarm,
     LeastOutstanding,
     Rebalancer,
     RoundRobin,
     SlackAwareFinish,
+    added_delay_s,
     eligible,
 )
 from sloflow.scheduler.profile import WorkerProfile
@@ -91,6 +93,34 @@ def test_calls_of_a_lost_request_go_to_the_least_loaded_worker() -> None:
     fast.enqueue(call("x"))
     lost = call("lost", prompt=1000, output=100, deadline=0.5, request_deadline=0.5)  # 2 s of work: too late
     assert SlackAwareFinish().choose(lost, [fast, slow], 0).id == "slow"
+    assert LeastHarm().choose(lost, [fast, slow], 0).id == "slow"
+
+
+BATCHED_FAST = WorkerProfile("fast-b", 0.001, 0.01, decode_slowdown=0.05, slots=8, context_tokens=4096)
+BATCHED_SLOW = WorkerProfile("slow-b", 0.002, 0.02, decode_slowdown=0.05, slots=8, context_tokens=4096)
+
+
+def busy_fast_and_idle_slow() -> tuple[WorkerView, WorkerView]:
+    fast, slow = WorkerView("fast", BATCHED_FAST), WorkerView("slow", BATCHED_SLOW)
+    for i in range(3):  # three long calls share the fast worker
+        fast.enqueue(call(f"r{i}", output=500))
+        fast.start(f"r{i}", 0.0)
+    return fast, slow
+
+
+def test_least_harm_sends_a_call_with_time_to_spare_where_it_slows_no_running_call() -> None:
+    fast, slow = busy_fast_and_idle_slow()
+    c = call("new", deadline=100.0)  # 0.23 s on the busy fast worker, 0.4 s on the idle slow one
+    assert added_delay_s(fast, c, 0.0, 0.23) == pytest.approx(3 * 0.23 * (1.15 / 1.10 - 1))  # 3 calls, 0.23 s overlap
+    assert added_delay_s(slow, c, 0.0, 0.4) == 0.0
+    assert EarliestFinish().choose(c, [fast, slow], 0).id == "fast"
+    assert LeastHarm().choose(c, [fast, slow], 0).id == "slow"
+
+
+def test_least_harm_keeps_a_short_of_time_call_where_it_meets_its_deadline() -> None:
+    fast, slow = busy_fast_and_idle_slow()
+    assert LeastHarm().choose(call("tight", deadline=0.35), [fast, slow], 0).id == "fast"  # only the fast one fits
+    assert LeastHarm().choose(call("late", deadline=0.1), [fast, slow], 0).id == "fast"  # none fits: earliest finish
 
 
 def test_hexgen_alpha_trades_speed_against_cumulative_load() -> None:

@@ -85,6 +85,23 @@ def test_default_beats_round_robin_and_matches_earliest_finish(chess: tuple[list
     assert ours >= 0.95 * goodput(cluster, "eft+fcfs", wl, [1], rel_tol=0.05, hint=ours)
 
 
+def test_default_keeps_the_fast_batched_worker_uncrowded_for_a_call_short_of_time() -> None:
+    fast = WorkerProfile("fast", 0.001, 0.01, decode_slowdown=0.05, slots=8, context_tokens=4096)
+    slow = WorkerProfile("slow", 0.002, 0.02, decode_slowdown=0.05, slots=8, context_tokens=4096)
+    relaxed, urgent = shape([(100, 500)]), shape([(100, 100)])  # 5.1 s and 1.1 s alone on the fast worker
+    reqs = [relaxed] * 3 + [urgent]
+
+    def run(spec: str) -> list[float]:
+        sim = Simulation([("fast", fast), ("slow", slow)], make_scheduler(spec), BudgetModel(reqs, [fast, slow]))
+        return list(sim.run(reqs, [0.0, 0.0, 0.0, 0.01], [100.0] * 3 + [1.24]).latencies)
+
+    # Earliest finish batches all three relaxed calls on the fast worker: the urgent one runs 4-wide there.
+    assert run("eft+fcfs")[3] == pytest.approx(1.1 * 1.15, rel=0.01)
+    # Ours sends a relaxed call to the idle slow worker, so the urgent one runs 3-wide and makes it.
+    assert run(DEFAULT)[3] == pytest.approx(1.1 * 1.10, rel=0.01)
+    assert run("eft+fcfs")[3] > 1.24 > run(DEFAULT)[3]
+
+
 def test_alpha_is_chosen_on_tuning_seeds_and_reported_on_held_out_ones(chess: tuple[list, Workload]) -> None:
     cluster, wl = chess
     choice = tune_alpha(cluster, wl, 0.25, seeds=[5], held_out=[6], grid=(0.0, 0.5, 1.0))
