@@ -180,6 +180,7 @@ async def candidate(s: SqlState, ctx: Any, variant: int) -> dict[str, Any]:
         messages=candidate_messages(s.schema_sql, s.question, variant, s.evidence, s.values),
         max_tokens=s.max_sql_tokens,
         temperature=0.0 if variant == 0 else 0.7,
+        seed=variant,  # sampled candidates are reproducible, and differ from each other
     )
     try:
         out = await ctx.llm.generate(request, model=s.models.get("candidate"))
