@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import random
 import statistics
 import time
@@ -21,7 +23,7 @@ from typing import Any
 from sloflow.bench.progress import say
 from sloflow.errors import ConfigError
 from sloflow.scheduler.call import Call
-from sloflow.scheduler.dispatch import DISPATCH_POLICIES, EarliestFinish, SlackAwareFinish
+from sloflow.scheduler.dispatch import DISPATCH_POLICIES, EarliestFinish
 from sloflow.scheduler.experiment import Workload, goodput, parse_cluster, save_profiles, simulate
 from sloflow.scheduler.policies import BASELINES, DEFAULT, make_scheduler
 from sloflow.scheduler.profile import WorkerProfile
@@ -53,7 +55,7 @@ def decision_cost_us(workers: int = 16, queued: int = 1000, repeats: int = 300) 
             v.start(cid, 0.0)
     probe = Call("probe", 1500, 80, release=1.0, deadline=30.0, request_deadline=60.0, prefix_key="evaluate", prefix_tokens=261)
     out = {}
-    for policy in (SlackAwareFinish(), EarliestFinish()):
+    for policy in (DISPATCH_POLICIES[DEFAULT.split("+")[0]](), EarliestFinish()):
         times = timeit.repeat(lambda p=policy: p.choose(probe, views, 1.0), number=1, repeat=repeats)
         out[policy.name] = round(statistics.median(times) * 1e6, 1)
     return out
@@ -154,29 +156,68 @@ def plot(run: dict[str, Any], path: Path) -> None:
 
 
 def real_workload(requests: int, seed: int) -> list[RequestShape]:
-    """MAC-SQL requests (trace4) scaled down 12x in prompt and 8x in output for a 135M/270M model on CPU;
-    60% of each prompt is its step's shared template."""
+    """MAC-SQL requests (trace4) scaled down 12x in prompt and 8x in output for a 135M/270M model on CPU.
+
+    Each step has one fixed template, as in the CHESS traces: 60% of the step's shortest prompt, so
+    every call of a step starts with the same template tokens and a worker that last served the step
+    holds exactly those in its prompt cache.
+    """
     trace = load_workflow_trace(DATA / "chess" / "trace4_modified2.json")
+
+    def prompt(c: CallShape) -> int:
+        return max(c.prompt_tokens // 12, 32)
+
+    template: dict[str, int] = {}
+    for shape in trace:
+        for stage in shape.stages:
+            for c in stage:
+                template[c.step] = min(template.get(c.step, 1 << 30), int(0.6 * prompt(c)))
     rng = random.Random(seed)
     out = []
     for shape in (rng.choice(trace) for _ in range(requests)):
         stages = tuple(
-            tuple(
-                CallShape(c.step, max(c.prompt_tokens // 12, 16), max(c.output_tokens // 8, 4), int(0.6 * max(c.prompt_tokens // 12, 16)))
-                for c in stage
-            )
+            tuple(CallShape(c.step, prompt(c), max(c.output_tokens // 8, 4), template[c.step]) for c in stage)
             for stage in shape.stages
         )
         out.append(RequestShape(stages))
     return out
 
 
-def real_run(requests: int, rate: float, scale: float, seed: int, profiles_out: Path) -> dict[str, Any]:
+class _LoggedSimulation(Simulation):
+    """A `Simulation` that also records where and when each call ran (to set beside the real run's log)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: dict[str, dict[str, Any]] = {}
+
+    def _fill(self, w: Any, now: float) -> None:
+        before = set(w.left)
+        super()._fill(w, now)
+        for cid in set(w.left) - before:
+            self.calls[cid] = {"worker": w.view.id, "start": round(now, 4), "work_s": round(w.left[cid], 4)}
+
+    def _complete(self, w: Any, now: float) -> None:
+        before = set(w.left)
+        super()._complete(w, now)
+        for cid in before - set(w.left):
+            self.calls[cid]["done"] = round(now, 4)
+
+
+def real_run(
+    requests: int,
+    rate: float,
+    scale: float,
+    seed: int,
+    profiles_out: Path,
+    schedulers: tuple[str, ...] = HEADLINE,
+    log_path: Path | None = None,
+) -> dict[str, Any]:
     """The same arrivals on two real llama.cpp workers of unequal speed, per scheduler, and in the simulator."""
     import ray
 
     from sloflow.config import get_settings
     from sloflow.llm.models import is_available
+    from sloflow.llm.types import GenerateRequest
     from sloflow.ray_start import start_ray
     from sloflow.scheduler.client import SchedulerClient
     from sloflow.scheduler.dispatcher import start_dispatcher
@@ -193,32 +234,60 @@ def real_run(requests: int, rate: float, scale: float, seed: int, profiles_out: 
     out: dict[str, Any] = {"workers": "smollm2-135m and gemma3-270m, llama.cpp, 1 thread each (real speed difference)"}
     profiles: list[WorkerProfile] | None = None
     results: dict[str, dict[str, float]] = {}
-    for i, name in enumerate(HEADLINE):
+    load_start = [round(x, 2) for x in os.getloadavg()]  # the real run is only meaningful on quiet cores
+    log_file = log_path.open("w") if log_path else None
+    token_mismatch = 0
+    calls_total = 0
+    for i, name in enumerate(schedulers):
         dispatcher = start_dispatcher(name, name=f"bench-dispatcher-{i}")
         specs = {f"b{i}-small": WorkerSpec("embedded", "smollm2-135m", threads=1, num_cpus=1), f"b{i}-larger": WorkerSpec("embedded", "gemma3-270m", threads=1, num_cpus=1)}
         if profiles is not None:  # measure once, then reuse: the same cards in every run
             specs = {k: replace(s, profile=p) for (k, s), p in zip(specs.items(), profiles)}
         for k, s in specs.items():  # one at a time: profiling passes must not compete for the cores
             ray.get(dispatcher.add_worker.remote(k, s))
+        # A fresh llama.cpp process pays first-touch costs on its first call (about 0.1 s for Gemma);
+        # the profiling pass warms its worker up, so warm up the workers that reuse a profile too.
+        warm = GenerateRequest(prompt="the and", max_tokens=2)
+        ray.get([ray.get_actor(f"sloflow-worker-{k}").run.remote(Call(f"warm-{k}", 2, 2, release=time.time()), warm) for k in specs])
         by_id = {w["id"]: w["profile"] for w in ray.get(dispatcher.workers.remote())}
         profiles = [by_id[k] for k in specs]
         budgets = BudgetModel(shapes, profiles)
         deadlines = [scale * standalone_s(s, profiles) for s in shapes]
         say(f"  real run {name}: {requests} requests at {rate} req/s ...")
-        lat = asyncio.run(replay(SchedulerClient(dispatcher), shapes, arrivals, deadlines, budgets))
-        sim = Simulation(list(zip(specs, profiles)), make_scheduler(name), budgets).run(shapes, arrivals, deadlines)
+        calls: list[dict[str, Any]] = []
+        lat = asyncio.run(replay(SchedulerClient(dispatcher), shapes, arrivals, deadlines, budgets, log=calls))
+        simulation = _LoggedSimulation(list(zip(specs, profiles)), make_scheduler(name), budgets)
+        sim = simulation.run(shapes, arrivals, deadlines)
+        # The replay must make the calls the simulator models: exact prompt and output token counts.
+        calls_total += len(calls)
+        token_mismatch += sum(
+            c["real_output_tokens"] != c["output_tokens"] or abs(c["real_prompt_tokens"] - c["prompt_tokens"]) > 1 for c in calls
+        )
+        if log_file is not None:
+            for c in calls:
+                sc = simulation.calls.get(f"{c['request']}.{c['stage']}.{c['index']}", {})
+                log_file.write(json.dumps({"scheduler": name, **c, "sim": sc}) + "\n")
+            for r, (x, y) in enumerate(zip(lat, sim.latencies)):
+                log_file.write(json.dumps({"scheduler": name, "request": r, "arrival": round(arrivals[r], 3), "latency": round(x, 3), "sim_latency": round(y, 3)}) + "\n")
+            log_file.flush()
+        p50, p95, s50, s95 = percentile(lat, 50), percentile(lat, 95), sim.percentile(50), sim.percentile(95)
         results[name] = {
-            "p50_s": round(percentile(lat, 50), 2),
-            "p95_s": round(percentile(lat, 95), 2),
+            "p50_s": round(p50, 2),
+            "p95_s": round(p95, 2),
             "attainment": round(sum(x <= d for x, d in zip(lat, deadlines)) / len(lat), 3),
-            "sim_p50_s": round(sim.percentile(50), 2),
-            "sim_p95_s": round(sim.percentile(95), 2),
+            "sim_p50_s": round(s50, 2),
+            "sim_p95_s": round(s95, 2),
+            "sim_attainment": round(sim.attainment, 3),
+            "sim_error_p50": round(abs(s50 - p50) / p50, 3),
+            "sim_error_p95": round(abs(s95 - p95) / p95, 3),
         }
         say(f"    {results[name]}")
         for k in specs:
             ray.get(dispatcher.remove.remote(k))
         ray.kill(dispatcher)
-    ours = results[DEFAULT]
+    if log_file is not None:
+        log_file.close()
+    ours = results.get(DEFAULT, next(iter(results.values())))
     if profiles:  # so that `sloflow sim --cluster <file>` can replay on these workers
         save_profiles(profiles, profiles_out)
     out.update(
@@ -227,13 +296,21 @@ def real_run(requests: int, rate: float, scale: float, seed: int, profiles_out: 
         deadline_scale=scale,
         profiles=[asdict(p) for p in profiles or []],
         per_scheduler=results,
-        p95_ratio_vs_rr_fcfs=round(results["rr+fcfs"]["p95_s"] / ours["p95_s"], 3),
-        p95_ratio_vs_hexgen=round(results["hexgen+least-slack"]["p95_s"] / ours["p95_s"], 3),
+        load_average_start=load_start,
+        load_average_end=[round(x, 2) for x in os.getloadavg()],
+        calls_with_token_counts_off=token_mismatch,
+        calls=calls_total,
     )
+    if "rr+fcfs" in results and "hexgen+least-slack" in results:
+        out["p95_ratio_vs_rr_fcfs"] = round(results["rr+fcfs"]["p95_s"] / ours["p95_s"], 3)
+        out["p95_ratio_vs_hexgen"] = round(results["hexgen+least-slack"]["p95_s"] / ours["p95_s"], 3)
     errors95 = [abs(r["sim_p95_s"] - r["p95_s"]) / r["p95_s"] for r in results.values()]
     errors50 = [abs(r["sim_p50_s"] - r["p50_s"]) / r["p50_s"] for r in results.values()]
     out["sim_error_p95"] = round(max(errors95), 3)
     out["sim_error_p50"] = round(max(errors50), 3)
+    if DEFAULT in results:
+        out["sim_error_p50_default"] = results[DEFAULT]["sim_error_p50"]
+        out["sim_error_p95_default"] = results[DEFAULT]["sim_error_p95"]
     return out
 
 
@@ -246,6 +323,8 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict:
     parser.add_argument("--only-real", action="store_true", help="only the real llama.cpp run")
     parser.add_argument("--real-requests", type=int, default=40, help="requests in the real run")
     parser.add_argument("--real-rate", type=float, default=0.35, help="Poisson rate (req/s) of the real run")
+    parser.add_argument("--real-schedulers", default=",".join(HEADLINE), help="comma-separated schedulers of the real run")
+    parser.add_argument("--real-log", type=Path, default=None, help="write every real call beside its simulated twin (JSON lines)")
     opts = parser.parse_args(args or [])
     if not (DATA / "chess").is_dir():
         raise ConfigError(f"the scheduler benchmark needs the traces under {DATA}")
@@ -270,7 +349,7 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict:
     }
     say("decision cost (16 workers, 1000 queued calls) ...")
     cost = decision_cost_us()
-    figures["decision_us_median"] = cost[SlackAwareFinish.name]
+    figures["decision_us_median"] = cost[DEFAULT.split("+")[0]]
     figures["decision_us_median_eft"] = cost[EarliestFinish.name]
     runs = []
     for trace in [] if opts.only_real else traces:
@@ -284,23 +363,27 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict:
         figures[key] = weakest[key]
         figures[f"{key}_weakest_on"] = f"{weakest['trace']} / {weakest['cluster']}"
     figures["runs"] = runs
+    if runs and not quick:
+        figures["azure_arrivals"] = azure_arrivals("trace2", "4x", requests, opts.scale, seeds)
+        plot(runs[0], opts.plot)
+        figures["plot"] = str(opts.plot)
     if quick or opts.no_real:
         figures["real_run"] = False
     else:
-        if runs:
-            figures["azure_arrivals"] = azure_arrivals("trace2", "4x", requests, opts.scale, seeds)
-            plot(runs[0], opts.plot)
-            figures["plot"] = str(opts.plot)
         real = real_run(
             requests=opts.real_requests,
             rate=opts.real_rate,
             scale=opts.scale * 1.5,
             seed=7,
             profiles_out=opts.plot.with_name("scheduler_profiles.json"),
+            schedulers=tuple(opts.real_schedulers.split(",")),
+            log_path=opts.real_log,
         )
         figures["real_run"] = real
         figures["sim_error_p95"] = real["sim_error_p95"]
-        figures["real_p95_ratio_vs_rr_fcfs"] = real["p95_ratio_vs_rr_fcfs"]
-        figures["real_p95_ratio_vs_hexgen"] = real["p95_ratio_vs_hexgen"]
+        figures["sim_error_p50"] = real["sim_error_p50"]
+        if "p95_ratio_vs_rr_fcfs" in real:
+            figures["real_p95_ratio_vs_rr_fcfs"] = real["p95_ratio_vs_rr_fcfs"]
+            figures["real_p95_ratio_vs_hexgen"] = real["p95_ratio_vs_hexgen"]
     figures["seconds"] = round(time.time() - started, 1)
     return figures

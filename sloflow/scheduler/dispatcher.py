@@ -148,7 +148,12 @@ class Dispatcher:
         """A worker began running a call (keeps the view's running set exact)."""
         view = self.views.get(worker_id)
         if view is not None and call_id in view.queued:
+            call = view.queued[call_id].call
             view.start(call_id, time.time())
+            if call.prefix_key is not None and view.profile.slots == 1:
+                # A single llama.cpp instance now holds this prompt, as the simulator assumes from
+                # the start of a call; waiting for its end would price the next call cold.
+                view.held_prefixes = {call.prefix_key}
 
     def _forget(self, worker_id: str, call_id: str) -> None:
         view = self.views.get(worker_id)

@@ -2,8 +2,11 @@
 
 A profile says how fast a worker prefills and decodes, how many calls it runs at once (slots),
 how much context one call may use and how many KV-cache tokens all running calls may share. The
-cost model is linear in tokens; running calls share the worker by processor sharing, each slowed
-by `decode_slowdown` per extra running call (measured by running `slots` calls at once).
+cost model is linear in tokens, except that each decoded token also costs a little per token
+already in context (attention reads the whole KV cache: on a 1-thread CPU SmolLM2-135M decodes
+about 20% slower at 300 tokens of context than at 20); running calls share the worker by
+processor sharing, each slowed by `decode_slowdown` per extra running call (measured by running
+`slots` calls at once).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class WorkerProfile:
     context_tokens: int = 4096  # longest prompt + output one call may have
     kv_tokens: int = 0  # KV-cache tokens shared by all running calls; 0 means slots * context_tokens
     source: str = "declared"
+    decode_s_per_context_token: float = 0.0  # extra decode seconds per output token per token in context
+
 
     @property
     def kv_capacity(self) -> int:
@@ -42,7 +47,9 @@ class WorkerProfile:
     def solo_s(self, prompt_tokens: int, output_tokens: int, cached_tokens: int = 0) -> float:
         """Seconds for a call running alone; `cached_tokens` of the prompt need no prefill."""
         fresh = max(prompt_tokens - cached_tokens, 1)
-        return self.overhead_s + fresh * self.prefill_s_per_token + output_tokens * self.decode_s_per_token
+        # Each output token attends to the prompt and the output so far: on average prompt + output / 2.
+        per_token = self.decode_s_per_token + self.decode_s_per_context_token * (prompt_tokens + output_tokens / 2)
+        return self.overhead_s + fresh * self.prefill_s_per_token + output_tokens * per_token
 
     def slowdown(self, running: int) -> float:
         """Factor by which each call slows when `running` calls share the worker."""
@@ -137,7 +144,12 @@ async def measure_profile(
     prompt_words: Sequence[int] = (16, 96, 192),
     decode_tokens: int = 24,
 ) -> WorkerProfile:
-    """Fit a profile by timing `backend`: prefill at a few prompt sizes, decode alone and with all slots busy."""
+    """Fit a profile by timing `backend`: prefill at a few prompt sizes, decode alone at a short and a
+    long context (the per-context-token decode cost) and with all slots busy.
+
+    Every probe decodes exactly its `max_tokens` (end-of-sequence ignored) and is run twice, the
+    faster run counting: on shared cores a probe is only ever slowed down by others.
+    """
     salt = int(time.time() * 1000) % 100000
     await backend.generate(GenerateRequest(prompt=_filler(8, salt), max_tokens=2))  # warm-up: first-call costs
     points: list[tuple[int, int, float]] = []
@@ -150,24 +162,30 @@ async def measure_profile(
     if overhead < 0:  # noise can tilt the line below the origin: refit through it
         overhead, prefill = 0.0, sum(s for *_, s in points) / sum(p for p, *_ in points)
 
-    def decode_request(i: int) -> GenerateRequest:
+    def decode_request(i: int, context_words: int = 0) -> GenerateRequest:
+        lead = _filler(context_words, salt + 70 + i) + "\n" if context_words else ""
         return GenerateRequest(
-            prompt=f"{salt + 50 + i}. Count from 1 to 500, separated by commas: 1, 2, 3,", max_tokens=decode_tokens
+            prompt=f"{lead}{salt + 50 + i}. Count from 1 to 500, separated by commas: 1, 2, 3,", max_tokens=decode_tokens, ignore_eos=True
         )
 
-    async def per_token(i: int) -> float:
-        out = await backend.generate(decode_request(i))
-        return (out.total_s - out.ttft_s) / max(out.completion_tokens - 1, 1)
+    async def per_token(i: int, context_words: int = 0) -> tuple[float, float]:
+        """Seconds per decoded token, and the mean context (tokens) it was decoded at."""
+        out = await backend.generate(decode_request(i, context_words))
+        return (out.total_s - out.ttft_s) / max(out.completion_tokens - 1, 1), out.prompt_tokens + out.completion_tokens / 2
 
-    alone = await per_token(0)
+    short = min([await per_token(0), await per_token(1)])
+    long = min([await per_token(2, max(prompt_words)), await per_token(3, max(prompt_words))])
+    per_context = max((long[0] - short[0]) / max(long[1] - short[1], 1.0), 0.0)
+    alone = max(short[0] - per_context * short[1], 1e-9)  # decode seconds per token at an empty context
     slowdown = 0.0
     if slots > 1:
-        together = await asyncio.gather(*(per_token(i + 1) for i in range(slots)))
-        slowdown = max(sum(together) / len(together) / alone - 1.0, 0.0) / (slots - 1)
+        together = await asyncio.gather(*(per_token(i + 4) for i in range(slots)))
+        slowdown = max(sum(t for t, _ in together) / len(together) / short[0] - 1.0, 0.0) / (slots - 1)
     return WorkerProfile(
         name=name,
         prefill_s_per_token=max(prefill, 1e-9),
         decode_s_per_token=alone,
+        decode_s_per_context_token=per_context,
         overhead_s=overhead,
         decode_slowdown=slowdown,
         slots=slots,
