@@ -43,10 +43,8 @@ def start_ray(settings: Settings, *, num_cpus: int | None = None, dashboard: boo
         return
     # address="local": without it Ray joins whatever cluster /tmp/ray/ray_current_cluster names,
     # which any `ray start` on this machine (even a dead one) leaves behind.
-    context = ray.init(
-        address="local", _node_ip_address=LOOPBACK, dashboard_host=LOOPBACK, include_dashboard=dashboard,
-        num_cpus=num_cpus, log_to_driver=False,
-    )
+    local = {"address": "local", "dashboard_host": LOOPBACK, "include_dashboard": dashboard, "num_cpus": num_cpus}
+    context = ray.init(_node_ip_address=LOOPBACK, log_to_driver=False, **local)
     log.info("started local Ray on 127.0.0.1 (dashboard %s)", context.dashboard_url or "off")
 
 
