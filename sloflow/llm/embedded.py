@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import threading
@@ -147,7 +148,7 @@ class EmbeddedBackend:
             "stopping_criteria": self._llama_cpp.StoppingCriteriaList([meter]),
         }
         if req.ignore_eos:  # forbid every end-of-generation token, so exactly max_tokens are decoded
-            kwargs["logit_bias"] = dict.fromkeys(self._eog_tokens(), float("-inf"))
+            kwargs["logit_bias"] = dict.fromkeys(self._eog_tokens, float("-inf"))
         if req.json_schema is not None:
             try:
                 kwargs["grammar"] = self._llama_cpp.LlamaGrammar.from_json_schema(
@@ -157,11 +158,11 @@ class EmbeddedBackend:
                 raise InvalidRequest(f"json_schema cannot be turned into a grammar: {exc}") from None
         return kwargs
 
+    @functools.cached_property
     def _eog_tokens(self) -> list[int]:
-        if not hasattr(self, "_eog"):
-            llm = self._instances[0]
-            self._eog = [t for t in range(llm.n_vocab()) if self._llama_cpp.llama_vocab_is_eog(llm._model.vocab, t)]
-        return self._eog
+        """The vocabulary's end-of-generation tokens (found once: it scans the whole vocabulary)."""
+        llm = self._instances[0]
+        return [t for t in range(llm.n_vocab()) if self._llama_cpp.llama_vocab_is_eog(llm._model.vocab, t)]
 
     def prompt_tokens(self, req: GenerateRequest) -> list[int]:
         """The exact tokens the model will prefill for `req` (chat template applied)."""

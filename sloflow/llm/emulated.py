@@ -14,18 +14,13 @@ import os
 import time
 from collections.abc import AsyncIterator
 
-from sloflow.llm.types import Chunk, Completion, GenerateRequest
+from sloflow.llm.types import Chunk, Completion, GenerateRequest, approx_tokens
 
 
 def _text(request: GenerateRequest) -> str:
     if request.prompt is not None:
         return request.prompt
     return "".join(f"<{m.role}>{m.content}" for m in request.messages or [])
-
-
-def approx_tokens(text: str) -> int:
-    """The emulated tokenizer: one token per four characters."""
-    return max(len(text) // 4, 1)
 
 
 class EmulatedBackend:

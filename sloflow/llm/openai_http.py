@@ -12,8 +12,7 @@ from typing import Any
 import httpx
 
 from sloflow.errors import BackendError
-from sloflow.llm.emulated import approx_tokens
-from sloflow.llm.types import Chunk, Completion, GenerateRequest
+from sloflow.llm.types import Chunk, Completion, GenerateRequest, approx_tokens
 
 log = logging.getLogger(__name__)
 

@@ -57,3 +57,12 @@ class Chunk(BaseModel):
 
     text: str = ""
     completion: Completion | None = None
+
+
+def approx_tokens(text: str) -> int:
+    """Tokens in `text` before any tokenizer has seen it: one per four characters.
+
+    The dispatcher decides before a worker tokenizes, the emulated backend has no tokenizer, and
+    some OpenAI-compatible servers stream no usage: all three use this one estimate.
+    """
+    return max(len(text) // 4, 1)

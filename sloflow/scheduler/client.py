@@ -20,8 +20,7 @@ from ray.exceptions import RayTaskError
 
 from sloflow.errors import BackendError, SloflowError
 from sloflow.llm.client import CallContext, ensure_time_left
-from sloflow.llm.emulated import approx_tokens
-from sloflow.llm.types import Chunk, Completion, GenerateRequest
+from sloflow.llm.types import Chunk, Completion, GenerateRequest, approx_tokens
 from sloflow.scheduler.call import Call
 
 

@@ -25,8 +25,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from sloflow.errors import BackendError, NotFound, SloflowError
-from sloflow.llm.emulated import approx_tokens
-from sloflow.llm.types import Chunk, Completion, GenerateRequest
+from sloflow.llm.types import Chunk, Completion, GenerateRequest, approx_tokens
 from sloflow.scheduler.call import Call
 from sloflow.scheduler.dispatch import eligible
 from sloflow.scheduler.metrics import DispatcherMetrics

@@ -199,6 +199,13 @@ def _expected_call_s(s: SqlState) -> float:
     return statistics.median(s.call_s) if s.call_s else revise_cost.expected_s(text2sql.speed)
 
 
+def _revisions_that_fit(s: SqlState, deadline: float | None) -> int | None:
+    """How many revision calls the time left covers, keeping room to answer; None without a deadline."""
+    if deadline is None:
+        return None
+    return int((deadline - time.time() - _TAIL_S) // max(_expected_call_s(s), 0.01))
+
+
 def _schema_names(db: Any) -> dict[str, list[str]]:
     return {t.name: [c.name for c in t.columns] for t in db.tables}
 
@@ -236,15 +243,13 @@ async def execute(s: SqlState, ctx: Any) -> dict[str, Any]:
         c.rows, c.columns, c.truncated = result.to_dict()["rows"], list(result.columns), result.truncated
     update: dict[str, Any] = {"candidates": [asdict(c) for c in cands]}
     failing = [c for c in cands if c.needs_revision]
-    if failing and s.revisions < s.max_revisions and ctx.deadline is not None:
+    if failing and s.revisions < s.max_revisions and _revisions_that_fit(s, ctx.deadline) == 0:
         left = ctx.deadline - time.time()
-        need = _expected_call_s(s) + _TAIL_S
-        if left < need:
-            update["can_revise"] = False
-            notes.append(
-                f"stopped revising: {max(left, 0):.1f} s left, a revision takes about {need:.1f} s; "
-                "answering with the best candidate so far"
-            )
+        update["can_revise"] = False
+        notes.append(
+            f"stopped revising: {max(left, 0):.1f} s left, a revision takes about {_expected_call_s(s) + _TAIL_S:.1f} s; "
+            "answering with the best candidate so far"
+        )
     if notes:
         update["notes"] = notes
     ctx.emit("executed", candidates=len(cands), ran=sum(c.ran for c in cands), errors=sum(not c.ran for c in cands), failing=len(failing))
@@ -274,8 +279,8 @@ async def revise(s: SqlState, ctx: Any) -> dict[str, Any]:
 
     # As many revisions as the time left covers, failures that did not run first.
     chosen = sorted(failing.items(), key=lambda kv: (kv[1][0].ran, kv[1][0].variant))
-    if ctx.deadline is not None:
-        room = int((ctx.deadline - time.time() - _TAIL_S) // max(_expected_call_s(s), 0.01))
+    room = _revisions_that_fit(s, ctx.deadline)
+    if room is not None:
         chosen = chosen[: max(room, 1)]
 
     async def one(key: tuple[str | None, str], group: list[Candidate]) -> tuple[list[Candidate], str | None, float]:
