@@ -55,27 +55,38 @@ def _key_tables(join_key: str) -> tuple[str, str] | None:
     return sides[0].split(".")[0], sides[1].split(".")[0]
 
 
-def bridge_tables(kept: Iterable[str], all_tables: Sequence[str], join_keys: Iterable[str]) -> set[str]:
-    """`kept` plus the tables on shortest join paths between them, so kept tables can be joined."""
-    names = {t.lower(): t for t in all_tables}
-    graph: dict[str, set[str]] = {t.lower(): set() for t in all_tables}
+def _join_graph(all_tables: Iterable[str], join_keys: Iterable[str]) -> dict[str, dict[str, str]]:
+    """table (lower case) -> {neighbour: the join key between them}."""
+    graph: dict[str, dict[str, str]] = {t.lower(): {} for t in all_tables}
     for key in join_keys:
         pair = _key_tables(key)
         if pair and pair[0].lower() in graph and pair[1].lower() in graph:
             a, b = pair[0].lower(), pair[1].lower()
-            graph[a].add(b)
-            graph[b].add(a)
+            graph[a].setdefault(b, key)
+            graph[b].setdefault(a, key)
+    return graph
+
+
+def _parents(graph: dict[str, dict[str, str]], starts: Iterable[str]) -> dict[str, str | None]:
+    """Breadth-first from `starts`: each reached table -> the table it was reached from."""
+    parent: dict[str, str | None] = {s: None for s in starts if s in graph}
+    queue = list(parent)
+    while queue:
+        node = queue.pop(0)
+        for nxt in sorted(graph[node]):
+            if nxt not in parent:
+                parent[nxt] = node
+                queue.append(nxt)
+    return parent
+
+
+def bridge_tables(kept: Iterable[str], all_tables: Sequence[str], join_keys: Iterable[str]) -> set[str]:
+    """`kept` plus the tables on shortest join paths between them, so kept tables can be joined."""
+    names = {t.lower(): t for t in all_tables}
+    graph = _join_graph(all_tables, join_keys)
     keep = {k.lower() for k in kept if k.lower() in graph}
     for start in list(keep):
-        # Breadth-first from each kept table; add the path to every other kept table it reaches.
-        parent: dict[str, str | None] = {start: None}
-        queue = [start]
-        while queue:
-            node = queue.pop(0)
-            for nxt in sorted(graph[node]):
-                if nxt not in parent:
-                    parent[nxt] = node
-                    queue.append(nxt)
+        parent = _parents(graph, [start])
         for target in list(keep):
             if target in parent and target != start:
                 node: str | None = target
@@ -83,6 +94,20 @@ def bridge_tables(kept: Iterable[str], all_tables: Sequence[str], join_keys: Ite
                     keep.add(node)
                     node = parent[node]
     return {names[k] for k in keep}
+
+
+def join_path(start: Iterable[str], target: str, all_tables: Iterable[str], join_keys: Iterable[str]) -> list[str]:
+    """The join keys of a shortest path from any table of `start` to `target` ([] if none or already there)."""
+    graph = _join_graph(all_tables, join_keys)
+    parent = _parents(graph, [t.lower() for t in start])
+    node = target.lower()
+    if node not in parent:
+        return []
+    keys = []
+    while (prev := parent[node]) is not None:
+        keys.append(graph[node][prev])
+        node = prev
+    return keys[::-1]
 
 
 def linked_tables(

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 import sqlglot
 from sqlglot import exp
 
+from sloflow.planners.sql_linking import join_path
+
 Schema = Mapping[str, Sequence[str]]  # table -> its column names
 
 
@@ -39,8 +41,47 @@ def _output_aliases(tree: exp.Expression) -> set[str]:
     return {a.alias.lower() for a in tree.find_all(exp.Alias) if a.alias}
 
 
-def repair_names(sql: str, schema: Schema) -> tuple[str, list[str]]:
-    """`sql` with unambiguous misspelt table and column names fixed, and what was changed."""
+def _has_column(schema: Schema, table: str, name: str) -> bool:
+    return any(_key(c) == _key(name) for c in schema[table])
+
+
+def _repair_joins(tree: exp.Expression, by_ref: Mapping[str, str], schema: Schema, join_keys: Sequence[str]) -> list[str]:
+    """Replace `A JOIN B ON a.x = b.y` naming a column A or B lacks by the one join key between A and B.
+
+    Only conditions that cannot run are touched, and only when the schema has exactly one way to
+    join the two tables, so the rewrite is what the query can only have meant.
+    """
+    between: dict[frozenset[str], list[tuple[tuple[str, str], tuple[str, str]]]] = {}
+    for key in join_keys:
+        sides = [side.strip().split(".") for side in key.split("=")]
+        if len(sides) == 2 and all(len(side) == 2 for side in sides):
+            (ta, ca), (tb, cb) = sides
+            between.setdefault(frozenset((ta.lower(), tb.lower())), []).append(((ta, ca), (tb, cb)))
+    fixes = []
+    for join in tree.find_all(exp.Join):
+        on = join.args.get("on")
+        if not isinstance(on, exp.EQ) or not isinstance(on.this, exp.Column) or not isinstance(on.expression, exp.Column):
+            continue
+        left, right = on.this, on.expression
+        homes = [by_ref.get(left.table.lower()), by_ref.get(right.table.lower())]
+        if homes[0] is None or homes[1] is None or homes[0] == homes[1]:
+            continue
+        if _has_column(schema, homes[0], left.name) and _has_column(schema, homes[1], right.name):
+            continue
+        keys = between.get(frozenset((homes[0].lower(), homes[1].lower())), [])
+        if len(keys) != 1:
+            continue
+        qualifier = {homes[0].lower(): left.table, homes[1].lower(): right.table}
+        (ta, ca), (tb, cb) = keys[0]
+        fixed = exp.EQ(this=exp.column(ca, table=qualifier[ta.lower()]), expression=exp.column(cb, table=qualifier[tb.lower()]))
+        fixes.append(f"join {on.sql(dialect='sqlite')} -> {fixed.sql(dialect='sqlite')}")
+        join.set("on", fixed)
+    return fixes
+
+
+def repair_names(sql: str, schema: Schema, join_keys: Sequence[str] = ()) -> tuple[str, list[str]]:
+    """`sql` with unambiguous misspelt table and column names and impossible join conditions
+    fixed, and what was changed."""
     tree = _parse(sql)
     if tree is None:
         return sql, []
@@ -66,6 +107,7 @@ def repair_names(sql: str, schema: Schema) -> tuple[str, list[str]]:
         if real is not None:
             by_ref[node.alias_or_name.lower()] = real
             by_ref.setdefault(real.lower(), real)
+    fixes += _repair_joins(tree, by_ref, schema, join_keys)
     in_query = list(dict.fromkeys(by_ref.values()))
     columns = {t: {c.lower(): c for c in schema[t]} for t in in_query}
     aliases = _output_aliases(tree)
@@ -105,8 +147,21 @@ def repair_names(sql: str, schema: Schema) -> tuple[str, list[str]]:
     return tree.sql(dialect="sqlite"), fixes
 
 
-def name_hints(sql: str | None, schema: Schema, limit: int = 4) -> list[str]:
-    """For each table or column of `sql` that is not where the query takes it from, where it is."""
+def _visible_tables(col: exp.Column, schema_of: Mapping[str, str]) -> list[str]:
+    """Schema tables an unqualified column can come from: its own SELECT's and the enclosing ones'."""
+    seen: list[str] = []
+    select = col.find_ancestor(exp.Select)
+    while select is not None:
+        for t in select.find_all(exp.Table):
+            if t.find_ancestor(exp.Select) is select and t.name.lower() in schema_of:
+                seen.append(schema_of[t.name.lower()])
+        select = select.find_ancestor(exp.Select)
+    return list(dict.fromkeys(seen))
+
+
+def name_hints(sql: str | None, schema: Schema, join_keys: Sequence[str] = (), limit: int = 4) -> list[str]:
+    """For each table or column of `sql` that is not where the query takes it from, where it is,
+    and the join keys that lead there."""
     tree = _parse(sql or "")
     if tree is None:
         return []
@@ -120,6 +175,11 @@ def name_hints(sql: str | None, schema: Schema, limit: int = 4) -> list[str]:
         close |= {k for k in plain if _key(name) and _key(name) in k}
         return [w for k, w in keyed.items() if k.split("|")[0] in close][:limit]
 
+    def route(start: Sequence[str], owners: Sequence[str]) -> str:
+        """The join keys to the nearest owner of a column (the model usually means that one)."""
+        paths = [p for o in owners if (p := join_path(start, o, list(schema), join_keys))]
+        return f" (join on {'; '.join(min(paths, key=len))})" if paths else ""
+
     hints: list[str] = []
     for node in tree.find_all(exp.Table):
         if node.name and node.name.lower() not in tables:
@@ -127,7 +187,6 @@ def name_hints(sql: str | None, schema: Schema, limit: int = 4) -> list[str]:
             where = f"; similar names: {', '.join(similar)}" if similar else ""
             hints.append(f"there is no table {node.name}{where}")
     by_ref = {n.alias_or_name.lower(): tables[n.name.lower()] for n in tree.find_all(exp.Table) if n.name.lower() in tables}
-    in_query = sorted(set(by_ref.values()))
     aliases = _output_aliases(tree)
     for col in tree.find_all(exp.Column):
         name = col.name
@@ -136,12 +195,13 @@ def name_hints(sql: str | None, schema: Schema, limit: int = 4) -> list[str]:
         home = by_ref.get(col.table.lower()) if col.table else None
         if col.table and home is None:
             continue  # a sub-query's alias
-        looked_in = [home] if home else in_query
+        looked_in = [home] if home else _visible_tables(col, tables)
         if any(_key(c) == _key(name) for t in looked_in for c in schema[t]):
             continue
         owners = [t for t in schema if any(_key(c) == _key(name) for c in schema[t])]
         if owners:
-            hints.append(f"{name} is a column of {', '.join(owners)}, not of {', '.join(looked_in) or 'the tables used'}")
+            where = ", ".join(looked_in) or "the tables used"
+            hints.append(f"{name} is a column of {', '.join(owners)}, not of {where}{route(looked_in, owners)}")
         else:
             similar = near(name, qualified)
             where = f"; similar columns: {', '.join(similar)}" if similar else ""

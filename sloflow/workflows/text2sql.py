@@ -221,10 +221,12 @@ async def execute(s: SqlState, ctx: Any) -> dict[str, Any]:
     """Run every candidate not yet run through the guard, on a read-only connection.
 
     Names a small model misspelt unambiguously (case, underscores, a column taken from the wrong
-    table of the query) are repaired first; the repaired query meets the guard like any other.
+    table of the query, a join condition on columns the tables lack when only one join key links
+    them) are repaired first; the repaired query meets the guard like any other.
     """
     cands = [Candidate(**c) for c in (s.candidates or sorted(s.drafts, key=lambda d: d["variant"]))]
-    schema = _schema_names(await _database(ctx, s.db))
+    db = await _database(ctx, s.db)
+    schema, joins = _schema_names(db), _join_keys(db, s.join_keys)
     notes = []
     for c in cands:
         if c.rows is not None or c.error is not None:
@@ -232,7 +234,7 @@ async def execute(s: SqlState, ctx: Any) -> dict[str, Any]:
         if (err := _run_error(c)) is not None:
             c.error = err
             continue
-        c.sql, fixes = repair_names(c.sql, schema)
+        c.sql, fixes = repair_names(c.sql, schema, joins)
         if fixes:
             notes.append(f"candidate {c.variant}: repaired {'; '.join(fixes)}")
         try:
@@ -267,12 +269,13 @@ revise_cost = Cost(calls=1, prompt=780, output=50)
 async def revise(s: SqlState, ctx: Any) -> dict[str, Any]:
     """Revise each failing candidate with its error (identical failures once), in parallel."""
     cands = [Candidate(**c) for c in s.candidates]
-    schema = _schema_names(await _database(ctx, s.db))
+    db = await _database(ctx, s.db)
+    schema, joins = _schema_names(db), _join_keys(db, s.join_keys)
     failing: dict[tuple[str | None, str], list[Candidate]] = {}
     for c in cands:
         if c.needs_revision:
             why = c.error or "it ran but returned no rows; check the conditions against the stored values"
-            hints = name_hints(c.sql, schema)
+            hints = name_hints(c.sql, schema, joins)
             if hints:
                 why += "\nNote: " + "; ".join(hints) + "."
             failing.setdefault((c.sql, why), []).append(c)
@@ -290,9 +293,12 @@ async def revise(s: SqlState, ctx: Any) -> dict[str, Any]:
             max_tokens=s.max_sql_tokens,
             temperature=0.0,
         )
+        # A revision still running when the run must answer is cancelled (its worker freed):
+        # answering on time with the best candidate beats a better query that arrives late.
+        left = None if ctx.deadline is None else max(ctx.deadline - time.time() - _TAIL_S, 0.0)
         try:
-            out = await ctx.llm.generate(request, model=s.models.get("revise"))
-        except DeadlineExceeded:
+            out = await asyncio.wait_for(ctx.llm.generate(request, model=s.models.get("revise")), timeout=left)
+        except (DeadlineExceeded, TimeoutError):
             return group, None, 0.0
         return group, out.text, out.total_s
 

@@ -19,14 +19,26 @@ from tests.conftest import SHARED_DATA
 SPIDER = SHARED_DATA / "text2sql" / "spider19-dev"
 
 
+def _is_revision(request: GenerateRequest) -> bool:
+    return bool(request.messages) and "A previous query was" in request.messages[-1].content
+
+
 class SqlWriter:
     """An `LLMClient` that answers candidates, revisions and linking from scripts; records every call."""
 
-    def __init__(self, candidate: Callable[[int], str], revision: str = "SELECT 1", tables: list[str] | None = None, delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        candidate: Callable[[int], str],
+        revision: str = "SELECT 1",
+        tables: list[str] | None = None,
+        delay_s: float = 0.0,
+        revision_delay_s: float | None = None,
+    ) -> None:
         self.candidate = candidate
         self.revision = revision
         self.tables = tables
         self.delay_s = delay_s
+        self.revision_delay_s = delay_s if revision_delay_s is None else revision_delay_s
         self.calls: list[tuple[GenerateRequest, CallContext]] = []
 
     def _text(self, request: GenerateRequest) -> str:
@@ -34,7 +46,7 @@ class SqlWriter:
         if request.json_schema is not None:
             names = request.json_schema["properties"]["tables"]["items"]["enum"]
             return json.dumps({"tables": self.tables if self.tables is not None else names[:1]})
-        if "A previous query was" in prompt:
+        if _is_revision(request):
             return f"```sql\n{self.revision}\n```"
         n = sum(1 for r, _ in self.calls if r.json_schema is None) - 1
         return f"Here it is:\n```sql\n{self.candidate(n)}\n```"
@@ -43,9 +55,11 @@ class SqlWriter:
         import asyncio
 
         self.calls.append((request, ctx))
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
-        return Completion(text=self._text(request), prompt_tokens=100, completion_tokens=20, ttft_s=0.0, total_s=self.delay_s)
+        text = self._text(request)
+        delay = self.revision_delay_s if _is_revision(request) else self.delay_s
+        if delay:
+            await asyncio.sleep(delay)
+        return Completion(text=text, prompt_tokens=100, completion_tokens=20, ttft_s=0.0, total_s=delay)
 
     async def stream(self, request: GenerateRequest, ctx: CallContext) -> AsyncIterator[Chunk]:
         completion = await self.generate(request, ctx)

@@ -44,3 +44,27 @@ def test_hints_say_where_a_missing_name_lives() -> None:
     assert hints[0] == "there is no table song; similar names: singer.Song_Name"
     assert name_hints("SELECT colour FROM Pets", PETS) == ["no table has a column colour"]
     assert name_hints("SELECT PetType FROM Pets", PETS) == []
+
+
+CARS = {"cars_data": ["Id", "Horsepower", "Year"], "car_names": ["MakeId", "Model", "Make"], "model_list": ["ModelId", "Maker", "Model"]}
+CAR_KEYS = ["cars_data.Id = car_names.MakeId", "car_names.Model = model_list.Model"]
+
+
+def test_a_join_on_columns_the_tables_lack_takes_the_one_join_key_between_them() -> None:
+    sql, fixes = repair_names(
+        "SELECT T2.Model FROM cars_data AS T1 JOIN car_names AS T2 ON T1.MakeId = T2.Make ORDER BY T1.Horsepower", CARS, CAR_KEYS
+    )
+    assert sql == "SELECT T2.Model FROM cars_data AS T1 JOIN car_names AS T2 ON T1.Id = T2.MakeId ORDER BY T1.Horsepower"
+    assert fixes == ["join T1.MakeId = T2.Make -> T1.Id = T2.MakeId"]
+    runnable = "SELECT T2.Model FROM cars_data AS T1 JOIN car_names AS T2 ON T1.Id = T2.Make"  # wrong but runs: the model's call
+    assert repair_names(runnable, CARS, CAR_KEYS) == (runnable, [])
+    unlinked = "SELECT T1.Year FROM cars_data AS T1 JOIN model_list AS T2 ON T1.ModelId = T2.ModelId"  # no key between them
+    assert repair_names(unlinked, CARS, CAR_KEYS)[1] == []
+
+
+def test_hints_give_the_join_path_to_a_column_and_respect_sub_query_scope() -> None:
+    hints = name_hints("SELECT Model FROM car_names WHERE Year > 1980", CARS, CAR_KEYS)
+    assert hints == ["Year is a column of cars_data, not of car_names (join on cars_data.Id = car_names.MakeId)"]
+    # The outer query cannot see the sub-query's table, so Id is missing there.
+    hints = name_hints("SELECT Model FROM car_names WHERE Id = (SELECT Id FROM cars_data ORDER BY Horsepower LIMIT 1)", CARS, CAR_KEYS)
+    assert hints == ["Id is a column of cars_data, not of car_names (join on cars_data.Id = car_names.MakeId)"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,16 @@ async def test_budgets_shrink_as_time_is_spent_and_revising_stops_when_it_cannot
     assert any(n.startswith("stopped revising") for n in out["notes"])
     calls = [c.budget_s for _, c in llm.calls if c.stage == "revise"]
     assert all(b is not None and b > 0 for b in calls) and calls[-1] < calls[0]
+
+
+async def test_a_revision_still_running_at_the_deadline_is_cut_and_the_run_answers_on_time(sources: SourceRegistry) -> None:
+    llm = SqlWriter(lambda n: "SELECT nme FROM singer", revision=GOOD, revision_delay_s=30.0)
+    started = time.monotonic()
+    record = await runtime(llm, sources).run("text2sql", {"question": "Names?", "db": "concert_singer", "candidates_n": 1}, slo=2.0)
+    assert record.status.value == "succeeded", record.error
+    assert time.monotonic() - started < 2.5
+    assert record.output["sql"] is None
+    assert "a revision was not made: the deadline passed first" in record.output["notes"]
 
 
 async def test_large_schemas_are_pruned_to_the_tables_the_model_keeps_and_the_values_name(sources: SourceRegistry) -> None:
