@@ -24,7 +24,7 @@ from sloflow.bench.progress import say
 from sloflow.errors import ConfigError
 from sloflow.scheduler.call import Call
 from sloflow.scheduler.dispatch import DISPATCH_POLICIES, EarliestFinish
-from sloflow.scheduler.experiment import Workload, goodput, parse_cluster, save_profiles, simulate
+from sloflow.scheduler.experiment import Workload, capacity, goodput, parse_cluster, save_profiles, simulate
 from sloflow.scheduler.policies import BASELINES, DEFAULT, make_scheduler
 from sloflow.scheduler.profile import WorkerProfile
 from sloflow.scheduler.queueing import QUEUE_POLICIES
@@ -95,13 +95,17 @@ def simulated(
         for c in HEADLINE
     }
     ours = good[DEFAULT]
-    say(f"  {trace_name}/{cluster_name}: alpha={alpha}, {time.time() - t0:.0f}s")
+    cap = capacity(cluster, wl.trace)
+    say(f"  {trace_name}/{cluster_name}: alpha={alpha}, capacity {cap:.4f} req/s, {time.time() - t0:.0f}s")
     return {
         "trace": trace_name,
         "cluster": CLUSTERS[cluster_name],
         "hexgen_alpha": alpha,
         "hexgen_alpha_held_out_attainment": round(tuning.held_out_attainment, 3),
         "goodput_req_s": {c: round(g, 4) for c, g in good.items()},
+        # The share of the cluster's capacity that 1.8x RR+FCFS's goodput would load it to.
+        "capacity_req_s": round(cap, 4),
+        "load_at_1_8x_rr_fcfs": round(1.8 * rr_rate / cap, 3),
         "latency_rate_req_s": round(rr_rate, 4),
         "p50_s": {c: round(v[0], 1) for c, v in latency.items()},
         "p95_s": {c: round(v[1], 1) for c, v in latency.items()},
@@ -126,6 +130,9 @@ def azure_arrivals(trace_name: str, cluster_name: str, requests: int, scale: flo
         "trace": trace_name,
         "cluster": CLUSTERS[cluster_name],
         "goodput_req_s": {c: round(g, 4) for c, g in good.items()},
+        # The share of the cluster's capacity that 1.8x RR+FCFS's goodput would load it to.
+        "capacity_req_s": round(cap, 4),
+        "load_at_1_8x_rr_fcfs": round(1.8 * rr_rate / cap, 3),
         "goodput_ratio_vs_rr_fcfs": round(ours / good["rr+fcfs"], 3),
         "goodput_ratio_vs_hexgen": round(ours / good["hexgen+least-slack"], 3),
         "goodput_ratio_vs_eft_fcfs": round(ours / good["eft+fcfs"], 3),
@@ -362,6 +369,8 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict:
         weakest = min(runs, key=lambda r: r[key])
         figures[key] = weakest[key]
         figures[f"{key}_weakest_on"] = f"{weakest['trace']} / {weakest['cluster']}"
+        if key == "goodput_ratio_vs_rr_fcfs":
+            figures["load_at_1_8x_rr_fcfs_there"] = weakest["load_at_1_8x_rr_fcfs"]
     figures["runs"] = runs
     if runs and not quick:
         figures["azure_arrivals"] = azure_arrivals("trace2", "4x", requests, opts.scale, seeds)

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from sloflow.errors import SloflowError
-from sloflow.scheduler.experiment import Workload, goodput, parse_cluster, simulate
+from sloflow.scheduler.experiment import Workload, capacity, goodput, parse_cluster, simulate
 from sloflow.scheduler.policies import BASELINES, DEFAULT
 from sloflow.scheduler.simulator import percentile
 from sloflow.scheduler.traces import TRACES_DIR, load_arrival_trace, load_workflow_trace
@@ -59,6 +59,7 @@ def sim(
         workers = parse_cluster(cluster, TRACES_DIR / "gpu_latency")
         wl = _workload(trace, requests, scale, arrivals)
         out: dict = {"cluster": cluster, "trace": str(trace), "deadline_scale": scale, "requests": requests, "arrivals": str(arrivals or "poisson")}
+        out["capacity_req_s"] = round(capacity(workers, wl.trace), 4)
         for name in scheduler or [DEFAULT, *BASELINES]:
             if rate is None:
                 g = goodput(workers, name, wl, _seeds(seeds), alpha=alpha)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -82,6 +83,17 @@ def simulate(
     deadlines = [slo * standalone_s(s, profiles) for s in shapes]
     sim = Simulation(workers, sched, BudgetModel(workload.trace, profiles), noise=noise, seed=seed)
     return sim.run(shapes, [t / rate for t in unit], deadlines)
+
+
+def capacity(workers: Sequence[tuple[str, WorkerProfile]], trace: Sequence[RequestShape]) -> float:
+    """Requests/s the cluster completes with every worker running all its slots (the trace's mix,
+    no prompt-cache reuse): no scheduler sustains more for long, whatever the deadlines. A short
+    run that starts empty, or shared prompt prefixes, can briefly go above it."""
+    total = 0.0
+    for _, p in workers:
+        work = statistics.fmean(sum(p.solo_s(c.prompt_tokens, c.output_tokens) for stage in r.stages for c in stage) for r in trace)
+        total += p.throughput(p.slots) / work
+    return total
 
 
 def goodput(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sloflow.scheduler.experiment import Workload, goodput, parse_cluster, simulate
+from sloflow.scheduler.experiment import Workload, capacity, goodput, parse_cluster, simulate
 from sloflow.scheduler.policies import DEFAULT, make_scheduler
 from sloflow.scheduler.profile import WorkerProfile
 from sloflow.scheduler.simulator import BudgetModel, Simulation, standalone_s
@@ -56,6 +56,18 @@ def test_azure_arrivals_rescale_to_the_asked_rate(traces_dir: Path) -> None:
     times = rescaled(offsets, 100, rate=2.0)
     assert times[0] == 0.0 and len(times) == 100
     assert 100 / 2.0 * 0.9 < times[-1] < 100 / 2.0 * 1.1
+
+
+def test_capacity_is_the_throughput_of_every_slot_busy_and_bounds_what_completes() -> None:
+    two = WorkerProfile("two", 0.001, 0.01, decode_slowdown=0.5, slots=2, context_tokens=4096)
+    req = shape([(1000, 100)])  # 2 s alone; two at once take 3 s: 2/3 requests/s per worker
+    assert capacity([("a", two)], [req]) == pytest.approx(2 / 3)
+    assert capacity([("a", two), ("b", two)], [req]) == pytest.approx(4 / 3)
+    # Far more arrivals than that: requests complete no faster than the capacity.
+    arrivals = [0.01 * i for i in range(60)]
+    result = Simulation([("a", two)], make_scheduler("eft+fcfs"), BudgetModel([req], [two])).run([req] * 60, arrivals, [1e9] * 60)
+    finished_at = max(a + lat for a, lat in zip(arrivals, result.latencies))
+    assert 60 / finished_at <= 2 / 3 + 1e-9
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +135,7 @@ def test_sim_and_tune_commands_print_their_figures(traces_dir: Path) -> None:
     assert out.exit_code == 0, out.output
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     assert set(figures[DEFAULT]) == {"attainment", "p50_s", "p95_s", "redispatched"}
+    assert figures["capacity_req_s"] > 0
     assert figures[DEFAULT]["p95_s"] <= figures["rr+fcfs"]["p95_s"]
     out = runner.invoke(app, ["tune", "--trace", trace, "--rate", "0.2", "--requests", "30", "--seeds", "3", "--held-out", "4"])
     assert out.exit_code == 0, out.output
