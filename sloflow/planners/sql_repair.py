@@ -1,9 +1,11 @@
 """Schema-aware repair of SQL names, and hints for the model when a name cannot be repaired.
 
-Small models often write a real column in another spelling (`pet_type` for `PetType`) or take it
-from the wrong table of the query. When the intended name is unambiguous (one schema name equal
-after dropping case and underscores, or the only table of the query holding that column) the
-query is rewritten before the guard sees it; otherwise `name_hints` tells the revision prompt
+Small models often write a real column in another spelling (`pet_type` for `PetType`), take it
+from the wrong table of the query, join two tables on columns they lack, or leave a column that
+two joined tables share unqualified. When the intended name is unambiguous (one schema name equal
+after dropping case and underscores, the only table of the query holding that column, the one
+join key between two tables, tables joined on that very column) the query is rewritten before
+the guard sees it; otherwise `name_hints` tells the revision prompt
 where similar names live. The repaired query still goes through the guard like any other.
 """
 
@@ -79,6 +81,24 @@ def _repair_joins(tree: exp.Expression, by_ref: Mapping[str, str], schema: Schem
     return fixes
 
 
+def _joined_on(col: exp.Column, tables: Mapping[str, str], schema: Schema) -> str | None:
+    """For an unqualified column that several tables of its SELECT hold, all joined on it with
+    equalities (`a.x = b.x`), the first table's reference: every choice gives the same value."""
+    select = col.find_ancestor(exp.Select)
+    if select is None:
+        return None
+    own = [t for t in select.find_all(exp.Table) if t.find_ancestor(exp.Select) is select and t.name.lower() in tables]
+    holders = [t.alias_or_name for t in own if any(c.lower() == col.name.lower() for c in schema[tables[t.name.lower()]])]
+    if len(holders) < 2:
+        return None
+    joined = set()
+    for eq in select.find_all(exp.EQ):
+        sides = (eq.this, eq.expression)
+        if eq.find_ancestor(exp.Select) is select and all(isinstance(x, exp.Column) and x.name.lower() == col.name.lower() for x in sides):
+            joined |= {x.table.lower() for x in sides}
+    return holders[0] if all(h.lower() in joined for h in holders) else None
+
+
 def repair_names(sql: str, schema: Schema, join_keys: Sequence[str] = ()) -> tuple[str, list[str]]:
     """`sql` with unambiguous misspelt table and column names and impossible join conditions
     fixed, and what was changed."""
@@ -120,6 +140,10 @@ def repair_names(sql: str, schema: Schema, join_keys: Sequence[str] = ()) -> tup
         if ref and home is None:
             continue  # an alias of a sub-query: leave it
         if home is not None and name.lower() in columns[home]:
+            continue
+        if home is None and (qualifier := _joined_on(col, tables, schema)) is not None:
+            fixes.append(f"column {name} -> {qualifier}.{name}")
+            col.set("table", exp.to_identifier(qualifier))
             continue
         if home is None and any(name.lower() in columns[t] for t in in_query):
             continue

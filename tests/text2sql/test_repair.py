@@ -27,6 +27,15 @@ def test_a_column_taken_from_the_wrong_table_moves_to_the_one_that_has_it() -> N
     assert fixes == ["column A.Airline -> F.Airline"]
 
 
+def test_a_column_several_tables_are_joined_on_is_taken_from_the_first() -> None:
+    sql, fixes = repair_names("SELECT count(DISTINCT StuID) FROM Student JOIN Has_Pet ON Student.StuID = Has_Pet.StuID", PETS)
+    assert sql == "SELECT COUNT(DISTINCT Student.StuID) FROM Student JOIN Has_Pet ON Student.StuID = Has_Pet.StuID"
+    assert fixes == ["column StuID -> Student.StuID"]
+    # Held by both tables but not joined on: which one is meant is the model's call.
+    cross = "SELECT StuID FROM Student JOIN Has_Pet ON Student.Age = Has_Pet.PetID"
+    assert repair_names(cross, PETS) == (cross, [])
+
+
 def test_join_conditions_and_ambiguous_names_are_left_alone() -> None:
     wrong_join = "SELECT T1.Age FROM Student AS T1 JOIN Has_Pet AS T2 ON T1.PetID = T2.PetID"
     assert repair_names(wrong_join, PETS) == (wrong_join, [])
