@@ -130,9 +130,6 @@ def azure_arrivals(trace_name: str, cluster_name: str, requests: int, scale: flo
         "trace": trace_name,
         "cluster": CLUSTERS[cluster_name],
         "goodput_req_s": {c: round(g, 4) for c, g in good.items()},
-        # The share of the cluster's capacity that 1.8x RR+FCFS's goodput would load it to.
-        "capacity_req_s": round(cap, 4),
-        "load_at_1_8x_rr_fcfs": round(1.8 * rr_rate / cap, 3),
         "goodput_ratio_vs_rr_fcfs": round(ours / good["rr+fcfs"], 3),
         "goodput_ratio_vs_hexgen": round(ours / good["hexgen+least-slack"], 3),
         "goodput_ratio_vs_eft_fcfs": round(ours / good["eft+fcfs"], 3),
