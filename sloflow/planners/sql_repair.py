@@ -81,13 +81,18 @@ def _repair_joins(tree: exp.Expression, by_ref: Mapping[str, str], schema: Schem
     return fixes
 
 
+def _own_tables(select: exp.Expression) -> list[exp.Table]:
+    """The tables of `select`'s own FROM and JOINs, not its sub-queries'."""
+    return [t for t in select.find_all(exp.Table) if t.find_ancestor(exp.Select) is select]
+
+
 def _joined_on(col: exp.Column, tables: Mapping[str, str], schema: Schema) -> str | None:
     """For an unqualified column that several tables of its SELECT hold, all joined on it with
     equalities (`a.x = b.x`), the first table's reference: every choice gives the same value."""
     select = col.find_ancestor(exp.Select)
     if select is None:
         return None
-    own = [t for t in select.find_all(exp.Table) if t.find_ancestor(exp.Select) is select and t.name.lower() in tables]
+    own = [t for t in _own_tables(select) if t.name.lower() in tables]
     holders = [t.alias_or_name for t in own if any(c.lower() == col.name.lower() for c in schema[tables[t.name.lower()]])]
     if len(holders) < 2:
         return None
@@ -176,9 +181,7 @@ def _visible_tables(col: exp.Column, schema_of: Mapping[str, str]) -> list[str]:
     seen: list[str] = []
     select = col.find_ancestor(exp.Select)
     while select is not None:
-        for t in select.find_all(exp.Table):
-            if t.find_ancestor(exp.Select) is select and t.name.lower() in schema_of:
-                seen.append(schema_of[t.name.lower()])
+        seen += [schema_of[t.name.lower()] for t in _own_tables(select) if t.name.lower() in schema_of]
         select = select.find_ancestor(exp.Select)
     return list(dict.fromkeys(seen))
 
