@@ -48,20 +48,22 @@ def match_values(question: str, values: Mapping[str, Iterable[object]], limit: i
     return out
 
 
-def _key_tables(join_key: str) -> tuple[str, str] | None:
-    sides = [s.strip() for s in join_key.split("=")]
-    if len(sides) != 2 or "." not in sides[0] or "." not in sides[1]:
+def parse_join_key(join_key: str) -> tuple[tuple[str, str], tuple[str, str]] | None:
+    """`"a.x = b.y"` as `(("a", "x"), ("b", "y"))`, or None when it is not of that form."""
+    sides = [side.strip().split(".") for side in join_key.split("=")]
+    if len(sides) != 2 or any(len(side) != 2 for side in sides):
         return None
-    return sides[0].split(".")[0], sides[1].split(".")[0]
+    (ta, ca), (tb, cb) = sides
+    return (ta, ca), (tb, cb)
 
 
 def _join_graph(all_tables: Iterable[str], join_keys: Iterable[str]) -> dict[str, dict[str, str]]:
     """table (lower case) -> {neighbour: the join key between them}."""
     graph: dict[str, dict[str, str]] = {t.lower(): {} for t in all_tables}
     for key in join_keys:
-        pair = _key_tables(key)
-        if pair and pair[0].lower() in graph and pair[1].lower() in graph:
-            a, b = pair[0].lower(), pair[1].lower()
+        parsed = parse_join_key(key)
+        if parsed and parsed[0][0].lower() in graph and parsed[1][0].lower() in graph:
+            a, b = parsed[0][0].lower(), parsed[1][0].lower()
             graph[a].setdefault(b, key)
             graph[b].setdefault(a, key)
     return graph

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import sqlglot
 from sqlglot import exp
 
-from sloflow.planners.sql_linking import join_path
+from sloflow.planners.sql_linking import join_path, parse_join_key
 
 Schema = Mapping[str, Sequence[str]]  # table -> its column names
 
@@ -55,10 +55,8 @@ def _repair_joins(tree: exp.Expression, by_ref: Mapping[str, str], schema: Schem
     """
     between: dict[frozenset[str], list[tuple[tuple[str, str], tuple[str, str]]]] = {}
     for key in join_keys:
-        sides = [side.strip().split(".") for side in key.split("=")]
-        if len(sides) == 2 and all(len(side) == 2 for side in sides):
-            (ta, ca), (tb, cb) = sides
-            between.setdefault(frozenset((ta.lower(), tb.lower())), []).append(((ta, ca), (tb, cb)))
+        if (parsed := parse_join_key(key)) is not None:
+            between.setdefault(frozenset((parsed[0][0].lower(), parsed[1][0].lower())), []).append(parsed)
     fixes = []
     for join in tree.find_all(exp.Join):
         on = join.args.get("on")

@@ -39,7 +39,6 @@ class WorkerProfile:
     source: str = "declared"
     decode_s_per_context_token: float = 0.0  # extra decode seconds per output token per token in context
 
-
     @property
     def kv_capacity(self) -> int:
         return self.kv_tokens or self.slots * self.context_tokens

@@ -206,8 +206,10 @@ def _revisions_that_fit(s: SqlState, deadline: float | None) -> int | None:
     return int((deadline - time.time() - _TAIL_S) // max(_expected_call_s(s), 0.01))
 
 
-def _schema_names(db: Any) -> dict[str, list[str]]:
-    return {t.name: [c.name for c in t.columns] for t in db.tables}
+async def _names_and_joins(ctx: Any, s: SqlState) -> tuple[dict[str, list[str]], list[str]]:
+    """The database's table -> column names, and its join keys: what name repair and hints need."""
+    db = await _database(ctx, s.db)
+    return {t.name: [c.name for c in t.columns] for t in db.tables}, _join_keys(db, s.join_keys)
 
 
 def _run_error(c: Candidate) -> str | None:
@@ -225,8 +227,7 @@ async def execute(s: SqlState, ctx: Any) -> dict[str, Any]:
     them) are repaired first; the repaired query meets the guard like any other.
     """
     cands = [Candidate(**c) for c in (s.candidates or sorted(s.drafts, key=lambda d: d["variant"]))]
-    db = await _database(ctx, s.db)
-    schema, joins = _schema_names(db), _join_keys(db, s.join_keys)
+    schema, joins = await _names_and_joins(ctx, s)
     notes = []
     for c in cands:
         if c.rows is not None or c.error is not None:
@@ -269,8 +270,7 @@ revise_cost = Cost(calls=1, prompt=780, output=50)
 async def revise(s: SqlState, ctx: Any) -> dict[str, Any]:
     """Revise each failing candidate with its error (identical failures once), in parallel."""
     cands = [Candidate(**c) for c in s.candidates]
-    db = await _database(ctx, s.db)
-    schema, joins = _schema_names(db), _join_keys(db, s.join_keys)
+    schema, joins = await _names_and_joins(ctx, s)
     failing: dict[tuple[str | None, str], list[Candidate]] = {}
     for c in cands:
         if c.needs_revision:
