@@ -7,8 +7,10 @@ BIN    := $(VENV)/bin
 HASH   := $(shell sha1sum pyproject.toml | cut -c1-12)
 STAMP  := $(VENV)/.installed-$(HASH)
 MODELS := $(VENV)/.models-$(HASH)
-# Build llama-cpp-python with both cores; pip caches the wheel, so later set-ups reuse it.
+# llama-cpp-python has no Linux wheel on PyPI, so pip builds it: with both cores, and without the
+# multimodal library (mtmd), which sloflow never loads. pip caches the wheel for later set-ups.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 

@@ -62,6 +62,12 @@ class BackendError(SloflowError):
     code = "backend_error"
 
 
+class OutputTruncated(BackendError):
+    """A constrained answer was cut by `max_tokens` before it was complete."""
+
+    code = "output_truncated"
+
+
 class DeadlineExceeded(SloflowError):
     """A call or run could not finish before its deadline."""
 

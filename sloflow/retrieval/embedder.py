@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from sloflow.errors import ModelUnavailable
+from sloflow.retrieval.threads import torch_threads
 
 
 def default_model_path() -> Path:
@@ -44,6 +45,7 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
+            torch_threads(len(texts))
             vectors = self._model.encode(
                 texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
             )

@@ -16,6 +16,7 @@ from sloflow.errors import InvalidRequest
 from sloflow.retrieval.chunking import Chunk, Scalar
 from sloflow.retrieval.embedder import Embedder
 from sloflow.retrieval.index import SearchHit, Where, flat_metadata, hit_from, matches
+from sloflow.retrieval.threads import faiss_threads
 
 FaissKind = Literal["flat", "hnsw", "ivf"]
 
@@ -83,6 +84,7 @@ class FaissStore:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(chunks), self.dim):
             raise InvalidRequest(f"expected {len(chunks)} vectors of dimension {self.dim}, got shape {vectors.shape}")
+        faiss_threads(len(vectors))  # a build fans out; this thread may have searched single before
         if self._index is None:
             self._index = self._new_index(vectors)
         ids = np.arange(self._next_id, self._next_id + len(chunks), dtype=np.int64)
@@ -140,6 +142,7 @@ class FaissStore:
             return [[] for _ in range(len(queries))]
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         params, _selector = self._params(where)
+        faiss_threads(len(queries))
         scores, ids = self._index.search(queries, k, params=params)
         out = []
         for row_scores, row_ids in zip(scores, ids):

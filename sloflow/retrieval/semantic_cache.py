@@ -20,6 +20,7 @@ import numpy as np
 
 from sloflow.errors import InvalidRequest
 from sloflow.retrieval.embedder import Embedder
+from sloflow.retrieval.threads import faiss_threads
 
 DEFAULT_CATEGORY = "default"
 _SCHEMA = """
@@ -50,6 +51,7 @@ class _HnswKeys:
         return self._index.ntotal - len(self._removed)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        faiss_threads(len(vectors))
         self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
 
     def remove(self, ids: list[int]) -> None:
@@ -71,6 +73,7 @@ class _HnswKeys:
                 batch = faiss.IDSelectorBatch(np.array(sorted(self._removed), dtype=np.int64))
                 self._selector = (batch, faiss.IDSelectorNot(batch))
             params.sel = self._selector[1]
+        faiss_threads(1)
         scores, ids = self._index.search(vector.reshape(1, -1), k, params=params)
         return [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist()) if i >= 0]
 

@@ -115,6 +115,8 @@ class LLMWorker:
         self.free_slots: deque[int] = deque(range(spec.slots))
         self.slot_prefix: list[str | None] = [None] * spec.slots
         self.metrics = WorkerMetrics(worker_id)
+        # What the last calls asked for (not what they said): for the dashboard and fault tests.
+        self.recent: deque[dict[str, Any]] = deque(maxlen=16)
 
     def __repr__(self) -> str:
         return f"LLMWorker({self.id}, {self.backend.name if self.backend else self.spec.model})"
@@ -145,8 +147,9 @@ class LLMWorker:
             self.waiting.pop(call.id).set_result(True)
         self.metrics.queue_length(len(self.view.queued))
 
-    async def _admit(self, call: Call) -> bool:
+    async def _admit(self, call: Call, request: GenerateRequest) -> bool:
         """Queue `call` until it may start; False if it was withdrawn instead."""
+        self.recent.append({"call": call.id, "max_tokens": request.max_tokens, "answer_prefix": request.answer_prefix})
         view = self.view
         assert view is not None and self.backend is not None, "call ready() first"
         arrived = time.time()
@@ -186,7 +189,7 @@ class LLMWorker:
 
     async def run(self, call: Call, request: GenerateRequest) -> Outcome:
         """Queue `call`, run it when the queue policy and a slot allow, return its completion."""
-        admitted = await self._admit(call)
+        admitted = await self._admit(call, request)
         assert self.view is not None and self.backend is not None
         if not admitted:
             return Outcome(None, tuple(self.view.held_prefixes))
@@ -200,7 +203,7 @@ class LLMWorker:
 
     async def stream(self, call: Call, request: GenerateRequest) -> AsyncIterator[Chunk | Outcome]:
         """Like `run`, but yield the text pieces as they come, then the `Outcome`."""
-        admitted = await self._admit(call)
+        admitted = await self._admit(call, request)
         assert self.view is not None and self.backend is not None
         if not admitted:
             yield Outcome(None, tuple(self.view.held_prefixes))
@@ -229,9 +232,13 @@ class LLMWorker:
         return True
 
     async def state(self) -> dict[str, Any]:
-        """Queued and running call ids, for tests and the dashboard."""
+        """Queued and running call ids and what the last calls asked for, for tests and the dashboard."""
         view = self.view
-        return {"queued": list(view.queued) if view else [], "running": list(view.running) if view else []}
+        return {
+            "queued": list(view.queued) if view else [],
+            "running": list(view.running) if view else [],
+            "recent": list(self.recent),
+        }
 
     async def close(self) -> None:
         if self.backend is not None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from sloflow.errors import BackendError, Cancelled, ConfigError
+from sloflow.errors import BackendError, Cancelled, ConfigError, OutputTruncated
 from sloflow.llm.client import CallContext, LLMClient
 from sloflow.llm.types import Completion, GenerateRequest, Message
 
@@ -152,10 +152,17 @@ class StageLLM:
         is_model = isinstance(schema, type) and issubclass(schema, BaseModel)
         json_schema = schema.model_json_schema() if is_model else schema
         request = _request(prompt, system, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema)
-        text = (await self.generate(request, model=model)).text
+        out = await self.generate(request, model=model)
+        text = out.text
         try:
             return schema.model_validate_json(text) if is_model else json.loads(text)
         except (ValidationError, ValueError) as exc:
+            if out.finish_reason == "length":  # the grammar kept it on the schema, the limit cut it short
+                raise OutputTruncated(
+                    f"stage {self._call.stage!r}: the JSON answer was cut at max_tokens={max_tokens} before it was "
+                    "complete; raise max_tokens or ask for a shorter answer",
+                    details={"max_tokens": max_tokens, "text": text[:500]},
+                ) from None
             raise BackendError(
                 f"stage {self._call.stage!r}: the model's answer does not fit the schema ({str(exc)[:200]})",
                 details={"text": text[:500]},

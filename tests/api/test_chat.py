@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 CHAT = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 12, "temperature": 0}
 
@@ -31,7 +32,6 @@ async def test_chat_completion(api: httpx.AsyncClient) -> None:
 
 
 async def test_chat_completion_streamed_as_sse(api: httpx.AsyncClient) -> None:
-    plain = (await api.post("/v1/chat/completions", json=CHAT)).json()["choices"][0]["message"]["content"]
     resp = await api.post("/v1/chat/completions", json={**CHAT, "stream": True})
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/event-stream")
@@ -41,9 +41,11 @@ async def test_chat_completion_streamed_as_sse(api: httpx.AsyncClient) -> None:
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant"}
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
-    assert text == plain
-    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
-    assert chunks[-1]["usage"]["completion_tokens"] > 0
+    assert text.strip()
+    finish, usage = chunks[-1]["choices"][0]["finish_reason"], chunks[-1]["usage"]
+    assert finish in ("stop", "length") and 0 < usage["completion_tokens"] <= CHAT["max_tokens"]
+    assert finish == "stop" or usage["completion_tokens"] == CHAT["max_tokens"]
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])  # one final chunk
 
 
 async def test_json_response_format(api: httpx.AsyncClient) -> None:
@@ -55,7 +57,27 @@ async def test_json_response_format(api: httpx.AsyncClient) -> None:
     }
     resp = await api.post("/v1/chat/completions", json=body)
     assert resp.status_code == 200
-    assert isinstance(json.loads(resp.json()["choices"][0]["message"]["content"])["answer"], str)
+    doc = resp.json()
+    choice, usage = doc["choices"][0], doc["usage"]
+    # Whatever the model says: a finished answer is the schema's JSON; one cut by max_tokens says so.
+    if choice["finish_reason"] == "stop":
+        assert isinstance(json.loads(choice["message"]["content"])["answer"], str)
+    else:
+        assert choice["finish_reason"] == "length" and usage["completion_tokens"] == 48
+
+
+async def test_json_cut_by_max_tokens_says_length(api: httpx.AsyncClient) -> None:
+    # No JSON object with an "answer" string fits in 3 tokens, so this answer is always cut.
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    body = {**CHAT, "max_tokens": 3, "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}}}
+    doc = (await api.post("/v1/chat/completions", json=body)).json()
+    assert doc["choices"][0]["finish_reason"] == "length"
+    assert doc["usage"]["completion_tokens"] == 3
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(doc["choices"][0]["message"]["content"])
+    streamed = await api.post("/v1/chat/completions", json={**body, "stream": True})
+    data = [line[5:].strip() for line in streamed.text.splitlines() if line.startswith("data:")]
+    assert json.loads(data[-2])["choices"][0]["finish_reason"] == "length"
 
 
 async def test_malformed_requests_get_4xx_with_a_message(api: httpx.AsyncClient) -> None:

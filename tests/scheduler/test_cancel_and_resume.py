@@ -99,10 +99,8 @@ async def test_a_stream_continues_on_another_worker_when_its_worker_dies(test_mo
     client = SchedulerClient(dispatcher)
     messages = [Message(role="user", content="Write a short story about a lighthouse keeper.")]
     request = GenerateRequest(messages=messages, max_tokens=80, ignore_eos=True)
-    whole = await client.generate(request, ctx())  # greedy: what an uninterrupted stream says
     chunks: list[Chunk] = []
-    stream = client.stream(request, ctx(120.0))
-    async for chunk in stream:
+    async for chunk in client.stream(request, ctx(120.0)):
         chunks.append(chunk)
         if len(chunks) == 8:  # mid-stream: kill the real actor generating it
             (victim,) = [w for w in ids if (await state(w))["running"]]
@@ -111,13 +109,20 @@ async def test_a_stream_continues_on_another_worker_when_its_worker_dies(test_mo
 
     completions = [c.completion for c in chunks if c.completion is not None]
     assert len(completions) == 1 and chunks[-1].completion is completions[0]  # exactly one, at the end
-    text = "".join(c.text for c in chunks[:-1])
+    pieces = [c.text for c in chunks[:-1]]
+    text = "".join(pieces)
     assert completions[0].text == text and text.startswith(before) and len(text) > len(before)
-    # The second worker continued the sent text rather than starting over: the stream reads as
-    # the uninterrupted answer (a little shorter: the tokens already sent are estimated).
-    assert whole.text.startswith(text) and len(text) > 0.8 * len(whole.text)
-    assert 70 <= completions[0].completion_tokens <= 90  # about max_tokens over both workers
-    assert [w["id"] for w in await dispatcher.workers.remote()] == [w for w in ids if w != victim]
+    # What the second worker was asked (not what it said): continue after exactly the text the
+    # client already had, with the tokens left.
+    (survivor,) = [w for w in ids if w != victim]
+    (asked,) = [r for r in (await state(survivor))["recent"] if r["answer_prefix"]]
+    sent = asked["answer_prefix"]
+    assert sent.startswith(before) and text.startswith(sent) and len(text) > len(sent)
+    assert asked["max_tokens"] < request.max_tokens
+    # No piece sent twice: the dead worker's pieces make up exactly that prefix, the rest follow it.
+    assert any("".join(pieces[:i]) == sent for i in range(8, len(pieces)))
+    assert completions[0].completion_tokens <= request.max_tokens + 8  # the sent tokens are estimated
+    assert [w["id"] for w in await dispatcher.workers.remote()] == [survivor]
     assert (await dispatcher.stats.remote())["redispatched"] >= 1
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -18,6 +19,7 @@ class ScriptedLLM:
 
     def __init__(self, reply: str = "ok") -> None:
         self.reply = reply
+        self.finish_reason: Literal["stop", "length"] = "stop"
         self.calls: list[tuple[GenerateRequest, CallContext]] = []
         self.hold = False
         self.withdrawn = 0
@@ -32,7 +34,9 @@ class ScriptedLLM:
             except asyncio.CancelledError:
                 self.withdrawn += 1
                 raise
-        return Completion(text=self.reply, prompt_tokens=3, completion_tokens=1, ttft_s=0.0, total_s=0.0)
+        return Completion(
+            text=self.reply, prompt_tokens=3, completion_tokens=1, ttft_s=0.0, total_s=0.0, finish_reason=self.finish_reason
+        )
 
     async def stream(self, request: GenerateRequest, ctx: CallContext) -> AsyncIterator[Chunk]:
         self.calls.append((request, ctx))

@@ -356,6 +356,13 @@ async def test_llm_json_parses_into_the_schema_and_reports_bad_answers(registry:
     assert bad.status is RunStatus.failed and bad.error["code"] == "backend_error"
     assert "stage 'judge'" in bad.error["message"]
 
+    llm.reply, llm.finish_reason = '{"ok": true, "reason": "the answer went on and', "length"
+    cut = await memory_runtime.run("judge", {"question": "q"})
+    assert cut.status is RunStatus.failed and cut.error["code"] == "output_truncated"
+    assert "max_tokens=512" in cut.error["message"] and "stage 'judge'" in cut.error["message"]
+    llm.reply = '{"ok": false, "reason": "done just at the limit"}'  # complete although the limit was hit
+    assert (await memory_runtime.run("judge", {"question": "q"})).output["route"] == "False:done just at the limit"
+
 
 async def test_a_run_that_ends_after_its_deadline_is_recorded_as_missed(registry: Registry, memory_runtime: Runtime):
     wf = Workflow("late", state=Doc)
