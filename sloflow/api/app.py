@@ -40,11 +40,13 @@ def create_app(
         app.include_router(runs.router)
     if sources is not None:
         from sloflow.api import databases, indexes
+        from sloflow.api import sources as source_routes
 
         app.state.sources = sources
         app.state.database_roots = database_roots
         app.include_router(indexes.router)
         app.include_router(databases.router)
+        app.include_router(source_routes.router)
     if metrics_url is not None:
         from sloflow.api import metrics
 

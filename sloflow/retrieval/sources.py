@@ -46,12 +46,14 @@ _SQL_PARAMETERS = {
 
 @dataclass(frozen=True)
 class Source:
-    """What a planner sees: a name, a kind, a description and a JSON schema of the arguments."""
+    """What a planner sees: a name, a kind, a description, JSON schemas of the arguments and, when
+    declared, of the output (so a plan may reference its fields: `$var1.items$`)."""
 
     name: str
     kind: SourceKind
     description: str
     parameters: dict[str, Any]
+    output: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,6 +64,7 @@ class _Function:
     fn: Callable[..., Any]
     description: str
     model: type
+    output: dict[str, Any] | None
 
 
 class SourceRegistry:
@@ -74,9 +77,14 @@ class SourceRegistry:
         self._schema_stores: dict[str, FaissStore] = {}
         self._lock = threading.Lock()
 
-    def register_function(self, name: str, fn: Callable[..., Any], description: str | None = None) -> Source:
-        """Expose a Python function (sync or async); its argument schema comes from its type hints."""
-        if name in self._functions or name in self.indexes.names() or name.startswith(("sql:", "schema:")):
+    def register_function(
+        self, name: str, fn: Callable[..., Any], description: str | None = None, output: dict[str, Any] | None = None
+    ) -> Source:
+        """Expose a Python function (sync or async); its argument schema comes from its type hints.
+
+        `output` is the JSON schema of what it returns, when known, so plans can reference fields.
+        """
+        if not name or name in self._functions or name in self.indexes.names() or name.startswith(("sql:", "schema:")):
             raise Conflict(f"source {name!r} already exists or uses a reserved prefix")
         hints = get_type_hints(fn)
         fields = {
@@ -84,12 +92,12 @@ class SourceRegistry:
             for p in inspect.signature(fn).parameters.values()
         }
         doc = description or (inspect.getdoc(fn) or name).splitlines()[0]
-        self._functions[name] = _Function(fn, doc, create_model(f"{name}_args", **fields))  # type: ignore[call-overload]
+        self._functions[name] = _Function(fn, doc, create_model(f"{name}_args", **fields), output)  # type: ignore[call-overload]
         return self._function_source(name)
 
     def _function_source(self, name: str) -> Source:
         f = self._functions[name]
-        return Source(name, "function", f.description, f.model.model_json_schema())  # type: ignore[attr-defined]
+        return Source(name, "function", f.description, f.model.model_json_schema(), f.output)  # type: ignore[attr-defined]
 
     def catalog(self) -> list[Source]:
         """Every source a planner may call."""
@@ -157,6 +165,11 @@ def default_sources() -> SourceRegistry:
     """The process-wide registry over `settings.home` (indexes/ and databases.json)."""
     home = get_settings().home
     return SourceRegistry(IndexRegistry(home / "indexes"), DatabaseRegistry(home / "databases.json"))
+
+
+def register_source(name: str, fn: Callable[..., Any], description: str | None = None, output: dict[str, Any] | None = None) -> Source:
+    """Register a Python function as a source of the process-wide registry (listed by `GET /v1/sources`)."""
+    return default_sources().register_function(name, fn, description, output)
 
 
 async def retrieve(source: str, query: str, k: int = 5, where: Where | None = None) -> list[SearchHit]:

@@ -11,12 +11,13 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from sloflow.errors import BackendError, Cancelled, ConfigError, OutputTruncated
+from sloflow.errors import BackendError, Cancelled, ConfigError, DeadlineExceeded, OutputTruncated
 from sloflow.llm.client import CallContext, LLMClient
 from sloflow.llm.types import Completion, GenerateRequest, Message
 
@@ -66,14 +67,27 @@ class RunScope:
             raise Cancelled(f"run {self.run_id} was cancelled before stage {stage!r}")
 
     async def track(self, call: Any, stage: str) -> Any:
-        """Await an LLM call as a task that `cancel()` can withdraw."""
-        if self.cancelled:
+        """Await an LLM call as a task that `cancel()` can withdraw and the run's deadline cuts.
+
+        At the deadline the call is cancelled (on its worker too) and the stage gets
+        `DeadlineExceeded`, which it may catch to answer with what it has.
+        """
+        left = None if self.deadline is None else self.deadline - time.time()
+        if self.cancelled or (left is not None and left <= 0):
             call.close()  # never started: close the coroutine so it is not left un-awaited
             self.check_cancelled(stage)
+            raise DeadlineExceeded(f"deadline exceeded at stage {stage!r}: the run's deadline passed {-left:.2f}s before its LLM call")  # type: ignore[operator]
         task = asyncio.ensure_future(call)
         self._pending.add(task)
         try:
-            return await task
+            async with asyncio.timeout(left):
+                return await task
+        except TimeoutError:
+            if not task.cancelled():
+                raise  # the call's own timeout, not the run's deadline
+            raise DeadlineExceeded(
+                f"deadline exceeded at stage {stage!r}: its LLM call was still running at the run's deadline and was cancelled"
+            ) from None
         except asyncio.CancelledError:
             if self.cancelled and task.cancelled():
                 raise Cancelled(f"run {self.run_id} was cancelled during stage {stage!r}; its LLM call was withdrawn") from None

@@ -75,3 +75,27 @@ async def test_databases_outside_the_allowed_folders_are_refused(client: httpx.A
     outside = make_shop_db(tmp_path / "elsewhere.sqlite")
     response = await client.post("/v1/databases", json={"name": "other", "url": str(outside)})
     assert response.status_code == 400 and "outside" in response.json()["message"]
+
+
+async def test_sources_list_registered_functions_with_their_schemas(sources: SourceRegistry) -> None:
+    from sloflow.api import sources as source_routes
+
+    def order_status(order_id: str) -> dict:
+        """The status of an order."""
+        return {"order_id": order_id, "status": "delivered"}
+
+    sources.register_function("order_status", order_status, output={"type": "object", "properties": {"status": {}}})
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(source_routes.router)
+    app.state.sources = sources
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        listed = {s["name"]: s for s in (await c.get("/v1/sources")).json()["sources"]}
+        assert {"sql:shop", "schema:shop", "order_status"} <= set(listed)
+        fn = listed["order_status"]
+        assert fn["kind"] == "function" and fn["description"] == "The status of an order."
+        assert fn["parameters"]["required"] == ["order_id"] and fn["output"]["properties"] == {"status": {}}
+        assert (await c.get("/v1/sources/order_status")).json() == fn
+        missing = await c.get("/v1/sources/nope")
+        assert missing.status_code == 404 and "GET /v1/sources" in missing.json()["message"]
+    assert await sources.call("order_status", {"order_id": "#W1"}) == {"order_id": "#W1", "status": "delivered"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import time
 from typing import Annotated, TypedDict
 
 import pytest
@@ -11,7 +12,7 @@ from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel
 
 from sloflow import Cost, Retry, Workflow
-from sloflow.errors import Conflict, NotFound
+from sloflow.errors import Conflict, DeadlineExceeded, NotFound
 from sloflow.workflows import InvalidInput, Registry, RunStatus, Runtime
 
 
@@ -410,3 +411,49 @@ async def test_cancelling_the_caller_of_run_cancels_the_run(registry: Registry, 
         await caller
     (record,) = memory_runtime.store.runs()
     assert record.status is RunStatus.cancelled and "caller stopped" in record.error["message"]
+
+
+async def test_the_run_deadline_cancels_the_llm_call_and_a_stage_may_answer_with_what_it_has(
+    registry: Registry, llm, memory_runtime: Runtime
+):
+    wf = Workflow("hurried", state=Doc)
+
+    @wf.stage
+    async def think(s, ctx):
+        try:
+            return {"route": await ctx.llm.text("think long")}
+        except DeadlineExceeded as exc:
+            return {"route": "answered without the model", "parts": [exc.message]}
+
+    registry.add(wf)
+    llm.hold = True  # the call never returns by itself
+    start = time.monotonic()
+    run = await memory_runtime.run("hurried", {"question": "q"}, slo=0.3)
+    assert time.monotonic() - start < 2.0
+    assert run.status is RunStatus.succeeded and run.output["route"] == "answered without the model"
+    assert "deadline exceeded at stage 'think'" in run.output["parts"][0]
+    assert llm.withdrawn == 1  # cancelled where it was waiting, as the worker's call is
+    assert run.deadline_met is False
+
+
+async def test_a_stage_that_does_not_catch_the_deadline_fails_the_run_clearly(registry: Registry, llm, memory_runtime: Runtime):
+    wf = Workflow("stubborn", state=Doc)
+
+    @wf.stage
+    async def first(s, ctx):
+        return {"parts": ["kept only if the run finishes"]}
+
+    @wf.stage
+    async def think(s, ctx):
+        return {"route": await ctx.llm.text("think long")}
+
+    wf.then(first, think)
+    registry.add(wf)
+    llm.hold = True
+    run = await memory_runtime.run("stubborn", {"question": "q"}, slo=0.3)
+    assert run.status is RunStatus.failed and run.error["code"] == "deadline_exceeded"
+    assert "deadline exceeded at stage 'think'" in run.error["message"]
+    assert run.output is None  # nothing half-written
+    llm.hold = False
+    late = await memory_runtime.run("stubborn", {"question": "q"}, slo=1e-6)  # already past at the call
+    assert late.status is RunStatus.failed and "deadline exceeded at stage" in late.error["message"]
