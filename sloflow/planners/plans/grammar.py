@@ -1,0 +1,90 @@
+"""The JSON schema of a whole plan, for grammar-constrained generation (llama.cpp's `LlamaGrammar.from_json_schema`).
+
+Only constructs llama.cpp's converter handles are used: type, properties, required, enum, const,
+anyOf, items, additionalProperties and string patterns; no `$ref`. The schema cannot say "the last
+step is var_result"; `validate_plan` checks that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sloflow.planners.plans.catalog import PlanSource, plan_sources
+from sloflow.planners.plans.plan import RESULT
+
+LABEL_PATTERN = r"^var[1-9][0-9]*$"
+# A whole reference, as the planner writes it: `$var1$`, `$var1.items.0.id$`. Literal `$` and `.` are
+# written as classes: llama.cpp's converter copies `\$` into the grammar, which llama.cpp rejects.
+REFERENCE_PATTERN = r"^[$]var[1-9][0-9]*([.][A-Za-z0-9_]+)*[$]$"
+_REFERENCE = {"type": "string", "pattern": REFERENCE_PATTERN}
+_SCALARS = ("integer", "number", "boolean")
+# Any JSON value: llama.cpp reads an empty schema as "an object", not as "anything".
+_ANY = {"type": ["string", "number", "boolean", "array", "object", "null"]}
+
+
+def plan_json_schema(sources: Iterable[Any], per_source_arguments: bool = True, max_steps: int | None = None) -> dict[str, Any]:
+    """A JSON list of steps: each a call of a known source (its own argument schema if `per_source_arguments`), or var_result."""
+    known = plan_sources(sources)
+    if per_source_arguments:
+        calls = [_call_schema({"const": s.name}, _arguments_schema(s)) for s in known]
+    else:
+        calls = [_call_schema({"type": "string", "enum": [s.name for s in known]}, {"type": "object"})] if known else []
+    result = {
+        "type": "object",
+        "properties": {
+            "name": {"const": RESULT},
+            # Every var_result value in the NESTFUL data is a whole reference.
+            "arguments": {"type": "object", "additionalProperties": _REFERENCE},
+        },
+        "required": ["name", "arguments"],
+        "additionalProperties": False,
+    }
+    schema: dict[str, Any] = {"type": "array", "items": {"anyOf": [*calls, result]}, "minItems": 1}
+    if max_steps is not None:
+        schema["maxItems"] = max_steps + 1
+    return schema
+
+
+def _call_schema(name: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
+    # Property order is the NESTFUL order (name, arguments, label); llama.cpp emits them in this order.
+    return {
+        "type": "object",
+        "properties": {"name": name, "arguments": arguments, "label": {"type": "string", "pattern": LABEL_PATTERN}},
+        "required": ["name", "arguments", "label"],
+        "additionalProperties": False,
+    }
+
+
+def _arguments_schema(source: PlanSource) -> dict[str, Any]:
+    root = source.parameters
+    properties = {name: _value_schema(p, root) for name, p in (root.get("properties") or {}).items()}
+    return {"type": "object", "properties": properties, "required": list(root.get("required") or []), "additionalProperties": False}
+
+
+def _value_schema(schema: dict[str, Any], root: dict[str, Any], depth: int = 0) -> dict[str, Any]:
+    """An argument's schema, simplified, that also admits a whole reference where the type is not a string."""
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        schema = (root.get("$defs") or {}).get(ref.rsplit("/", 1)[1], {})
+    if depth > 3:  # deep nesting only bloats the grammar; validation checks the rest
+        return _ANY
+    alternatives = schema.get("anyOf") or schema.get("oneOf")
+    if alternatives:
+        simple = [_value_schema(a, root, depth + 1) for a in alternatives]
+        return {"anyOf": simple if _REFERENCE in simple or {"type": "string"} in simple else [*simple, _REFERENCE]}
+    if "enum" in schema:
+        return {"anyOf": [{"enum": list(schema["enum"])}, _REFERENCE]}
+    kind = schema.get("type")
+    if kind == "string":
+        return {"type": "string"}  # a reference is a string too
+    if kind in _SCALARS or kind == "null":
+        return {"anyOf": [{"type": kind}, _REFERENCE]}
+    if kind == "array":
+        items = schema.get("items")
+        # Without a known item type, a plain "array" (llama.cpp fails on empty `items`).
+        array = {"type": "array", "items": _value_schema(items, root, depth + 1)} if isinstance(items, dict) and items else {"type": "array"}
+        return {"anyOf": [array, _REFERENCE]}
+    if kind == "object":
+        return {"anyOf": [{"type": "object"}, _REFERENCE]}
+    return _ANY

@@ -1,0 +1,59 @@
+"""Plan memory, after IC-Cache: plans that worked, kept by the meaning of their request, come back as few-shot examples.
+
+The store is the semantic cache in example mode. Its category is a key of the namespace (tenant)
+and the set of source names, so a tenant never sees another's plans and a plan is only offered
+where the sources it calls exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sloflow.errors import InvalidRequest
+from sloflow.planners.plans.plan import Plan, PlanExample, parse_plan
+from sloflow.retrieval.embedder import Embedder, get_embedder
+from sloflow.retrieval.semantic_cache import CachePolicy, SemanticCache
+
+# A plan that worked stays a good example while its sources keep their names; the quota keeps the newest.
+DEFAULT_POLICY = CachePolicy(threshold=0.9, ttl_s=None, quota=2000)
+_SAME = 0.999  # cosine similarity at which two requests count as the same text
+
+
+def memory_category(namespace: str, sources: Iterable[Any]) -> str:
+    """The cache category of a namespace and a set of sources (names or objects with `.name`; order does not matter)."""
+    names = sorted({s if isinstance(s, str) else s.name for s in sources})
+    digest = hashlib.sha256(json.dumps([namespace, names]).encode()).hexdigest()[:32]
+    return f"plans:{digest}"
+
+
+class PlanMemory:
+    """Remembers (request, plan) pairs per namespace and source set; returns the nearest as examples."""
+
+    def __init__(
+        self, cache: SemanticCache | None = None, embedder: Embedder | None = None, path: Path | str = ":memory:"
+    ) -> None:
+        # get_embedder loads the model shipped in an installed package: nothing is downloaded.
+        # `is None`, not `or`: an empty cache is falsy (it has a length).
+        self.cache = cache if cache is not None else SemanticCache(embedder or get_embedder(), path, default_policy=DEFAULT_POLICY)
+        if self.cache.embedder is None:
+            raise InvalidRequest("plan memory needs a semantic cache with an embedder")
+        self._embedder = self.cache.embedder
+
+    def remember(self, namespace: str, request: str, plan: Plan, sources: Iterable[Any]) -> int:
+        """Store a plan that ran and produced an answer; the same request with the same plan is kept once."""
+        category = memory_category(namespace, sources)
+        vector = self._embedder.embed_one(request)
+        text = plan.to_json()
+        for hit in self.cache.examples(request, category, k=4, min_similarity=_SAME, vector=vector):
+            if hit.answer == text:
+                return hit.id
+        return self.cache.put(request, text, category, vector=vector)
+
+    def examples(self, namespace: str, request: str, sources: Iterable[Any], k: int = 3, min_similarity: float = 0.0) -> list[PlanExample]:
+        """Up to k stored (request, plan) pairs of this namespace and source set, most similar first."""
+        hits = self.cache.examples(request, memory_category(namespace, sources), k=k, min_similarity=min_similarity)
+        return [PlanExample(h.request, parse_plan(h.answer), h.similarity) for h in hits]

@@ -1,0 +1,125 @@
+"""Prompts of the retrieval planner: the whole plan in one generation, and one repair with the validator's problems.
+
+Both start with the same system message (instructions, then the sources), so a worker that served
+the plan prefills only the tail of the repair; examples, which differ per question, come after.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sloflow.llm.types import Message
+from sloflow.planners.plans.catalog import PlanSource, plan_sources
+from sloflow.planners.plans.plan import Plan, PlanExample
+
+INSTRUCTIONS = """\
+You plan how to gather the evidence for a question, in one go: which sources to call, in what order, with which arguments.
+Answer with a JSON list of steps and nothing else.
+- A call is {"name": "<source>", "arguments": {...}, "label": "var1"}; label the calls var1, var2, ... in order.
+- An argument may use the output of an earlier step: "$var1$" is the whole output, "$var1.field$" one field, "$var1.0.text$" a field of its first item.
+- A reference may also stand inside a longer string: "reviews of $var1.name$".
+- Steps that do not use each other's outputs run at the same time; a step may only use the outputs of steps before it.
+- The last step is {"name": "var_result", "arguments": {"<what>": "$var1$", ...}}: the outputs the answer needs.
+- Call only the sources below, with the arguments they take."""
+
+# Other, made-up sources, so the examples teach the convention and not an answer for these sources.
+BUILTIN_EXAMPLES_NOTE = (
+    "Examples (with other sources: sql:store runs a SELECT on table orders(id, product, total), "
+    "manuals and reviews search documents, convert_currency(amount, to) converts money):"
+)
+BUILTIN_EXAMPLES: list[tuple[str, list[dict[str, Any]]]] = [
+    (
+        "What does the manual say about descaling the product of order 1042?",
+        [
+            {"name": "sql:store", "arguments": {"sql": "SELECT product FROM orders WHERE id = 1042"}, "label": "var1"},
+            {"name": "manuals", "arguments": {"query": "descaling $var1.rows.0.0$", "k": 3}, "label": "var2"},
+            {"name": "var_result", "arguments": {"order": "$var1$", "manual": "$var2$"}},
+        ],
+    ),
+    (
+        "Is the X200 kettle quiet, and how long is its warranty?",
+        [
+            {"name": "reviews", "arguments": {"query": "X200 kettle noise"}, "label": "var1"},
+            {"name": "manuals", "arguments": {"query": "X200 kettle warranty period"}, "label": "var2"},
+            {"name": "var_result", "arguments": {"noise": "$var1$", "warranty": "$var2$"}},
+        ],
+    ),
+    (
+        "How much is the total of order 77 in euros?",
+        [
+            {"name": "sql:store", "arguments": {"sql": "SELECT total FROM orders WHERE id = 77"}, "label": "var1"},
+            {"name": "convert_currency", "arguments": {"amount": "$var1.rows.0.0$", "to": "EUR"}, "label": "var2"},
+            {"name": "var_result", "arguments": {"total_eur": "$var2$"}},
+        ],
+    ),
+]
+
+
+def planner_prompt(question: str, sources: Iterable[Any], examples: Sequence[PlanExample] = ()) -> list[Message]:
+    """Ask for the whole plan; `examples` (from plan memory) replace the built-in ones when given."""
+    return [Message(role="system", content=_system(plan_sources(sources), examples)), Message(role="user", content=f"Question: {question.strip()}")]
+
+
+def repair_prompt(
+    question: str, sources: Iterable[Any], previous: Plan | str, problems: Sequence[str], examples: Sequence[PlanExample] = ()
+) -> list[Message]:
+    """Ask once more, quoting the previous plan and what the validator found wrong with it."""
+    text = previous.to_json() if isinstance(previous, Plan) else previous.strip()
+    found = "\n".join(f"- {p}" for p in problems)
+    user = (
+        f"Question: {question.strip()}\n\nYour plan was:\n{text}\n\nIt has these problems:\n{found}\n\n"
+        "Write the whole corrected plan as a JSON list of steps."
+    )
+    return [Message(role="system", content=_system(plan_sources(sources), examples)), Message(role="user", content=user)]
+
+
+def _system(sources: list[PlanSource], examples: Sequence[PlanExample]) -> str:
+    lines = [INSTRUCTIONS, "", "Sources:", *(describe_source(s) for s in sources), ""]
+    if examples:
+        lines.append("Examples of earlier questions and their plans:")
+        lines += [f"Question: {e.request}\nPlan: {e.plan.to_json()}" for e in examples]
+    else:
+        lines.append(BUILTIN_EXAMPLES_NOTE)
+        lines += [f"Question: {q}\nPlan: {json.dumps(plan, ensure_ascii=False)}" for q, plan in BUILTIN_EXAMPLES]
+    return "\n".join(lines)
+
+
+def describe_source(source: PlanSource) -> str:
+    """One prompt line: name, description, arguments (type, required, description) and output shape when known."""
+    properties: dict[str, Any] = source.parameters.get("properties") or {}
+    required = set(source.parameters.get("required") or [])
+    args = []
+    for name, schema in properties.items():
+        flags = ", required" if name in required else ""
+        about = f": {schema['description']}" if schema.get("description") else ""
+        args.append(f"{name} ({shape(schema, source.parameters)}{flags}){about}")
+    line = f"- {source.name}: {source.description.strip()}. Arguments: {'; '.join(args) or 'none'}."
+    if source.output is not None:
+        line += f" Output: {shape(source.output, source.output)}."
+    return line
+
+
+def shape(schema: dict[str, Any], root: dict[str, Any], depth: int = 0) -> str:
+    """A compact JSON-like picture of a schema: `{columns: [string], rows: [[...]]}`."""
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        schema = (root.get("$defs") or {}).get(ref.rsplit("/", 1)[1], {})
+    alternatives = schema.get("anyOf") or schema.get("oneOf")
+    if alternatives:
+        return " or ".join(shape(a, root, depth) for a in alternatives)
+    if "enum" in schema:
+        return "one of " + ", ".join(json.dumps(v) for v in schema["enum"])
+    kind = schema.get("type")
+    if kind == "array":
+        items = schema.get("items")
+        return f"[{shape(items, root, depth + 1)}]" if isinstance(items, dict) and items and depth < 3 else "[...]"
+    if kind == "object" or "properties" in schema:
+        properties = schema.get("properties") or {}
+        if not properties or depth >= 3:
+            return "{...}"
+        return "{" + ", ".join(f"{k}: {shape(v, root, depth + 1)}" for k, v in properties.items()) + "}"
+    if isinstance(kind, list):
+        return " or ".join(kind)
+    return kind or "any"
