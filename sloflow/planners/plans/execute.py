@@ -8,14 +8,16 @@ depends on it, directly or not, is skipped with the reason; nothing but cancella
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from sloflow.errors import SloflowError
 from sloflow.planners.plans.plan import Plan, Step
-from sloflow.planners.plans.references import UnresolvedReference, find_references, plain, resolve
+from sloflow.planners.plans.catalog import plan_sources
+from sloflow.planners.plans.references import UnresolvedReference, find_references, plain, resolve, whole_reference
 
 # `SourceRegistry.call` has this shape; so do test fakes.
 Call = Callable[[str, dict[str, Any]], Awaitable[Any]]
@@ -30,10 +32,19 @@ class StepRecord:
     source: str
     arguments: dict[str, Any]  # resolved if the step ran, as planned otherwise
     status: StepStatus
-    output: Any = None  # JSON-like (see `references.plain`)
-    error: str | None = None  # why it failed or was skipped
+    output: Any = None  # JSON-like (see `references.plain`); a list of outputs if it ran per item
+    error: str | None = None  # why it failed or was skipped (or, per item, which items failed)
     started_s: float | None = None
     ended_s: float | None = None
+    per_item: str | None = None  # the argument given a list where one value is expected: one call per item
+
+    def calls(self) -> list[dict[str, Any]]:
+        """The calls this step made, each with its own arguments (one per item when it ran per item)."""
+        if self.status == "skipped" or self.started_s is None:
+            return []
+        if self.per_item is None:
+            return [{"name": self.source, "arguments": self.arguments}]
+        return [{"name": self.source, "arguments": {**self.arguments, self.per_item: v}} for v in self.arguments[self.per_item]]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (outputs already are)."""
@@ -60,10 +71,19 @@ class PlanRun:
 
 
 async def execute_plan(
-    plan: Plan, call: Call, step_timeout_s: float | None = None, clock: Callable[[], float] = time.perf_counter
+    plan: Plan,
+    call: Call,
+    step_timeout_s: float | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    sources: Iterable[Any] = (),
 ) -> PlanRun:
-    """Run the calls of `plan` concurrently in dependency order, then resolve its var_result."""
+    """Run the calls of `plan` concurrently in dependency order, then resolve its var_result.
+
+    With `sources` (their argument schemas), a step whose reference gives a list where one value
+    is expected runs once per item (`get_product_details` for `$var2.items.product_id$`).
+    """
     start = clock()
+    scalars = {s.name: _scalar_arguments(s.parameters) for s in plan_sources(sources)}
     records: dict[int, StepRecord] = {}
     outputs: dict[str, Any] = {}
     calls = {i: s for i, s in enumerate(plan.steps) if not s.is_result}
@@ -88,7 +108,7 @@ async def execute_plan(
                 f"{r.label}, which failed ({r.error})" if r.status == "failed" else f"{r.label}, which was skipped: {r.error}" for r in bad
             )
             return StepRecord(label_of[i], calls[i].name, calls[i].arguments, "skipped", error=f"needs {why}")
-        record = await _call_step(calls[i], label_of[i], outputs, call, step_timeout_s, clock, start)
+        record = await _call_step(calls[i], label_of[i], outputs, call, step_timeout_s, clock, start, scalars.get(calls[i].name, set()))
         if record.status == "ok":
             outputs[record.label] = record.output
         return record
@@ -120,14 +140,37 @@ def _dependency_order(needs: dict[int, list[str]], index_of: dict[str, int]) -> 
     return order
 
 
+def _scalar_arguments(parameters: dict[str, Any]) -> set[str]:
+    """Arguments declared with one non-array type: a list given to one of them means one call per item."""
+    properties = parameters.get("properties") or {}
+    return {name for name, schema in properties.items() if isinstance(schema.get("type"), str) and schema["type"] != "array"}
+
+
+def _per_item(step: Step, arguments: dict[str, Any], scalars: set[str]) -> str | None:
+    for name, value in arguments.items():
+        if name in scalars and isinstance(value, list) and whole_reference(step.arguments.get(name)) is not None:
+            return name
+    return None
+
+
 async def _call_step(
-    step: Step, label: str, outputs: dict[str, Any], call: Call, timeout_s: float | None, clock: Callable[[], float], start: float
+    step: Step,
+    label: str,
+    outputs: dict[str, Any],
+    call: Call,
+    timeout_s: float | None,
+    clock: Callable[[], float],
+    start: float,
+    scalars: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> StepRecord:
     try:
         arguments = resolve(step.arguments, outputs)
     except UnresolvedReference as exc:
         return StepRecord(label, step.name, step.arguments, "failed", error=f"cannot resolve {exc.message}")
     started = clock() - start
+    per_item = _per_item(step, arguments, scalars)
+    if per_item is not None:
+        return await _call_per_item(step, label, arguments, per_item, call, timeout_s, clock, start, started)
     try:
         async with asyncio.timeout(timeout_s):
             output = plain(await call(step.name, arguments))
@@ -140,9 +183,46 @@ async def _call_step(
         # A source that cancelled its own work is a failed step, not a cancelled run.
         return StepRecord(label, step.name, arguments, "failed", error="the source cancelled the call", started_s=started, ended_s=clock() - start)
     except Exception as exc:  # a source's failure belongs in its record, never in the caller's stack
-        message = exc.message if isinstance(exc, SloflowError) else str(exc) or type(exc).__name__
-        return StepRecord(label, step.name, arguments, "failed", error=f"{type(exc).__name__}: {message}", started_s=started, ended_s=clock() - start)
+        return StepRecord(label, step.name, arguments, "failed", error=_why(exc, timeout_s), started_s=started, ended_s=clock() - start)
     return StepRecord(label, step.name, arguments, "ok", output=output, started_s=started, ended_s=clock() - start)
+
+
+async def _call_per_item(
+    step: Step,
+    label: str,
+    arguments: dict[str, Any],
+    per_item: str,
+    call: Call,
+    timeout_s: float | None,
+    clock: Callable[[], float],
+    start: float,
+    started: float,
+) -> StepRecord:
+    """One call per item of `arguments[per_item]`, concurrently; the output lists what the items gave."""
+    items = list(dict.fromkeys(json.dumps(v, sort_keys=True) for v in arguments[per_item]))  # each distinct item once
+    values = [json.loads(v) for v in items]
+    arguments = {**arguments, per_item: values}
+
+    async def one(value: Any) -> Any:
+        async with asyncio.timeout(timeout_s):
+            return plain(await call(step.name, {**arguments, per_item: value}))
+
+    results = await asyncio.gather(*(one(v) for v in values), return_exceptions=True)
+    for r in results:
+        if isinstance(r, asyncio.CancelledError):
+            raise r
+    failed = [(v, r) for v, r in zip(values, results) if isinstance(r, BaseException)]
+    output = [r for r in results if not isinstance(r, BaseException)]
+    why = "; ".join(f"{per_item}={v!r}: {_why(r, timeout_s)}" for v, r in failed[:5]) or None
+    status: StepStatus = "failed" if values and len(failed) == len(values) else "ok"
+    return StepRecord(label, step.name, arguments, status, output=output, error=why, started_s=started, ended_s=clock() - start, per_item=per_item)
+
+
+def _why(exc: BaseException, timeout_s: float | None) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout_s} s"
+    message = exc.message if isinstance(exc, SloflowError) else str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {message}"
 
 
 def _result(plan: Plan, outputs: dict[str, Any], by_label: dict[str, StepRecord]) -> tuple[dict[str, Any], dict[str, str]]:

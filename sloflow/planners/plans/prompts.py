@@ -20,6 +20,7 @@ Answer with a JSON list of steps and nothing else.
 - A call is {"name": "<source>", "arguments": {...}, "label": "var1"}; label the calls var1, var2, ... in order.
 - An argument may use the output of an earlier step: "$var1$" is the whole output, "$var1.field$" one field, "$var1.0.text$" a field of its first item.
 - A reference may also stand inside a longer string: "reviews of $var1.name$".
+- A field of a list is that field of every item: "$var1.items.id$" is the id of each item; given where one value is expected, the step runs once per item.
 - Steps that do not use each other's outputs run at the same time; a step may only use the outputs of steps before it.
 - The last step is {"name": "var_result", "arguments": {"<what>": "$var1$", ...}}: the outputs the answer needs.
 - Call only the sources below, with the arguments they take."""

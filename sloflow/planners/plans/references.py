@@ -81,9 +81,13 @@ def plain(value: Any) -> Any:
 
 
 def lookup(value: Any, path: tuple[str, ...], name: str = "output") -> Any:
-    """The value at `path` (dict keys, list indexes) inside a JSON-like value; UnresolvedReference if absent."""
+    """The value at `path` (dict keys, list indexes) inside a JSON-like value; UnresolvedReference if absent.
+
+    A field of a list is that field of every item, flattened: `$var2.items.product_id$` is the
+    product id of each item (a step given such a list where one value is expected runs per item).
+    """
     here = name
-    for segment in path:
+    for depth, segment in enumerate(path):
         if isinstance(value, Mapping):
             if segment not in value:
                 keys = ", ".join(list(map(str, value))[:12]) or "none"
@@ -91,7 +95,7 @@ def lookup(value: Any, path: tuple[str, ...], name: str = "output") -> Any:
             value = value[segment]
         elif isinstance(value, list):
             if not re.fullmatch(r"-?\d+", segment):
-                raise UnresolvedReference(f"{here} is a list of {len(value)} items; use an index like {here}.0.{segment}")
+                return _flat([lookup(item, path[depth:], f"{here}.{i}") for i, item in enumerate(value)])
             if not -len(value) <= int(segment) < len(value):
                 raise UnresolvedReference(f"{here} has {len(value)} items; there is no item {segment}")
             value = value[int(segment)]
@@ -99,6 +103,10 @@ def lookup(value: Any, path: tuple[str, ...], name: str = "output") -> Any:
             raise UnresolvedReference(f"{here} is a {type(value).__name__}, not an object or list; it has no field {segment!r}")
         here = f"{here}.{segment}"
     return value
+
+
+def _flat(values: list[Any]) -> list[Any]:
+    return [v for value in values for v in (value if isinstance(value, list) else [value])]
 
 
 def resolve(value: Any, outputs: Mapping[str, Any]) -> Any:

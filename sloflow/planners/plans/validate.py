@@ -215,9 +215,13 @@ def _path_problem(ref: Reference, source: PlanSource) -> str | None:
         schema = _deref(schema, root)
         kind = schema.get("type")
         if kind == "array":
-            if not segment.lstrip("-").isdigit():
-                return f"{here} (from {source.name}) is a list; use an index like ${here}.0.{segment}$"
             schema = schema["items"] if isinstance(schema.get("items"), dict) else {}
+            if not segment.lstrip("-").isdigit():  # a field of every item
+                schema = _deref(schema, root)
+                properties = schema.get("properties") or {}
+                if properties and segment not in properties and not schema.get("additionalProperties"):
+                    return f"the items of {here} (from {source.name}) have no field {segment!r}; their fields: {', '.join(properties)}"
+                schema = properties.get(segment, {})
         elif kind == "object" or "properties" in schema:
             properties = schema.get("properties") or {}
             if segment in properties:

@@ -188,3 +188,46 @@ async def test_a_source_that_cancels_its_own_call_fails_its_step_without_cancell
     run = await execute_plan(plan, call)
     assert [(r.status, r.error) for r in run.steps] == [("failed", "the source cancelled the call"), ("ok", None)]
     assert run.result == {"b": "fine"} and run.missing == {"a": "var1 failed: the source cancelled the call"}
+
+
+async def test_a_list_where_one_value_is_expected_runs_the_step_once_per_item() -> None:
+    from sloflow.planners.plans.catalog import PlanSource
+
+    orders = {"#1": {"items": [{"pid": "p1"}, {"pid": "p2"}]}, "#2": {"items": [{"pid": "p2"}, {"pid": "p3"}]}}
+    asked: list[tuple[str, dict[str, Any]]] = []
+
+    async def call(name: str, args: dict[str, Any]) -> Any:
+        asked.append((name, args))
+        await asyncio.sleep(0.1)
+        if name == "user":
+            return {"orders": list(orders)}
+        if name == "order":
+            return orders[args["order_id"]]
+        if args["product_id"] == "p3":
+            raise InvalidRequest("product p3 is gone")
+        return {"product": args["product_id"]}
+
+    one = {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}
+    product = {"type": "object", "properties": {"product_id": {"type": "string"}}, "required": ["product_id"]}
+    sources = [PlanSource("user", "", {"type": "object", "properties": {}}), PlanSource("order", "", one), PlanSource("product", "", product)]
+    plan = parse_plan(
+        [
+            step("var1", "user"),
+            step("var2", "order", order_id="$var1.orders$"),
+            step("var3", "product", product_id="$var2.items.pid$"),
+            {"name": RESULT, "arguments": {"products": "$var3$"}},
+        ]
+    )
+    started = time.perf_counter()
+    run = await execute_plan(plan, call, sources=sources)
+    assert time.perf_counter() - started < 0.45  # the items of a step run at the same time
+    orders_step, products_step = run.record("var2"), run.record("var3")
+    assert orders_step.per_item == "order_id" and orders_step.output == [orders["#1"], orders["#2"]]
+    assert [c["arguments"] for c in orders_step.calls()] == [{"order_id": "#1"}, {"order_id": "#2"}]
+    assert products_step.arguments == {"product_id": ["p1", "p2", "p3"]}  # each distinct item once
+    assert products_step.status == "ok" and products_step.output == [{"product": "p1"}, {"product": "p2"}]
+    assert "product_id='p3'" in products_step.error and "gone" in products_step.error
+    assert len([a for a in asked if a[0] == "product"]) == 3
+    # Without the sources' schemas a list is passed on as it is.
+    plain_run = await execute_plan(plan, call)
+    assert plain_run.record("var2").status == "failed"

@@ -29,6 +29,14 @@ def test_a_whole_string_reference_keeps_the_type_of_the_value() -> None:
     assert resolve("$var1.items.-1.id$", OUTPUTS) == 9  # the last item
 
 
+def test_a_field_of_a_list_is_that_field_of_every_item_flattened() -> None:
+    assert resolve("$var2.name$", OUTPUTS) == ["Ada", "Bob"]
+    assert resolve("$var1.items.id$", OUTPUTS) == [7, 9]
+    assert resolve("$var1.items.tags$", OUTPUTS) == ["a", "b"]  # lists of lists are flattened
+    orders = {"var3": [{"items": [{"pid": 1}, {"pid": 2}]}, {"items": [{"pid": 3}]}]}
+    assert resolve("$var3.items.pid$", orders) == [1, 2, 3]
+
+
 def test_references_inside_longer_strings_are_formatted_and_nested_arguments_resolve() -> None:
     args = {"q": "id $var1.items.1.id$ by $var2.0.name$", "list": ["$var2[1].name$", 3], "nested": {"tags": "$var1.items[0].tags$"}}
     assert resolve(args, OUTPUTS) == {"q": "id 9 by Ada", "list": ["Bob", 3], "nested": {"tags": ["a", "b"]}}
@@ -59,7 +67,7 @@ def test_dataclasses_and_pydantic_models_are_read_as_dicts() -> None:
         ("$var9$", "there is no output of var9"),
         ("$var1.count$", "var1 has no field 'count' \\(fields: items, total\\)"),
         ("$var1.items.5.id$", "var1.items has 2 items; there is no item 5"),
-        ("$var2.name$", "var2 is a list of 2 items; use an index like var2.0.name"),
+        ("$var2.age$", "var2.0 has no field 'age'"),
         ("$var1.total.x$", "var1.total is a float"),
     ],
 )

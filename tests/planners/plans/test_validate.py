@@ -65,8 +65,8 @@ def test_a_good_plan_has_no_problems(shop_sources: list[PlanSource]) -> None:
             "step var3 refers to $var2.state$, but var2 (from order_status) has no field 'state'; its fields: status, items",
         ),
         (
-            broken(2, arguments={"query": "$var2.items.sku$"}),
-            "step var3 refers to $var2.items.sku$, but var2.items (from order_status) is a list; use an index like $var2.items.0.sku$",
+            broken(2, arguments={"query": "$var2.items.size$"}),
+            "step var3 refers to $var2.items.size$, but the items of var2.items (from order_status) have no field 'size'; their fields: sku",
         ),
         (
             broken(2, arguments={"query": "$var2.status.text$"}),
