@@ -88,3 +88,22 @@ def _value_schema(schema: dict[str, Any], root: dict[str, Any], depth: int = 0) 
     if kind == "object":
         return {"anyOf": [{"type": "object"}, _REFERENCE]}
     return _ANY
+
+
+FINISH = "finish"
+
+
+def action_json_schema(sources: Iterable[Any], thought_chars: int = 300) -> dict[str, Any]:
+    """One ReAct step: a short thought, then a call of a known source with its arguments, or `finish` with the answer."""
+    thought = {"type": "string", "maxLength": thought_chars}
+
+    def step(name: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {"thought": thought, "name": name, "arguments": arguments},
+            "required": ["thought", "name", "arguments"],
+            "additionalProperties": False,
+        }
+
+    answer = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"], "additionalProperties": False}
+    return {"anyOf": [*(step({"const": s.name}, _arguments_schema(s)) for s in plan_sources(sources)), step({"const": FINISH}, answer)]}

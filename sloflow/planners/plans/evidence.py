@@ -1,0 +1,72 @@
+"""Evidence for the answer model: each executed call with its provenance, compacted to fit a prompt.
+
+Shared by `reaper` (the executed plan) and `react` (its observations): one answer prompt that asks
+for citations by label, and the citations read back from the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sloflow.llm.types import Message
+
+EVIDENCE_CHARS = 6000  # about 1,500 tokens over all evidence: prefill stays a few seconds on a CPU
+_CITATION = re.compile(r"\[(var\d+|step\d+)\]")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One call's output and where it came from."""
+
+    label: str
+    source: str
+    arguments: dict[str, Any]
+    output: Any = None
+    error: str | None = None
+
+    def describe(self, chars: int) -> str:
+        args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in self.arguments.items())
+        head = f"[{self.label}] {self.source}({args})"
+        if self.error is not None:
+            return f"{head}: failed: {self.error[:200]}"
+        return f"{head}:\n{compact(self.output, chars)}"
+
+
+def compact(output: Any, chars: int) -> str:
+    """A short text form of an output: search hits as their texts, anything else as JSON, cut to `chars`."""
+    if isinstance(output, list) and output and all(isinstance(h, dict) and "text" in h for h in output):
+        text = "\n".join(f"- ({h.get('doc_id', '')}) {h['text']}" for h in output)
+    else:
+        text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False, separators=(",", ":"))
+    return text if len(text) <= chars else text[: max(chars - 3, 0)] + "..."
+
+
+def answer_messages(question: str, evidence: Sequence[Evidence], total_chars: int = EVIDENCE_CHARS) -> list[Message]:
+    """Ask for a short answer from the evidence only, citing the labels it uses."""
+    each = max(total_chars // max(len(evidence), 1), 200)
+    shown = "\n\n".join(e.describe(each) for e in evidence) or "(no evidence was gathered)"
+    system = (
+        "Answer the question from the evidence below only. Be brief: one to three sentences. "
+        "Cite the evidence you use by its label in brackets, like [var1]. "
+        "If the evidence does not hold the answer, say what is missing."
+    )
+    return [Message(role="system", content=system), Message(role="user", content=f"Evidence:\n{shown}\n\nQuestion: {question.strip()}")]
+
+
+def citations(answer: str, evidence: Sequence[Evidence]) -> list[str]:
+    """The labels an answer cites that name a piece of evidence, in order of first citation."""
+    known = {e.label for e in evidence}
+    return list(dict.fromkeys(label for label in _CITATION.findall(answer) if label in known))
+
+
+def fallback_answer(evidence: Sequence[Evidence]) -> str:
+    """What a run says when no answer could be written in time: which evidence it gathered."""
+    ok = [e for e in evidence if e.error is None]
+    if not ok:
+        return "The deadline passed before any evidence or answer was ready."
+    listed = "; ".join(f"[{e.label}] {e.source}" for e in ok)
+    return f"The deadline passed before an answer was written; the evidence gathered so far: {listed}."

@@ -1,0 +1,84 @@
+"""The retrieval planner: the whole plan in one constrained generation, one repair, then the default plan.
+
+`make_plan` takes any `llm` with the `ctx.llm.json` signature, so a workflow stage passes its
+`ctx.llm` (the calls then carry the run's deadline) and a benchmark can pass a bare client.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sloflow.errors import DeadlineExceeded, SloflowError
+from sloflow.planners.plans.catalog import PlanSource, plan_sources
+from sloflow.planners.plans.default import default_plan
+from sloflow.planners.plans.grammar import plan_json_schema
+from sloflow.planners.plans.plan import Plan, PlanExample
+from sloflow.planners.plans.prompts import planner_prompt, repair_prompt
+from sloflow.planners.plans.validate import validate_plan
+
+Outcome = Literal["valid", "repaired", "default"]
+PLAN_TOKENS = 512  # room for about ten steps
+
+
+@dataclass
+class Planned:
+    """The plan to run, how it came about, the model's raw attempts, and notes for the run's output."""
+
+    plan: Plan
+    outcome: Outcome
+    attempts: list[Any] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+async def make_plan(
+    llm: Any,
+    question: str,
+    sources: Sequence[Any],
+    examples: Sequence[PlanExample] = (),
+    *,
+    repair: bool = True,
+    max_tokens: int = PLAN_TOKENS,
+    model: str | None = None,
+) -> Planned:
+    """Plan in one generation; on a validation failure repair once (if `repair`), else the default plan."""
+    known: list[PlanSource] = plan_sources(sources)
+    schema = plan_json_schema(known)
+    attempts: list[Any] = []
+    notes: list[str] = []
+    previous: Any = None
+    problems: list[str] = []
+    for attempt in ("plan", "repair"):
+        if attempt == "repair" and not repair:
+            break
+        messages = (
+            planner_prompt(question, known, examples)
+            if attempt == "plan"
+            else repair_prompt(question, known, _text(previous), problems, examples)
+        )
+        try:
+            previous = await llm.json(messages, schema=schema, max_tokens=max_tokens, model=model)
+        except DeadlineExceeded:
+            notes.append(f"planning: the deadline passed during the {attempt}; the default plan ran instead")
+            return Planned(default_plan(question, known), "default", attempts, notes)
+        except SloflowError as exc:
+            previous, problems = None, [exc.message]
+        attempts.append(previous)
+        if previous is not None:
+            validation = validate_plan(previous, known)
+            if validation.ok and validation.plan is not None:
+                outcome: Outcome = "valid" if attempt == "plan" else "repaired"
+                if outcome == "repaired":
+                    notes.append("planning: the first plan was invalid (" + "; ".join(problems)[:300] + "); the repaired plan ran")
+                return Planned(validation.plan, outcome, attempts, notes)
+            problems = validation.problems
+    notes.append("planning: no valid plan (" + "; ".join(problems)[:300] + "); the default plan (every index searched) ran")
+    return Planned(default_plan(question, known), "default", attempts, notes)
+
+
+def _text(previous: Any) -> str:
+    if previous is None:
+        return "(no plan: the answer was not JSON)"
+    return previous if isinstance(previous, str) else json.dumps(previous, ensure_ascii=False)

@@ -1,0 +1,171 @@
+"""The `reaper` and `react` workflows on the demo retail sources, with a scripted planner and answerer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sloflow.demo.retail import POLICY_INDEX, register_retail_demo
+from sloflow.llm.client import CallContext
+from sloflow.llm.types import Chunk, Completion, GenerateRequest
+from sloflow.planners.plans.memory import PlanMemory
+from sloflow.retrieval.sources import SourceRegistry
+from sloflow.workflows import MemoryRunStore, Registry, RunStatus, Runtime
+from sloflow.workflows.builtin import react as react_module
+from sloflow.workflows.builtin import reaper as reaper_module
+
+GOOD_PLAN = [
+    {"name": "get_order_details", "arguments": {"order_id": "#W1001"}, "label": "var1"},
+    {"name": POLICY_INDEX, "arguments": {"query": "return a $var1.status$ order", "k": 2}, "label": "var2"},
+    {"name": "get_product_details", "arguments": {"product_id": "$var1.items.product_id$"}, "label": "var3"},
+    {"name": "var_result", "arguments": {"order": "$var1$", "policy": "$var2$", "products": "$var3$"}},
+]
+QUESTION = "What is the status of order #W1001 and can I still return it?"
+
+
+class Scripted:
+    """An LLM client: JSON calls (plans, actions) get the next of `plans`; text calls get `answer`."""
+
+    def __init__(self, plans: list[Any], answer: str = "It was delivered, so it can be returned [var1][var2].") -> None:
+        self.plans, self.answer = list(plans), answer
+        self.calls: list[tuple[GenerateRequest, CallContext]] = []
+        self.hold: str | None = None  # "all" or "text": which calls hang until cancelled
+
+    async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
+        self.calls.append((request, ctx))
+        if self.hold == "all" or (self.hold == "text" and request.json_schema is None):
+            await asyncio.Event().wait()
+        if request.json_schema is not None:
+            nxt = self.plans.pop(0) if self.plans else "not json"
+            text = nxt if isinstance(nxt, str) else json.dumps(nxt)
+        else:
+            text = self.answer
+        return Completion(text=text, prompt_tokens=10, completion_tokens=5, ttft_s=0.0, total_s=0.0)
+
+    async def stream(self, request: GenerateRequest, ctx: CallContext) -> AsyncIterator[Chunk]:
+        out = await self.generate(request, ctx)
+        yield Chunk(text=out.text)
+        yield Chunk(completion=out)
+
+
+@pytest.fixture
+def retail(sources: SourceRegistry, tmp_path: Path) -> SourceRegistry:
+    register_retail_demo(sources, tmp_path)
+    return sources
+
+
+@pytest.fixture(scope="module")
+def memory() -> PlanMemory:
+    return PlanMemory()
+
+
+def runtime(llm: Scripted, sources: SourceRegistry, memory: PlanMemory | None) -> Runtime:
+    registry = Registry()
+    registry.add(reaper_module.reaper)
+    registry.add(react_module.react)
+    return Runtime(MemoryRunStore(), None, client=llm, tools=reaper_module.tools(sources, memory), registry=registry)
+
+
+async def test_a_valid_plan_runs_as_a_dag_and_the_answer_cites_it(retail: SourceRegistry, memory: PlanMemory) -> None:
+    llm = Scripted([GOOD_PLAN])
+    run = await runtime(llm, retail, memory).run("reaper", {"question": QUESTION, "namespace": "t-valid"}, slo=60)
+    assert run.status is RunStatus.succeeded, run.error
+    out = run.output
+    assert out["plan_outcome"] == "valid" and out["plan"] == GOOD_PLAN
+    calls = {c["label"]: c for c in out["calls"]}
+    assert [calls[v]["status"] for v in ("var1", "var2", "var3")] == ["ok", "ok", "ok"]
+    assert calls["var2"]["arguments"]["query"] == "return a delivered order"  # resolved inside the string
+    products = {i["product_id"] for i in calls["var1"]["output"]["items"]}
+    assert calls["var3"]["per_item"] == "product_id" and set(calls["var3"]["arguments"]["product_id"]) == products
+    assert out["answer"] and out["citations"] == ["var1", "var2"]
+    assert len(llm.calls) == 2  # one plan, one answer
+    assert all(ctx.deadline == run.deadline and ctx.workflow == "reaper" for _, ctx in llm.calls)
+    # The plan fully worked, so it is remembered: a similar question gets it as an example.
+    again = await runtime(Scripted([GOOD_PLAN]), retail, memory).run(
+        "reaper", {"question": "Status of order #W1002, and can I return it?", "namespace": "t-valid"}, slo=60
+    )
+    assert again.output["examples_used"] == 1
+    other = await runtime(Scripted([GOOD_PLAN]), retail, memory).run("reaper", {"question": QUESTION, "namespace": "t-other"}, slo=60)
+    assert other.output["examples_used"] == 0  # namespaces are kept apart
+
+
+async def test_an_invalid_plan_is_repaired_once_then_the_default_plan_runs(retail: SourceRegistry, memory: PlanMemory) -> None:
+    broken = [{"name": "get_orderz", "arguments": {"order_id": "#W1001"}, "label": "var1"}, {"name": "var_result", "arguments": {"o": "$var1$"}}]
+    llm = Scripted([broken, GOOD_PLAN])
+    run = await runtime(llm, retail, memory).run("reaper", {"question": QUESTION, "memory": False}, slo=60)
+    assert run.output["plan_outcome"] == "repaired"
+    repair_prompt = llm.calls[1][0].messages[-1].content
+    assert "get_orderz" in repair_prompt and "get_order_details" in repair_prompt  # the validator's message
+    llm = Scripted([broken, "not json"])
+    run = await runtime(llm, retail, memory).run("reaper", {"question": QUESTION, "memory": False}, slo=60)
+    out = run.output
+    assert run.status is RunStatus.succeeded and out["plan_outcome"] == "default"
+    assert [s["name"] for s in out["plan"][:-1]] == [POLICY_INDEX]  # every index searched with the question
+    assert any("default plan" in n for n in out["notes"])
+
+
+async def test_memory_off_is_not_consulted(retail: SourceRegistry) -> None:
+    class Watching(PlanMemory):
+        asked = 0
+
+        def examples(self, *args: Any, **kwargs: Any) -> Any:
+            Watching.asked += 1
+            return super().examples(*args, **kwargs)
+
+        def remember(self, *args: Any, **kwargs: Any) -> int:
+            Watching.asked += 1
+            return super().remember(*args, **kwargs)
+
+    watching = Watching()
+    await runtime(Scripted([GOOD_PLAN]), retail, watching).run("reaper", {"question": QUESTION, "memory": False}, slo=60)
+    assert Watching.asked == 0
+    await runtime(Scripted([GOOD_PLAN]), retail, watching).run("reaper", {"question": QUESTION}, slo=60)
+    assert Watching.asked == 2
+
+
+async def test_at_the_deadline_reaper_answers_with_the_evidence_it_has(retail: SourceRegistry) -> None:
+    llm = Scripted([GOOD_PLAN])
+    llm.hold = "text"  # the plan comes, the answer hangs until the deadline cuts it
+    run = await runtime(llm, retail, None).run("reaper", {"question": QUESTION}, slo=1.5)
+    out = run.output
+    assert run.status is RunStatus.succeeded and out["plan_outcome"] == "valid"
+    assert out["answer"].startswith("The deadline passed before an answer was written")
+    assert all(f"[{v}]" in out["answer"] for v in ("var1", "var2", "var3"))
+    assert any("answer: the deadline passed" in n for n in out["notes"])
+
+    llm = Scripted([GOOD_PLAN])
+    llm.hold = "all"  # planning itself is cut: nothing was gathered
+    run = await runtime(llm, retail, None).run("reaper", {"question": QUESTION}, slo=1.0)
+    out = run.output
+    assert run.status is RunStatus.succeeded and out["plan_outcome"] == "default" and out["calls"] == []
+    assert out["answer"] == "The deadline passed before any evidence or answer was ready."
+    assert any("planning: the deadline passed" in n for n in out["notes"])
+
+
+async def test_unknown_sources_are_refused(retail: SourceRegistry) -> None:
+    run = await runtime(Scripted([GOOD_PLAN]), retail, None).run("reaper", {"question": QUESTION, "sources": ["nope"]}, slo=60)
+    assert run.status is RunStatus.failed and "nope" in run.error["message"]
+
+
+async def test_react_calls_one_source_per_step_until_it_finishes(retail: SourceRegistry) -> None:
+    steps = [
+        {"thought": "look up the order", "name": "get_order_details", "arguments": {"order_id": "#W1001"}},
+        {"thought": "check the policy", "name": POLICY_INDEX, "arguments": {"query": "return delivered order"}},
+        {"thought": "done", "name": "finish", "arguments": {"answer": "Delivered; it can be returned [var1][var2]."}},
+    ]
+    llm = Scripted(steps)
+    run = await runtime(llm, retail, None).run("react", {"question": QUESTION}, slo=60)
+    out = run.output
+    assert run.status is RunStatus.succeeded, run.error
+    assert [s["source"] for s in out["steps"]] == ["get_order_details", POLICY_INDEX]
+    assert out["answer"].startswith("Delivered") and out["citations"] == ["var1", "var2"]
+    assert len(llm.calls) == 3  # one call per step
+    last = llm.calls[-1][0].messages
+    assert last[-1].content.startswith("Observation [var2]") and '"order_id": "#W1001"' in last[2].content
+    bounded = await runtime(Scripted(steps[:1] * 5), retail, None).run("react", {"question": QUESTION, "max_steps": 2}, slo=60)
+    assert len(bounded.output["steps"]) == 2 and bounded.output["answer"]  # answered after the bound
