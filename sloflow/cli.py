@@ -23,6 +23,7 @@ BENCHMARKS = {
     "retrieval": "sloflow.bench.retrieval",
     "cache": "sloflow.bench.cache",
     "text2sql": "sloflow.bench.text2sql",
+    "reaper": "sloflow.bench.reaper",
 }
 
 

@@ -1,0 +1,266 @@
+"""REAPER: plan accuracy on NESTFUL, and evidence recall and latency against a ReAct agent on tau2 retail.
+
+Usage: sloflow bench reaper [--quick] [--limit N] [--nestful FILE --spec FILE] [--retail DIR --tasks FILE]
+                            [--model NAME] [--predictions FILE]
+
+NESTFUL (non-executable): the items are split by index parity. Plan memory is warmed with the
+gold plans of the odd items (standing for earlier requests whose plans worked); the even items
+are planned three ways with the same model, in the same run: `reaper`'s planner with memory,
+without memory (built-in examples), and a single-call baseline (the same prompt, one
+schema-constrained call, no repair, no memory). Scores are in `plan_scores`.
+
+Retail (tau2-bench format): the read-only calls in each task's `actions` are its gold retrieval
+plan; the request is the task's known info and reason for calling. tau2's read-only tools run
+over the task's `db.json` (loaded into the demo store's SQLite tables) beside the store policy as
+an index. `reaper` and `react` answer every request with the same model, one at a time. Evidence
+recall = the share of gold read calls executed with equal arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sloflow.bench import plan_scores
+from sloflow.bench.progress import say
+from sloflow.bench.text2sql import percentile
+from sloflow.config import get_settings
+from sloflow.llm.client import CallContext, DirectClient
+from sloflow.llm.embedded import EmbeddedBackend
+from sloflow.llm.types import Completion, GenerateRequest
+from sloflow.planners.plans import nestful_sources, parse_plan
+from sloflow.planners.plans.memory import PlanMemory
+from sloflow.planners.plans.planner import make_plan
+from sloflow.workflows.context import RunScope, StageLLM
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+READ_TOOLS = {"find_user_id_by_email", "find_user_id_by_name_zip", "get_user_details", "get_order_details", "get_product_details", "list_all_product_types"}
+
+
+class CountingClient(DirectClient):
+    """A direct client that counts calls per run id."""
+
+    def __init__(self, backend: Any) -> None:
+        super().__init__(backend)
+        self.calls: Counter[str] = Counter()
+
+    async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
+        self.calls[ctx.run_id] += 1
+        return await super().generate(request, ctx)
+
+
+def _llm(client: Any, name: str) -> StageLLM:
+    """`ctx.llm` outside a run: the planner makes the same calls it makes in a stage."""
+    return StageLLM(RunScope(run_id=name, workflow="bench", client=client), CallContext(run_id=name, workflow="bench", stage="plan"))
+
+
+# --- NESTFUL ---------------------------------------------------------------------------------
+
+
+async def nestful(client: Any, data: list[dict[str, Any]], spec: list[dict[str, Any]], limit: int | None, predictions: list[dict[str, Any]]) -> dict[str, Any]:
+    sources = nestful_sources(spec)
+    warm = [(i, d) for i, d in enumerate(data) if i % 2 == 1]
+    evaluate = [(i, d) for i, d in enumerate(data) if i % 2 == 0][:limit]
+    memory = PlanMemory()
+    for _, item in warm:
+        memory.remember("nestful", item["input"], parse_plan(item["output"]), sources)
+    say(f"nestful: {len(sources)} tools; memory warmed with the gold plans of {len(warm)} odd items; {len(evaluate)} even items planned")
+    scores: dict[str, list[dict[str, float]]] = {"memory": [], "no_memory": [], "single_call": []}
+    outcomes: Counter[str] = Counter()
+    seconds: list[float] = []
+    for n, (i, item) in enumerate(evaluate, 1):
+        gold = item["output"]
+        for mode in scores:
+            examples = memory.examples("nestful", item["input"], sources, k=3) if mode == "memory" else []
+            start = time.perf_counter()
+            planned = await make_plan(_llm(client, f"nestful-{i}-{mode}"), item["input"], sources, examples, repair=mode != "single_call")
+            if mode == "memory":
+                seconds.append(time.perf_counter() - start)
+                outcomes[planned.outcome] += 1
+            if mode == "single_call":  # the raw answer, whatever it is: no repair, no default
+                raw = planned.attempts[0] if planned.attempts else None
+                predicted = _steps(raw)
+            else:
+                predicted = planned.plan.to_nestful()
+            scores[mode].append(_score(predicted, gold))
+            if mode == "memory":
+                predictions.append({"set": "nestful", "id": i, "plan": predicted})
+        say(f"  [{n}/{len(evaluate)}] item {i}: f1 {scores['memory'][-1]['function_f1']:.2f} (no memory {scores['no_memory'][-1]['function_f1']:.2f}, single call {scores['single_call'][-1]['function_f1']:.2f})")
+    mean = {mode: {k: round(statistics.fmean(s[k] for s in rows), 4) if rows else 0.0 for k in ("function_f1", "argument_f1", "sequence", "exact")} for mode, rows in scores.items()}
+    return {
+        "nestful_items": len(evaluate),
+        "nestful_memory_warmed_with": f"gold plans of the {len(warm)} odd-index items (evaluated: even indexes)",
+        "nestful_function_f1": mean["memory"]["function_f1"],
+        "nestful_argument_f1": mean["memory"]["argument_f1"],
+        "nestful_sequence_accuracy": mean["memory"]["sequence"],
+        "nestful_exact_match": mean["memory"]["exact"],
+        "nestful_function_f1_no_memory": mean["no_memory"]["function_f1"],
+        "nestful_argument_f1_no_memory": mean["no_memory"]["argument_f1"],
+        "nestful_exact_match_no_memory": mean["no_memory"]["exact"],
+        "nestful_function_f1_single_call": mean["single_call"]["function_f1"],
+        "nestful_argument_f1_single_call": mean["single_call"]["argument_f1"],
+        "nestful_exact_match_single_call": mean["single_call"]["exact"],
+        "nestful_plan_outcomes": dict(outcomes),
+        "nestful_plan_p50_s": round(statistics.median(seconds), 2) if seconds else None,
+    }
+
+
+def _steps(raw: Any) -> list[dict[str, Any]]:
+    try:
+        return parse_plan(raw).to_nestful() if raw is not None else []
+    except Exception:  # noqa: BLE001 - an unreadable answer scores as an empty plan
+        return []
+
+
+def _score(predicted: list[dict[str, Any]], gold: list[dict[str, Any]]) -> dict[str, float]:
+    return {
+        "function_f1": plan_scores.function_f1(predicted, gold),
+        "argument_f1": plan_scores.argument_f1(predicted, gold),
+        "sequence": float(plan_scores.same_sequence(predicted, gold)),
+        "exact": float(plan_scores.exact_match(predicted, gold)),
+    }
+
+
+# --- retail ----------------------------------------------------------------------------------
+
+
+def retail_requests(tasks: list[dict[str, Any]]) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """(task id, request, gold read calls) of every task that has read calls."""
+    out = []
+    for task in tasks:
+        info = task["user_scenario"]["instructions"]
+        gold = [{"name": a["name"], "arguments": a["arguments"]} for a in task["evaluation_criteria"]["actions"] if a["name"] in READ_TOOLS]
+        if gold:
+            out.append((str(task["id"]), f"{info['known_info'].strip()} {info['reason_for_call'].strip()}", gold))
+    return out
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _norm(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_norm(v) for v in value)
+    text = str(value).strip().lower()
+    return text[1:] if text.startswith("#") else text  # "#W123" and "W123" name the same order
+
+
+def evidence_recall(executed: list[dict[str, Any]], gold: list[dict[str, Any]]) -> float:
+    """The share of gold calls among the executed calls (name and normalised arguments; multiset)."""
+    have = Counter((c["name"], _norm(c["arguments"])) for c in executed)
+    found = 0
+    for g in gold:
+        key = (g["name"], _norm(g["arguments"]))
+        if have[key] > 0:
+            have[key] -= 1
+            found += 1
+    return found / len(gold)
+
+
+def executed_calls(workflow: str, output: dict[str, Any]) -> list[dict[str, Any]]:
+    """The source calls a run made, each with its own arguments."""
+    if workflow == "react":
+        return [{"name": s["source"], "arguments": s["arguments"]} for s in output.get("steps", []) if "output" in s or "error" in s]
+    from sloflow.planners.plans.execute import StepRecord
+
+    return [c for r in output.get("calls", []) for c in StepRecord(**r).calls()]
+
+
+async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: int | None, slo: float, predictions: list[dict[str, Any]]) -> dict[str, Any]:
+    from sloflow.demo.retail import POLICY_INDEX, RetailStore, build_retail_db, register_retail
+    from sloflow.retrieval.chunking import Document
+    from sloflow.retrieval.databases import DatabaseRegistry
+    from sloflow.retrieval.document_index import IndexConfig, IndexRegistry
+    from sloflow.retrieval.sources import SourceRegistry
+    from sloflow.workflows import MemoryRunStore, Registry, Runtime
+    from sloflow.workflows.builtin import react, reaper
+
+    requests = retail_requests(json.loads(tasks_file.read_text()))[:limit]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = RetailStore(build_retail_db(Path(tmp) / "retail.sqlite", json.loads((folder / "db.json").read_text())))
+        sources = SourceRegistry(IndexRegistry(Path(tmp) / "indexes"), DatabaseRegistry(Path(tmp) / "databases.json"))
+        register_retail(sources, store)
+        policy = folder / "policy.md"
+        if policy.exists():
+            sources.indexes.create(POLICY_INDEX, IndexConfig(faiss_kind="flat", description="the store's policy")).add_documents([Document("policy", policy.read_text())])
+        registry = Registry()
+        registry.add(reaper.reaper)
+        registry.add(react.react)
+        runtime = Runtime(MemoryRunStore(), None, client=client, tools=reaper.tools(sources, PlanMemory()), registry=registry)
+        say(f"retail: {len(requests)} requests with gold read calls; tools {sorted(READ_TOOLS)}")
+        figures: dict[str, dict[str, list[float]]] = {w: {"recall": [], "seconds": [], "calls": [], "met": []} for w in ("reaper", "react")}
+        for n, (task_id, request, gold) in enumerate(requests, 1):
+            line = []
+            for workflow in ("reaper", "react"):
+                start = time.perf_counter()
+                run = await runtime.run(workflow, {"question": request, "namespace": "retail-bench"} if workflow == "reaper" else {"question": request}, slo=slo)
+                seconds = time.perf_counter() - start
+                calls = executed_calls(workflow, run.output or {})
+                recall = evidence_recall(calls, gold)
+                f = figures[workflow]
+                f["recall"].append(recall)
+                f["seconds"].append(seconds)
+                f["calls"].append(client.calls[run.id])
+                f["met"].append(float(bool(run.deadline_met)))
+                predictions.append({"set": "retail", "id": task_id, "workflow": workflow, "calls": calls, "answer": (run.output or {}).get("answer")})
+                line.append(f"{workflow} recall {recall:.2f} in {seconds:.1f} s, {client.calls[run.id]} calls")
+            say(f"  [{n}/{len(requests)}] task {task_id}: " + "; ".join(line))
+    p50 = {w: statistics.median(f["seconds"]) for w, f in figures.items()}
+    return {
+        "retail_items": len(requests),
+        "retail_evidence_recall": round(statistics.fmean(figures["reaper"]["recall"]), 4),
+        "react_evidence_recall": round(statistics.fmean(figures["react"]["recall"]), 4),
+        "p50_latency_ratio_react_over_reaper": round(p50["react"] / p50["reaper"], 2),
+        "reaper_p50_s": round(p50["reaper"], 2),
+        "reaper_p95_s": round(percentile(figures["reaper"]["seconds"], 95), 2),
+        "react_p50_s": round(p50["react"], 2),
+        "react_p95_s": round(percentile(figures["react"]["seconds"], 95), 2),
+        "llm_calls_reaper": round(statistics.fmean(figures["reaper"]["calls"]), 2),
+        "llm_calls_react": round(statistics.fmean(figures["react"]["calls"]), 2),
+        "retail_slo_s": slo,
+    }
+
+
+def main(quick: bool = False, args: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="sloflow bench reaper")
+    parser.add_argument("--nestful", type=Path, default=DATA / "plans" / "nestful" / "glaive-data.json", help="NESTFUL items (input, output plan)")
+    parser.add_argument("--spec", type=Path, default=DATA / "plans" / "nestful" / "glaive-spec.json", help="NESTFUL tool specs")
+    parser.add_argument("--retail", type=Path, default=DATA / "retail", help="tau2 retail folder (db.json, policy.md)")
+    parser.add_argument("--tasks", type=Path, default=None, help="tau2 tasks (default: RETAIL/tasks_train.json)")
+    parser.add_argument("--limit", type=int, default=None, help="items per set (default all; --quick: 6 NESTFUL, 3 retail)")
+    parser.add_argument("--model", default="qwen2.5-coder-1.5b", help="embedded model (planner, answerer and agent)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--slo", type=float, default=300.0, help="deadline of each retail run (s)")
+    parser.add_argument("--only", choices=["nestful", "retail"], default=None)
+    parser.add_argument("--predictions", type=Path, default=None, help="write one JSON line per item")
+    opts = parser.parse_args(args or [])
+    nestful_limit = opts.limit or (6 if quick else None)
+    retail_limit = opts.limit or (3 if quick else None)
+    backend = EmbeddedBackend(opts.model, models_dir=get_settings().home / "models", threads=opts.threads, context_tokens=8192)
+    client = CountingClient(backend)
+    predictions: list[dict[str, Any]] = []
+    figures: dict[str, Any] = {"model": opts.model, "quick": quick}
+    started = time.perf_counter()
+
+    async def run() -> None:
+        try:
+            if opts.only in (None, "nestful"):
+                data, spec = json.loads(opts.nestful.read_text()), json.loads(opts.spec.read_text())
+                figures.update(await nestful(client, data, spec, nestful_limit, predictions))
+            if opts.only in (None, "retail"):
+                tasks = opts.tasks or opts.retail / "tasks_train.json"
+                figures.update(await retail(client, opts.retail, tasks, retail_limit, opts.slo, predictions))
+        finally:
+            await backend.close()
+
+    asyncio.run(run())
+    if opts.predictions:
+        opts.predictions.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
+    figures["seconds"] = round(time.perf_counter() - started, 1)
+    return figures
