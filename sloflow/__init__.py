@@ -15,10 +15,11 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from sloflow.workflows.budget import Cost
     from sloflow.workflows.context import StageContext
-    from sloflow.workflows.dsl import Retry, Workflow
+    from sloflow.workflows.dsl import Workflow
     from sloflow.workflows.records import RunRecord, RunStatus
     from sloflow.workflows.registry import register
     from sloflow.workflows.runtime import Runtime
+    from sloflow.workflows.stages import Retry
 
 
 def __getattr__(name: str) -> Any:

@@ -49,8 +49,7 @@ async def serve(settings: Settings, model: str, host: str, port: int, announce: 
     from sloflow.retrieval.sources import default_sources
     from sloflow.scheduler.client import SchedulerClient
     from sloflow.scheduler.dispatcher import start_scheduler
-    from sloflow.workflows import text2sql
-    from sloflow.workflows.registry import load_builtins
+    from sloflow.workflows.builtin import load_builtins, text2sql
     from sloflow.workflows.runtime import Runtime
 
     if settings.backend == "embedded":

@@ -22,8 +22,8 @@ from sloflow.bench.spider_eval import DevSet, Question, has_order_by, load_devse
 from sloflow.config import get_settings
 from sloflow.errors import SloflowError
 from sloflow.llm.types import GenerateRequest
-from sloflow.planners.sql_extract import extract_sql
-from sloflow.planners.sql_prompts import SchemaTable, candidate_messages, schema_ddl
+from sloflow.planners.sql.extract import extract_sql
+from sloflow.planners.sql.prompts import SchemaTable, candidate_messages, schema_ddl
 from sloflow.retrieval.databases import Database
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "text2sql" / "spider19-dev"
@@ -154,7 +154,7 @@ async def run_workflow(
     from sloflow.retrieval.document_index import IndexRegistry
     from sloflow.retrieval.sources import SourceRegistry
     from sloflow.workflows import MemoryRunStore, Registry, Runtime
-    from sloflow.workflows.text2sql import text2sql, tools
+    from sloflow.workflows.builtin.text2sql import text2sql, tools
 
     sources = SourceRegistry(IndexRegistry(home / "indexes"), DatabaseRegistry(home / "databases.json"))
     for db_id in sorted({q.db_id for q in questions}):

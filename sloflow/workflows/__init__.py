@@ -1,7 +1,7 @@
 """Workflows: the DSL, its compilation to LangGraph, deadline budgets and the durable runtime.
 
-Names are imported on first use, so `from sloflow.workflows import Workflow` does not load
-LangGraph until a graph is built.
+Names are imported on first use, so importing the package loads nothing; `Workflow` brings
+LangGraph with it, since the DSL compiles to a LangGraph graph.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ _EXPORTS = {
     "Cost": "budget",
     "Speed": "budget",
     "StageContext": "context",
-    "InvalidInput": "dsl",
-    "Retry": "dsl",
     "Workflow": "dsl",
     "GraphWorkflow": "graph_workflow",
     "Event": "records",
@@ -27,18 +25,22 @@ _EXPORTS = {
     "MemoryRunStore": "run_store",
     "SqliteRunStore": "run_store",
     "Runtime": "runtime",
+    "Retry": "stages",
+    "InvalidInput": "state",
 }
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from sloflow.workflows.budget import Cost, Speed
     from sloflow.workflows.context import StageContext
-    from sloflow.workflows.dsl import InvalidInput, Retry, Workflow
+    from sloflow.workflows.dsl import Workflow
     from sloflow.workflows.graph_workflow import GraphWorkflow
     from sloflow.workflows.records import Event, RunRecord, RunStatus
     from sloflow.workflows.registry import Registry, load, register, workflows
     from sloflow.workflows.run_store import MemoryRunStore, SqliteRunStore
     from sloflow.workflows.runtime import Runtime
+    from sloflow.workflows.stages import Retry
+    from sloflow.workflows.state import InvalidInput
 
 
 def __getattr__(name: str) -> Any:

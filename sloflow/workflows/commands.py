@@ -14,8 +14,9 @@ from sloflow.errors import SloflowError
 from sloflow.llm.backend import Backend
 from sloflow.llm.client import CallContext, DirectClient
 from sloflow.llm.types import Chunk, Completion, GenerateRequest
+from sloflow.workflows.builtin import load_builtins
 from sloflow.workflows.records import Event, RunStatus
-from sloflow.workflows.registry import load, load_builtins, workflows
+from sloflow.workflows.registry import load, workflows
 
 app = typer.Typer(help="Workflows: list them and run one.")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Hashable, Mapping
-from typing import Annotated, Any, TypedDict, get_type_hints, is_typeddict
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict, get_type_hints, is_typeddict
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -19,8 +19,12 @@ from pydantic import BaseModel, Field, create_model
 
 from sloflow.errors import Cancelled, ConfigError, DeadlineExceeded
 from sloflow.workflows.context import RunScope, StageContext
-from sloflow.workflows.dsl import Stage, Workflow, read_field
 from sloflow.workflows.records import error_dict
+from sloflow.workflows.stages import Stage
+from sloflow.workflows.state import read_field
+
+if TYPE_CHECKING:
+    from sloflow.workflows.dsl import Workflow  # annotations only: dsl imports this module
 
 # The state key that counts how often each loop's last stage has run (see `_with_visits`).
 VISITS = "sloflow_visits"

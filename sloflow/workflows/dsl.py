@@ -8,93 +8,22 @@ error names the stage to fix.
 from __future__ import annotations
 
 import inspect
-import sys
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, get_type_hints, is_typeddict
+from typing import TYPE_CHECKING, Any
 
-from pydantic import TypeAdapter, ValidationError
-from typing_extensions import NotRequired, Required
-from typing_extensions import TypedDict as TypedDictX
-
-from sloflow.errors import ConfigError, InvalidRequest
+from sloflow.errors import ConfigError
 from sloflow.workflows.budget import BudgetPlanner, Cost, Speed
+from sloflow.workflows.checkpoints import allow_state_types
+from sloflow.workflows.compile import build_graph
+from sloflow.workflows.graph_workflow import GraphWorkflow
+from sloflow.workflows.stages import Branch, FanOut, Loop, Retry, Stage, StageFn, StageRef
+from sloflow.workflows.state import check_input, input_adapter
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
     from langgraph.graph import StateGraph
     from langgraph.graph.state import CompiledStateGraph
-
-    from sloflow.workflows.graph_workflow import GraphWorkflow
-
-StageFn = Callable[..., Awaitable[Mapping[str, Any] | None]]
-StageRef = str | StageFn
-# What a fan-out runs over: a count, the name of a list field of the state, or a function of it.
-FanOut = int | str | Callable[[Any], Sequence[Any]]
-
-
-class InvalidInput(InvalidRequest):
-    """A run's input does not fit the workflow's state schema."""
-
-    status_code = 422
-    code = "invalid_input"
-
-
-@dataclass(frozen=True)
-class Retry:
-    """Retry a failed stage: `attempts` in all, sleeping `backoff_s * factor**n` in between."""
-
-    attempts: int = 3
-    backoff_s: float = 0.5
-    factor: float = 2.0
-    on: tuple[type[BaseException], ...] = (Exception,)
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1 or self.backoff_s < 0 or self.factor < 1:
-            raise ValueError(f"Retry needs attempts >= 1, backoff_s >= 0, factor >= 1: {self}")
-
-
-@dataclass
-class Stage:
-    """One declared stage."""
-
-    name: str
-    fn: StageFn
-    cost: Cost
-    retry: Retry | None = None
-    timeout_s: float | None = None
-    fan_out: FanOut | None = None
-
-    def items(self, state: Any) -> Sequence[Any]:
-        """The items a fan-out stage runs over for `state`."""
-        spec = self.fan_out
-        if isinstance(spec, int):
-            return range(spec)
-        items = read_field(state, spec) if isinstance(spec, str) else spec(state)
-        if not isinstance(items, Sequence) or isinstance(items, str):
-            raise ConfigError(f"stage {self.name!r}: fan_out must give a list, got {type(items).__name__}")
-        return items
-
-
-@dataclass(frozen=True)
-class Branch:
-    """After `source`, `choose(state)` names the next stage, one of `options`."""
-
-    source: str
-    choose: Callable[[Any], StageRef]
-    options: tuple[str, ...]
-    expected: str
-
-
-@dataclass(frozen=True)
-class Loop:
-    """After `source`, go back to `back_to` while `while_(state)`, at most `max_times` times."""
-
-    source: str
-    back_to: str
-    while_: Callable[[Any], bool]
-    max_times: int
-    expected: int
 
 
 @dataclass
@@ -297,8 +226,6 @@ class Workflow:
 
     def graph(self) -> StateGraph:
         """The uncompiled LangGraph `StateGraph`, to extend before compiling it yourself."""
-        from sloflow.workflows.compile import build_graph
-
         self.validate()
         return build_graph(self)
 
@@ -306,8 +233,6 @@ class Workflow:
         """The compiled LangGraph graph; runnable on its own (no deadline, no LLM bound)."""
         graph = self.graph()
         if checkpointer is not None:
-            from sloflow.workflows.checkpoints import allow_state_types
-
             checkpointer = allow_state_types(checkpointer, graph)
         return graph.compile(checkpointer=checkpointer, name=self.name)
 
@@ -316,8 +241,6 @@ class Workflow:
         name: str, graph: Any, *, state: Any = None, slo: float | None = None, description: str = ""
     ) -> GraphWorkflow:
         """An existing compiled LangGraph graph as a workflow, to register and run like any other."""
-        from sloflow.workflows.graph_workflow import GraphWorkflow
-
         return GraphWorkflow(name, graph, state=state, slo=slo, description=description)
 
     # --- internals -------------------------------------------------------------------------
@@ -371,30 +294,3 @@ class Workflow:
             if stage not in colour and (found := visit(stage)):
                 return found
         return None
-
-
-def read_field(state: Any, key: str, default: Any = None) -> Any:
-    """A field of a state that is a pydantic model or a dict."""
-    if isinstance(state, Mapping):
-        return state.get(key, default)
-    return getattr(state, key, default)
-
-
-def check_input(schema: TypeAdapter[Any], workflow: str, data: Any) -> Any:
-    """`data` validated by `schema`, or `InvalidInput` naming each field at fault."""
-    try:
-        return schema.validate_python(data)
-    except ValidationError as exc:
-        fields = [{"field": ".".join(str(p) for p in e["loc"]) or "input", "problem": e["msg"]} for e in exc.errors()]
-        summary = "; ".join(f"{f['field']}: {f['problem']}" for f in fields)
-        raise InvalidInput(f"input does not fit workflow {workflow!r}: {summary}", details={"fields": fields}) from None
-
-
-def input_adapter(schema: Any) -> TypeAdapter[Any]:
-    """A validator for `schema`; a `typing.TypedDict` is rebuilt as pydantic needs it before 3.12."""
-    if is_typeddict(schema) and sys.version_info < (3, 12) and type(schema).__module__ == "typing":
-        hints = get_type_hints(schema, include_extras=True)
-        required = schema.__required_keys__
-        fields = {k: Required[t] if k in required else NotRequired[t] for k, t in hints.items()}
-        schema = TypedDictX(schema.__name__, fields)  # type: ignore[operator]
-    return TypeAdapter(schema)

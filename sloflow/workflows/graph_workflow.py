@@ -18,7 +18,7 @@ from pydantic import TypeAdapter
 from sloflow.errors import ConfigError
 from sloflow.workflows.checkpoints import allow_state_types
 from sloflow.workflows.context import RunScope
-from sloflow.workflows.dsl import check_input, input_adapter
+from sloflow.workflows.state import check_input, input_adapter
 
 
 @dataclass

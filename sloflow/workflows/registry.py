@@ -50,15 +50,6 @@ def register(workflow: AnyWorkflow) -> AnyWorkflow:
     return workflows.add(workflow)
 
 
-BUILTIN_WORKFLOWS = ("sloflow.workflows.text2sql",)
-
-
-def load_builtins() -> None:
-    """Register the workflows that ship with sloflow (imported on demand: they pull in retrieval)."""
-    for module in BUILTIN_WORKFLOWS:
-        importlib.import_module(module)
-
-
 def load(source: str) -> None:
     """Import a module by dotted name or a `.py` file by path, so its workflows register."""
     path = Path(source)

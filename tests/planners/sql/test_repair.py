@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sloflow.planners.sql_repair import name_hints, repair_names
+from sloflow.planners.sql.repair import name_hints, repair_names
 
 PETS = {
     "Student": ["StuID", "LName", "Age", "city_code"],

@@ -21,10 +21,10 @@ from pydantic import BaseModel, Field
 
 from sloflow.errors import DeadlineExceeded, SloflowError
 from sloflow.llm.types import GenerateRequest
-from sloflow.planners.sql_extract import extract_sql
-from sloflow.planners.sql_linking import linked_tables, match_values
-from sloflow.planners.sql_repair import name_hints, repair_names
-from sloflow.planners.sql_prompts import (
+from sloflow.planners.sql.extract import extract_sql
+from sloflow.planners.sql.linking import linked_tables, match_values
+from sloflow.planners.sql.repair import name_hints, repair_names
+from sloflow.planners.sql.prompts import (
     SchemaTable,
     answer_sentence,
     candidate_messages,
@@ -34,8 +34,8 @@ from sloflow.planners.sql_prompts import (
     revision_messages,
     schema_ddl,
 )
-from sloflow.planners.sql_prompts import quote_name as q
-from sloflow.planners.sql_select import Candidate, select_candidate
+from sloflow.planners.sql.prompts import quote_name as q
+from sloflow.planners.sql.select import Candidate, select_candidate
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.dsl import Workflow
 from sloflow.workflows.registry import register

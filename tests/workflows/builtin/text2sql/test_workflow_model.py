@@ -11,7 +11,7 @@ from sloflow.llm.client import DirectClient
 from sloflow.llm.embedded import EmbeddedBackend
 from sloflow.retrieval.sources import SourceRegistry
 from sloflow.workflows import MemoryRunStore, Registry, Runtime
-from sloflow.workflows.text2sql import text2sql, tools
+from sloflow.workflows.builtin.text2sql import text2sql, tools
 
 
 @pytest.mark.model

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sloflow.planners.sql_extract import extract_sql
-from sloflow.planners.sql_linking import bridge_tables, linked_tables, match_values
-from sloflow.planners.sql_prompts import SchemaTable, candidate_messages, link_json_schema, revision_messages, schema_ddl
-from sloflow.planners.sql_select import Candidate, result_signature, select_candidate
+from sloflow.planners.sql.extract import extract_sql
+from sloflow.planners.sql.linking import bridge_tables, linked_tables, match_values
+from sloflow.planners.sql.prompts import SchemaTable, candidate_messages, link_json_schema, revision_messages, schema_ddl
+from sloflow.planners.sql.select import Candidate, result_signature, select_candidate
 
 SINGER = SchemaTable("singer", [("id", "INTEGER"), ("name", "TEXT"), ("home town", "TEXT")], ["id"], {"name": ["Joe", "Ann"]})
 CONCERT = SchemaTable("concert", [("id", "INTEGER"), ("singer_id", "INTEGER")], ["id"])
@@ -138,7 +138,7 @@ def test_linked_tables_unions_model_choice_with_value_tables_in_database_order()
 
 
 def test_answer_sentence_reads_a_single_value_and_summarises_many_rows() -> None:
-    from sloflow.planners.sql_prompts import answer_sentence
+    from sloflow.planners.sql.prompts import answer_sentence
 
     assert answer_sentence(["count(*)"], [[6]], False) == "The answer is 6."
     many = answer_sentence(["name"], [[f"n{i}"] for i in range(8)], True)

@@ -9,7 +9,7 @@ import pytest
 
 from sloflow.bench.spider_eval import Question, has_order_by, load_devset, results_match, run_readonly, sample_questions
 from sloflow.errors import InvalidRequest, NotFound
-from tests.text2sql.conftest import SPIDER
+from tests.workflows.builtin.text2sql.conftest import SPIDER
 
 
 def test_rows_compare_as_multisets_unless_ordered() -> None:

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import sqlglot
 from sqlglot import exp
 
-from sloflow.planners.sql_linking import join_path, parse_join_key
+from sloflow.planners.sql.linking import join_path, parse_join_key
 
 Schema = Mapping[str, Sequence[str]]  # table -> its column names
 

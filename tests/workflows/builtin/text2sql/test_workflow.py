@@ -12,8 +12,8 @@ import pytest
 from sloflow.retrieval import databases
 from sloflow.retrieval.sources import SourceRegistry
 from sloflow.workflows import InvalidInput, MemoryRunStore, Registry, Runtime
-from sloflow.workflows.text2sql import text2sql, tools
-from tests.text2sql.conftest import SqlWriter
+from sloflow.workflows.builtin.text2sql import text2sql, tools
+from tests.workflows.builtin.text2sql.conftest import SqlWriter
 
 GOOD = "SELECT count(*) FROM singer WHERE Country = 'France'"
 

@@ -1,0 +1,47 @@
+"""A workflow's state: reading its fields, and checking a run's input against its schema."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any, get_type_hints, is_typeddict
+
+from pydantic import TypeAdapter, ValidationError
+from typing_extensions import NotRequired, Required
+from typing_extensions import TypedDict as TypedDictX
+
+from sloflow.errors import InvalidRequest
+
+
+class InvalidInput(InvalidRequest):
+    """A run's input does not fit the workflow's state schema."""
+
+    status_code = 422
+    code = "invalid_input"
+
+
+def read_field(state: Any, key: str, default: Any = None) -> Any:
+    """A field of a state that is a pydantic model or a dict."""
+    if isinstance(state, Mapping):
+        return state.get(key, default)
+    return getattr(state, key, default)
+
+
+def check_input(schema: TypeAdapter[Any], workflow: str, data: Any) -> Any:
+    """`data` validated by `schema`, or `InvalidInput` naming each field at fault."""
+    try:
+        return schema.validate_python(data)
+    except ValidationError as exc:
+        fields = [{"field": ".".join(str(p) for p in e["loc"]) or "input", "problem": e["msg"]} for e in exc.errors()]
+        summary = "; ".join(f"{f['field']}: {f['problem']}" for f in fields)
+        raise InvalidInput(f"input does not fit workflow {workflow!r}: {summary}", details={"fields": fields}) from None
+
+
+def input_adapter(schema: Any) -> TypeAdapter[Any]:
+    """A validator for `schema`; a `typing.TypedDict` is rebuilt as pydantic needs it before 3.12."""
+    if is_typeddict(schema) and sys.version_info < (3, 12) and type(schema).__module__ == "typing":
+        hints = get_type_hints(schema, include_extras=True)
+        required = schema.__required_keys__
+        fields = {k: Required[t] if k in required else NotRequired[t] for k, t in hints.items()}
+        schema = TypedDictX(schema.__name__, fields)  # type: ignore[operator]
+    return TypeAdapter(schema)
