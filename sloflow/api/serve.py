@@ -46,10 +46,12 @@ async def serve(settings: Settings, model: str, host: str, port: int, announce: 
     import ray
 
     from sloflow.demo import register_demo_db
+    from sloflow.demo.retail import register_retail_demo
+    from sloflow.planners.plans.memory import PlanMemory
     from sloflow.retrieval.sources import default_sources
     from sloflow.scheduler.client import SchedulerClient
     from sloflow.scheduler.dispatcher import start_scheduler
-    from sloflow.workflows.builtin import load_builtins, text2sql
+    from sloflow.workflows.builtin import load_builtins, reaper, text2sql
     from sloflow.workflows.runtime import Runtime
 
     if settings.backend == "embedded":
@@ -65,7 +67,9 @@ async def serve(settings: Settings, model: str, host: str, port: int, announce: 
         load_builtins()
         sources = default_sources()
         register_demo_db(sources.databases, settings.home)
-        tools = {**text2sql.tools(sources), "call": sources.call}
+        register_retail_demo(sources, settings.home)
+        memory = PlanMemory(path=settings.home / "plan_memory.sqlite")
+        tools = {**text2sql.tools(sources), **reaper.tools(sources, memory)}
         async with Runtime.open(settings.home, checkpoints=settings.checkpoints, client=client, tools=tools) as runtime:
             resumed = await runtime.resume_unfinished()
             if resumed:

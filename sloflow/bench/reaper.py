@@ -5,9 +5,10 @@ Usage: sloflow bench reaper [--quick] [--limit N] [--nestful FILE --spec FILE] [
 
 NESTFUL (non-executable): the items are split by index parity. Plan memory is warmed with the
 gold plans of the odd items (standing for earlier requests whose plans worked); the even items
-are planned three ways with the same model, in the same run: `reaper`'s planner with memory,
-without memory (built-in examples), and a single-call baseline (the same prompt, one
-schema-constrained call, no repair, no memory). Scores are in `plan_scores`.
+are planned with the same model, in the same run, by `reaper`'s planner with memory and without
+(built-in examples), and by a single-call baseline: the no-memory planner's first call taken as it
+came (the same prompt, one schema-constrained call, no repair, no default). Scores are in
+`plan_scores`.
 
 Retail (tau2-bench format): the read-only calls in each task's `actions` are its gold retrieval
 plan; the request is the task's known info and reason for calling. tau2's read-only tools run
@@ -77,21 +78,21 @@ async def nestful(client: Any, data: list[dict[str, Any]], spec: list[dict[str, 
     seconds: list[float] = []
     for n, (i, item) in enumerate(evaluate, 1):
         gold = item["output"]
-        for mode in scores:
+        for mode in ("memory", "no_memory"):
             examples = memory.examples("nestful", item["input"], sources, k=3) if mode == "memory" else []
             start = time.perf_counter()
-            planned = await make_plan(_llm(client, f"nestful-{i}-{mode}"), item["input"], sources, examples, repair=mode != "single_call")
+            planned = await make_plan(_llm(client, f"nestful-{i}-{mode}"), item["input"], sources, examples)
+            predicted = planned.plan.to_nestful()
+            scores[mode].append(_score(predicted, gold))
             if mode == "memory":
                 seconds.append(time.perf_counter() - start)
                 outcomes[planned.outcome] += 1
-            if mode == "single_call":  # the raw answer, whatever it is: no repair, no default
-                raw = planned.attempts[0] if planned.attempts else None
-                predicted = _steps(raw)
-            else:
-                predicted = planned.plan.to_nestful()
-            scores[mode].append(_score(predicted, gold))
-            if mode == "memory":
                 predictions.append({"set": "nestful", "id": i, "plan": predicted})
+            else:
+                # The single-call baseline is that same first call (same prompt, no memory), taken
+                # as it came: no repair, no default plan.
+                first = planned.attempts[0] if planned.attempts else None
+                scores["single_call"].append(_score(_steps(first), gold))
         say(f"  [{n}/{len(evaluate)}] item {i}: f1 {scores['memory'][-1]['function_f1']:.2f} (no memory {scores['no_memory'][-1]['function_f1']:.2f}, single call {scores['single_call'][-1]['function_f1']:.2f})")
     mean = {mode: {k: round(statistics.fmean(s[k] for s in rows), 4) if rows else 0.0 for k in ("function_f1", "argument_f1", "sequence", "exact")} for mode, rows in scores.items()}
     return {

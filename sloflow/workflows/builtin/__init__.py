@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import importlib
 
-BUILTIN_WORKFLOWS = ("sloflow.workflows.builtin.text2sql",)
+BUILTIN_WORKFLOWS = (
+    "sloflow.workflows.builtin.text2sql",
+    "sloflow.workflows.builtin.reaper",
+    "sloflow.workflows.builtin.react",
+)
 
 
 def load_builtins() -> None:
