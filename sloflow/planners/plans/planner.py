@@ -70,8 +70,11 @@ async def make_plan(
             validation = validate_plan(previous, known)
             if validation.ok and validation.plan is not None:
                 outcome: Outcome = "valid" if attempt == "plan" else "repaired"
+                calls = len(validation.plan.calls)
                 if outcome == "repaired":
-                    notes.append("planning: the first plan was invalid (" + "; ".join(problems)[:300] + "); the repaired plan ran")
+                    notes.append(f"planning: the first plan was invalid ({'; '.join(problems)[:300]}); the repaired plan of {calls} calls ran")
+                else:
+                    notes.append(f"planning: a valid plan of {calls} calls in one generation")
                 return Planned(validation.plan, outcome, attempts, notes)
             problems = validation.problems
     notes.append("planning: no valid plan (" + "; ".join(problems)[:300] + "); the default plan (every index searched) ran")

@@ -169,3 +169,31 @@ async def test_react_calls_one_source_per_step_until_it_finishes(retail: SourceR
     assert last[-1].content.startswith("Observation [var2]") and '"order_id": "#W1001"' in last[2].content
     bounded = await runtime(Scripted(steps[:1] * 5), retail, None).run("react", {"question": QUESTION, "max_steps": 2}, slo=60)
     assert len(bounded.output["steps"]) == 2 and bounded.output["answer"]  # answered after the bound
+
+
+@pytest.mark.model
+async def test_reaper_end_to_end_with_the_embedded_model(retail: SourceRegistry, small_llm: Any) -> None:
+    from sloflow.llm.client import DirectClient
+
+    class Recording(DirectClient):
+        contexts: list[CallContext] = []
+
+        async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
+            self.contexts.append(ctx)
+            return await super().generate(request, ctx)
+
+    client = Recording(small_llm)
+    registry = Registry()
+    registry.add(reaper_module.reaper)
+    rt = Runtime(MemoryRunStore(), None, client=client, tools=reaper_module.tools(retail, None), registry=registry)
+    run = await rt.run("reaper", {"question": QUESTION, "memory": False}, slo=300)
+    out = run.output
+    # Whatever the small model planned: a valid, repaired or default plan ran, and one answer came back.
+    assert run.status is RunStatus.succeeded, run.error
+    assert out["plan_outcome"] in ("valid", "repaired", "default") and out["plan"][-1]["name"] == "var_result"
+    assert isinstance(out["answer"], str) and out["answer"]
+    assert {c["status"] for c in out["calls"]} <= {"ok", "failed", "skipped"}
+    assert set(out["citations"]) <= {c["label"] for c in out["calls"]}
+    assert 2 <= len(client.contexts) <= 3  # plan (+ one repair) + answer
+    assert all(c.deadline == run.deadline and c.run_id == run.id for c in client.contexts)
+    assert [c.stage for c in client.contexts][-1] == "answer"
