@@ -66,17 +66,18 @@ class RunScope:
         if self.cancelled:
             raise Cancelled(f"run {self.run_id} was cancelled before stage {stage!r}")
 
-    async def track(self, call: Any, stage: str) -> Any:
+    async def track(self, call: Any, stage: str, reserve_s: float = 0.0) -> Any:
         """Await an LLM call as a task that `cancel()` can withdraw and the run's deadline cuts.
 
-        At the deadline the call is cancelled (on its worker too) and the stage gets
-        `DeadlineExceeded`, which it may catch to answer with what it has.
+        At the deadline (less `reserve_s`, the time a stage keeps for what follows the call) the
+        call is cancelled, on its worker too, and the stage gets `DeadlineExceeded`, which it may
+        catch to answer with what it has.
         """
-        left = None if self.deadline is None else self.deadline - time.time()
+        left = None if self.deadline is None else self.deadline - reserve_s - time.time()
         if self.cancelled or (left is not None and left <= 0):
             call.close()  # never started: close the coroutine so it is not left un-awaited
             self.check_cancelled(stage)
-            raise DeadlineExceeded(f"deadline exceeded at stage {stage!r}: the run's deadline passed {-left:.2f}s before its LLM call")  # type: ignore[operator]
+            raise DeadlineExceeded(f"deadline exceeded at stage {stage!r}: no time was left for its LLM call")
         task = asyncio.ensure_future(call)
         self._pending.add(task)
         try:
@@ -130,10 +131,13 @@ class StageLLM:
             raise ConfigError(f"stage {self._call.stage!r} called ctx.llm, but no LLM client is bound to this run")
         return client
 
-    async def generate(self, request: GenerateRequest, *, model: str | None = None) -> Completion:
-        """Place one call and return the whole completion; `model` asks for a worker serving it."""
+    async def generate(self, request: GenerateRequest, *, model: str | None = None, reserve_s: float = 0.0) -> Completion:
+        """Place one call and return the whole completion; `model` asks for a worker serving it.
+
+        The call ends by the run's deadline less `reserve_s` (`DeadlineExceeded` otherwise).
+        """
         call = self._context(request, model)
-        return await self._scope.track(self._client().generate(request, call), self._call.stage)
+        return await self._scope.track(self._client().generate(request, call), self._call.stage, reserve_s)
 
     async def text(
         self,
@@ -145,12 +149,13 @@ class StageLLM:
         stop: list[str] | None = None,
         tokens: bool = False,
         model: str | None = None,
+        reserve_s: float = 0.0,
     ) -> str:
         """The generated text; a string prompt is one user message. `tokens=True` emits each piece."""
         request = _request(prompt, system, max_tokens=max_tokens, temperature=temperature, stop=stop or [])
         if not tokens:
-            return (await self.generate(request, model=model)).text
-        return await self._scope.track(self._stream_text(request, self._context(request, model)), self._call.stage)
+            return (await self.generate(request, model=model, reserve_s=reserve_s)).text
+        return await self._scope.track(self._stream_text(request, self._context(request, model)), self._call.stage, reserve_s)
 
     async def json(
         self,
@@ -161,12 +166,13 @@ class StageLLM:
         max_tokens: int = 512,
         temperature: float = 0.0,
         model: str | None = None,
+        reserve_s: float = 0.0,
     ) -> Any:
         """Output constrained to `schema`: an instance of a pydantic model, or a dict for a JSON schema."""
         is_model = isinstance(schema, type) and issubclass(schema, BaseModel)
         json_schema = schema.model_json_schema() if is_model else schema
         request = _request(prompt, system, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema)
-        out = await self.generate(request, model=model)
+        out = await self.generate(request, model=model, reserve_s=reserve_s)
         text = out.text
         try:
             return schema.model_validate_json(text) if is_model else json.loads(text)

@@ -14,7 +14,7 @@ from typing import Any
 
 from sloflow.llm.types import Message
 
-EVIDENCE_CHARS = 6000  # about 1,500 tokens over all evidence: prefill stays a few seconds on a CPU
+EVIDENCE_CHARS = 4000  # about 1,000 tokens over all evidence: its prefill stays a few seconds on a CPU
 _CITATION = re.compile(r"\[(var\d+|step\d+)\]")
 
 

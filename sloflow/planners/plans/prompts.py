@@ -28,7 +28,8 @@ Answer with a JSON list of steps and nothing else.
 # Other, made-up sources, so the examples teach the convention and not an answer for these sources.
 BUILTIN_EXAMPLES_NOTE = (
     "Examples (with other sources: sql:store runs a SELECT on table orders(id, product, total), "
-    "manuals and reviews search documents, convert_currency(amount, to) converts money):"
+    "manuals and reviews search documents, get_customer(email) returns {id, name, orders}, "
+    "get_order(order_id) returns {status, items: [{sku, name}]}, get_item(sku) returns {name, colours, stock}):"
 )
 BUILTIN_EXAMPLES: list[tuple[str, list[dict[str, Any]]]] = [
     (
@@ -48,11 +49,12 @@ BUILTIN_EXAMPLES: list[tuple[str, list[dict[str, Any]]]] = [
         ],
     ),
     (
-        "How much is the total of order 77 in euros?",
+        "I am ana@example.com: in which colours do the items of my last order come?",
         [
-            {"name": "sql:store", "arguments": {"sql": "SELECT total FROM orders WHERE id = 77"}, "label": "var1"},
-            {"name": "convert_currency", "arguments": {"amount": "$var1.rows.0.0$", "to": "EUR"}, "label": "var2"},
-            {"name": "var_result", "arguments": {"total_eur": "$var2$"}},
+            {"name": "get_customer", "arguments": {"email": "ana@example.com"}, "label": "var1"},
+            {"name": "get_order", "arguments": {"order_id": "$var1.orders.-1$"}, "label": "var2"},
+            {"name": "get_item", "arguments": {"sku": "$var2.items.sku$"}, "label": "var3"},
+            {"name": "var_result", "arguments": {"order": "$var2$", "items": "$var3$"}},
         ],
     ),
 ]

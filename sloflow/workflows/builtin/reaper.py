@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from sloflow.errors import DeadlineExceeded, InvalidRequest
-from sloflow.planners.plans import execute_plan, parse_plan, plan_sources
+from sloflow.planners.plans import RESULT, execute_plan, find_references, parse_plan, plan_sources
 from sloflow.planners.plans.evidence import Evidence, answer_messages, citations, fallback_answer
 from sloflow.planners.plans.planner import make_plan
 from sloflow.workflows.budget import Cost
@@ -118,7 +118,7 @@ async def execute(s: ReaperState, ctx: Any) -> dict[str, Any]:
 @reaper.stage(cost=Cost(calls=1, prompt=1500, output=80))
 async def answer(s: ReaperState, ctx: Any) -> dict[str, Any]:
     """One answer from the evidence with its provenance; remembers a plan that fully worked."""
-    evidence = [Evidence(c["label"], c["source"], c["arguments"], c["output"], c["error"] if c["status"] != "ok" else None) for c in s.calls]
+    evidence = _evidence(s)
     notes = list(s.notes)
     try:
         text = await ctx.llm.text(answer_messages(s.question, evidence), max_tokens=ANSWER_TOKENS, model=s.models.get("answer"))
@@ -132,6 +132,17 @@ async def answer(s: ReaperState, ctx: Any) -> dict[str, Any]:
             sources = chosen_sources(s, ctx)
             await asyncio.to_thread(memory.remember, s.namespace, s.question, parse_plan(s.plan), sources)
     return {"answer": text, "citations": citations(text, evidence), "notes": notes}
+
+
+def _evidence(s: ReaperState) -> list[Evidence]:
+    """The calls the plan's var_result names (all calls if it names none), with their provenance."""
+    final = s.plan[-1] if s.plan and s.plan[-1].get("name") == RESULT else None
+    needed = {r.label for r in find_references(final["arguments"])} if final else set()
+    return [
+        Evidence(c["label"], c["source"], c["arguments"], c["output"], c["error"] if c["status"] != "ok" else None)
+        for c in s.calls
+        if not needed or c["label"] in needed
+    ]
 
 
 reaper.then(plan, execute, answer)

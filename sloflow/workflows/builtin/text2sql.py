@@ -183,7 +183,7 @@ async def candidate(s: SqlState, ctx: Any, variant: int) -> dict[str, Any]:
         seed=variant,  # sampled candidates are reproducible, and differ from each other
     )
     try:
-        out = await ctx.llm.generate(request, model=s.models.get("candidate"))
+        out = await ctx.llm.generate(request, model=s.models.get("candidate"), reserve_s=_TAIL_S)
     except DeadlineExceeded as exc:  # the others may have made it: let selection decide
         return {"drafts": [asdict(Candidate(None, variant=variant, error=exc.message))]}
     draft = Candidate(extract_sql(out.text), variant=variant)
@@ -295,10 +295,9 @@ async def revise(s: SqlState, ctx: Any) -> dict[str, Any]:
         )
         # A revision still running when the run must answer is cancelled (its worker freed):
         # answering on time with the best candidate beats a better query that arrives late.
-        left = None if ctx.deadline is None else max(ctx.deadline - time.time() - _TAIL_S, 0.0)
         try:
-            out = await asyncio.wait_for(ctx.llm.generate(request, model=s.models.get("revise")), timeout=left)
-        except (DeadlineExceeded, TimeoutError):
+            out = await ctx.llm.generate(request, model=s.models.get("revise"), reserve_s=_TAIL_S)
+        except DeadlineExceeded:
             return group, None, 0.0
         return group, out.text, out.total_s
 

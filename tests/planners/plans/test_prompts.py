@@ -23,17 +23,19 @@ def test_the_planner_prompt_lists_every_source_compactly_and_asks_for_the_questi
     assert "var_result" in system.content and '"$var1.field$"' in system.content
 
 
+def one(name: str) -> dict:
+    return {"type": "object", "properties": {name: {"type": "string"}}, "required": [name]}
+
+
 def test_built_in_examples_are_valid_plans_for_the_sources_they_describe() -> None:
     search = {"type": "object", "properties": {"query": {"type": "string"}, "k": {"type": "integer"}}, "required": ["query"]}
     their_sources = [
         PlanSource("sql:store", "orders", {"type": "object", "properties": {"sql": {"type": "string"}}, "required": ["sql"]}),
         PlanSource("manuals", "manuals", search),
         PlanSource("reviews", "reviews", search),
-        PlanSource(
-            "convert_currency",
-            "money",
-            {"type": "object", "properties": {"amount": {"type": "number"}, "to": {"type": "string"}}, "required": ["amount", "to"]},
-        ),
+        PlanSource("get_customer", "customer", one("email"), {"type": "object", "properties": {"id": {}, "name": {}, "orders": {}}}),
+        PlanSource("get_order", "order", one("order_id"), {"type": "object", "properties": {"status": {}, "items": {"type": "array", "items": {"type": "object", "properties": {"sku": {}, "name": {}}}}}}),
+        PlanSource("get_item", "item", one("sku"), {"type": "object", "properties": {"name": {}, "colours": {}, "stock": {}}}),
     ]
     assert len(BUILTIN_EXAMPLES) == 3
     for _, plan in BUILTIN_EXAMPLES:
