@@ -10,13 +10,13 @@ tau2's read-only retail tools.
 from __future__ import annotations
 
 import json
-import os
 import random
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
+from sloflow.demo.sqlite_file import write_database
 from sloflow.errors import NotFound
 
 RETAIL_DB_NAME = "retail"
@@ -118,24 +118,18 @@ def _demo_data(seed: int) -> dict[str, dict[str, Any]]:
 def build_retail_db(path: Path, data: dict[str, dict[str, Any]] | None = None, seed: int = 11) -> Path:
     """Write the store to `path` (replacing it): the demo's own data, or a tau2 `db.json` dict."""
     data = data or _demo_data(seed)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    conn = sqlite3.connect(tmp)
-    try:
+
+    def fill(conn: sqlite3.Connection) -> None:
         conn.executescript(_SCHEMA)
+        users = data["users"].items()
         conn.executemany(
             "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?)",
-            [(u, d["name"]["first_name"], d["name"]["last_name"], d["address"]["zip"], d["email"], json.dumps(d)) for u, d in data["users"].items()],
+            [(u, d["name"]["first_name"], d["name"]["last_name"], d["address"]["zip"], d["email"], json.dumps(d)) for u, d in users],
         )
         conn.executemany("INSERT INTO orders VALUES (?, ?, ?, ?)", [(o, d["user_id"], d["status"], json.dumps(d)) for o, d in data["orders"].items()])
         conn.executemany("INSERT INTO products VALUES (?, ?, ?)", [(p, d["name"], json.dumps(d)) for p, d in data["products"].items()])
-        conn.commit()
-    finally:
-        conn.close()
-    os.replace(tmp, path)  # a half-written file never looks like a finished one
-    return path
+
+    return write_database(path, fill)
 
 
 class RetailStore:

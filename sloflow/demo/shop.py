@@ -6,12 +6,13 @@ temporary name first, so a half-written file never looks like a finished one.
 
 from __future__ import annotations
 
-import os
 import random
 import sqlite3
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+
+from sloflow.demo.sqlite_file import write_database
 
 DEMO_DB_NAME = "shop"
 
@@ -81,21 +82,14 @@ def _rows(seed: int) -> dict[str, list[tuple]]:
 
 def build_demo_db(path: Path, seed: int = 7) -> Path:
     """Write the demo database to `path` (replacing it) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    conn = sqlite3.connect(tmp)
-    try:
+
+    def fill(conn: sqlite3.Connection) -> None:
         conn.executescript(_SCHEMA)
         for table, rows in _rows(seed).items():
             marks = ", ".join("?" * len(rows[0]))
             conn.executemany(f'INSERT INTO "{table}" VALUES ({marks})', rows)
-        conn.commit()
-    finally:
-        conn.close()
-    os.replace(tmp, path)
-    return path
+
+    return write_database(path, fill)
 
 
 def register_demo_db(databases: Any, home: Path) -> Any:
