@@ -165,7 +165,8 @@ async def test_a_real_registry_runs_a_dependent_plan_and_the_default_plan(regist
             step("var1", "sql:shop", sql="SELECT id FROM orders WHERE status = 'paid' ORDER BY id LIMIT 2"),
             step("var2", "order_status", order_id="$var1.rows.1.0$"),
             step("var3", "policies", query="can I return order $var2.items.0.sku$?", k=1),
-            {"name": RESULT, "arguments": {"status": "$var2.status$", "policy": "$var3.0.doc_id$"}},
+            step("var4", "schema:shop", query="the total of each order", k=1),
+            {"name": RESULT, "arguments": {"status": "$var2.status$", "policy": "$var3.0.doc_id$", "table": "$var4.0.metadata.table$"}},
         ]
     )
     assert validate_plan(plan, plan_sources(registry.catalog())).ok
@@ -173,7 +174,7 @@ async def test_a_real_registry_runs_a_dependent_plan_and_the_default_plan(regist
     assert run.ok, [r.error for r in run.steps]
     assert run.record("var2").arguments == {"order_id": 3}
     assert run.record("var3").arguments["query"] == "can I return order SKU-3?"
-    assert run.result == {"status": "shipped", "policy": "returns"}
+    assert run.result == {"status": "shipped", "policy": "returns", "table": "orders"}
     fallback = await execute_plan(default_plan("how long do refunds take?", registry.catalog(), k=1), registry.call)
     assert fallback.ok and fallback.result["policies"][0]["doc_id"] == "returns"
 
