@@ -43,7 +43,13 @@ async def state(worker_id: str) -> dict:
     return await ray.get_actor(f"sloflow-worker-{worker_id}").state.remote()
 
 
-async def until(worker_id: str, holds: str, what: bool, timeout_s: float = 5.0) -> float:
+# A cancelled 900-token generation must stop long before it could have ended (about 15 s of
+# decoding on a quiet machine, more on a loaded one), however slowly a loaded machine passes on
+# the cancel.
+STOPS_WITHIN_S = 10.0
+
+
+async def until(worker_id: str, holds: str, what: bool, timeout_s: float = STOPS_WITHIN_S) -> float:
     """Seconds until the worker holds some (`what`) or no calls `holds` ("queued", "running")."""
     start = time.monotonic()
     while bool((s := await state(worker_id))[holds]) != what:
@@ -54,7 +60,10 @@ async def until(worker_id: str, holds: str, what: bool, timeout_s: float = 5.0) 
 
 async def until_idle(worker_id: str) -> float:
     """Seconds until the worker holds no call, queued or running."""
-    return await until(worker_id, "queued", False) + await until(worker_id, "running", False)
+    start = time.monotonic()
+    await until(worker_id, "queued", False)
+    await until(worker_id, "running", False)
+    return time.monotonic() - start
 
 
 async def test_cancelled_calls_leave_the_worker_and_free_its_slot(test_model_path: Path) -> None:
@@ -66,10 +75,10 @@ async def test_cancelled_calls_leave_the_worker_and_free_its_slot(test_model_pat
     await until(w, "queued", True)
 
     queued.cancel()  # waiting in the worker's queue: withdrawn from it
-    assert await until(w, "queued", False) < 3.0
+    assert await until(w, "queued", False) < STOPS_WITHIN_S
     assert len((await state(w))["running"]) == 1
     running.cancel()  # generating: llama.cpp stops at its next token and the slot is freed
-    assert await until_idle(w) < 3.0
+    assert await until_idle(w) < STOPS_WITHIN_S
     for task in (running, queued):
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -89,7 +98,7 @@ async def test_a_stream_the_reader_abandons_stops_on_its_worker(test_model_path:
     pieces = [await anext(stream) for _ in range(3)]
     assert all(p.text for p in pieces)
     await stream.aclose()  # what a server does when its client hangs up mid-stream
-    assert await until_idle(w) < 3.0
+    assert await until_idle(w) < STOPS_WITHIN_S
     out = await client.generate(GenerateRequest(prompt="Say hi.", max_tokens=8), ctx())
     assert out.completion_tokens >= 1
 
@@ -167,13 +176,13 @@ async def test_a_chat_client_that_hangs_up_frees_the_worker(test_model_path: Pat
         plain = asyncio.ensure_future(http.post("/v1/chat/completions", json=body, timeout=60))
         await until(w, "running", True, timeout_s=30)
         plain.cancel()  # closes the connection: the server sees the client go
-        assert await until_idle(w) < 3.0
+        assert await until_idle(w) < STOPS_WITHIN_S
 
         async with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}, timeout=60) as resp:
             lines = resp.aiter_lines()
             while "content" not in await anext(lines):
                 pass
-        assert await until_idle(w) < 3.0
+        assert await until_idle(w) < STOPS_WITHIN_S
         out = await http.post("/v1/chat/completions", json={**body, "max_tokens": 4}, timeout=60)
         assert out.status_code == 200 and out.json()["usage"]["completion_tokens"] >= 1
 
@@ -197,4 +206,4 @@ async def test_cancelling_a_workflow_run_stops_its_llm_call_on_the_worker(test_m
     await until(w, "running", True, timeout_s=30)
     await runtime.cancel(run.id)  # withdraws the stage's pending ctx.llm call
     assert (await asyncio.wait_for(runtime.wait(run.id), 10)).status is RunStatus.cancelled
-    assert await until_idle(w) < 3.0
+    assert await until_idle(w) < STOPS_WITHIN_S

@@ -85,22 +85,33 @@ async def test_workers_can_be_added_drained_and_removed_while_serving() -> None:
         ray.get_actor(f"sloflow-worker-{a}")
 
 
+async def worker_holds(worker_id: str, queued: int, running: int, timeout_s: float = 30.0) -> None:
+    """Wait until the worker's queue and slots hold these many calls (the machine may be loaded)."""
+    start = time.monotonic()
+    while True:
+        state = await ray.get_actor(f"sloflow-worker-{worker_id}").state.remote()
+        if (len(state["queued"]), len(state["running"])) == (queued, running):
+            return
+        assert time.monotonic() - start < timeout_s, f"worker {worker_id} holds {state}"
+        await asyncio.sleep(0.02)
+
+
 async def test_background_calls_wait_for_deadline_calls() -> None:
-    dispatcher, _ = await cluster(emulated("only", decode=0.01))
+    dispatcher, (w,) = await cluster(emulated("only", decode=0.01))
     client = SchedulerClient(dispatcher)
     finished: list[str] = []
 
-    async def run(kind: str, c: CallContext) -> None:
-        await client.generate(req(10), c)
+    async def run(kind: str, c: CallContext, tokens: int = 10) -> None:
+        await client.generate(req(tokens), c)
         finished.append(kind)
 
-    first = asyncio.ensure_future(run("first", ctx()))
-    await asyncio.sleep(0.05)  # occupies the single slot
+    first = asyncio.ensure_future(run("first", ctx(60.0), tokens=300))  # 3 s in the single slot
+    await worker_holds(w, queued=0, running=1)
     background = [asyncio.ensure_future(run("background", ctx(None))) for _ in range(3)]
-    await asyncio.sleep(0.05)
-    urgent = asyncio.ensure_future(run("urgent", ctx(5.0)))
+    await worker_holds(w, queued=3, running=1)
+    urgent = asyncio.ensure_future(run("urgent", ctx(60.0)))
     await asyncio.gather(first, urgent, *background)
-    assert finished.index("urgent") <= 1
+    assert finished.index("urgent") == 1  # next after the call that held the slot, ahead of every background call
 
 
 async def test_a_call_goes_to_the_worker_that_holds_its_prompt_prefix() -> None:
