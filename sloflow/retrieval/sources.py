@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any, Literal, get_type_hints
 
-from pydantic import ValidationError, create_model
+from pydantic import ConfigDict, ValidationError, create_model
 
 from sloflow.config import get_settings
 from sloflow.errors import Conflict, InvalidRequest
@@ -28,6 +28,7 @@ from sloflow.retrieval.faiss_store import FaissStore
 from sloflow.retrieval.index import SearchHit, Where
 
 SourceKind = Literal["index", "database", "schema", "function"]
+_STRICT = ConfigDict(extra="forbid")  # an argument a function does not take is an error, not ignored
 
 _SEARCH_PARAMETERS = {
     "type": "object",
@@ -92,7 +93,7 @@ class SourceRegistry:
             for p in inspect.signature(fn).parameters.values()
         }
         doc = description or (inspect.getdoc(fn) or name).splitlines()[0]
-        self._functions[name] = _Function(fn, doc, create_model(f"{name}_args", **fields), output)  # type: ignore[call-overload]
+        self._functions[name] = _Function(fn, doc, create_model(f"{name}_args", __config__=_STRICT, **fields), output)  # type: ignore[call-overload]
         return self._function_source(name)
 
     def _function_source(self, name: str) -> Source:
@@ -123,7 +124,9 @@ class SourceRegistry:
             try:
                 values = dict(f.model.model_validate(args))  # type: ignore[attr-defined]
             except ValidationError as exc:
-                raise InvalidRequest(f"arguments of {name!r} are invalid: {exc.errors()[0]['msg']}", details={"errors": exc.errors(include_url=False)}) from None
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "arguments"
+                raise InvalidRequest(f"arguments of {name!r} are invalid: {where}: {first['msg']}", details={"errors": exc.errors(include_url=False)}) from None
             if inspect.iscoroutinefunction(f.fn):
                 return await f.fn(**values)
             return await asyncio.to_thread(f.fn, **values)

@@ -59,7 +59,7 @@ def plan_sources(sources: Iterable[Any], outputs: Mapping[str, dict[str, Any]] |
         if isinstance(s, PlanSource):
             out.append(s if declared is None else PlanSource(s.name, s.description, s.parameters, declared, s.kind))
             continue
-        output = declared if declared is not None else _KIND_OUTPUTS.get(s.kind)
+        output = next((o for o in (declared, getattr(s, "output", None), _KIND_OUTPUTS.get(s.kind)) if o is not None), None)
         out.append(PlanSource(s.name, s.description, dict(s.parameters), output, s.kind))
     return out
 

@@ -50,6 +50,7 @@ async def make_plan(
     notes: list[str] = []
     previous: Any = None
     problems: list[str] = []
+    runnable: list[Plan] = []  # plans with argument problems only, best first
     for attempt in ("plan", "repair"):
         if attempt == "repair" and not repair:
             break
@@ -77,6 +78,13 @@ async def make_plan(
                     notes.append(f"planning: a valid plan of {calls} calls in one generation")
                 return Planned(validation.plan, outcome, attempts, notes)
             problems = validation.problems
+            if validation.runnable and validation.plan is not None:
+                runnable.insert(0, validation.plan)  # a repaired plan goes before the first
+    if runnable and repair:
+        # Only arguments are in doubt: the sources check them, and a refused call fails its own
+        # branch of the plan, not the whole question.
+        notes.append(f"planning: the plan still has argument problems ({'; '.join(problems)[:300]}); it ran, the sources checking them")
+        return Planned(runnable[0], "repaired", attempts, notes)
     notes.append("planning: no valid plan (" + "; ".join(problems)[:300] + "); the default plan (every index searched) ran")
     return Planned(default_plan(question, known), "default", attempts, notes)
 

@@ -34,15 +34,26 @@ _ARTICLE = {"integer": "an integer", "object": "an object", "array": "an array"}
 
 @dataclass
 class Validation:
-    """The parsed plan (None if it could not be parsed) and what is wrong with it."""
+    """The parsed plan (None if it could not be parsed) and what is wrong with it.
+
+    `argument_problems` (a missing, unknown or mistyped argument: part of `problems`) leave the
+    plan runnable: the source checks its arguments when called, and if it refuses, only that
+    step and the steps that use its output fail.
+    """
 
     plan: Plan | None
     problems: list[str] = field(default_factory=list)
+    argument_problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         """Parsed, and nothing wrong."""
         return self.plan is not None and not self.problems
+
+    @property
+    def runnable(self) -> bool:
+        """Parsed, and nothing wrong but arguments: known sources, sound references, no cycle."""
+        return self.plan is not None and len(self.problems) == len(self.argument_problems)
 
     def message(self) -> str:
         """The problems as a bulleted list, for a repair prompt."""
@@ -57,12 +68,16 @@ def validate_plan(raw: Plan | str | list[Any] | dict[str, Any], sources: Iterabl
         return Validation(None, [exc.message])
     by_name = {s.name: s for s in plan_sources(sources)}
     problems = _structure(plan)
+    arguments: list[str] = []
     for i, step in enumerate(plan.steps):
         if not step.is_result:
-            problems += _call(step, _who(i, step), by_name)
+            if step.name not in by_name:
+                problems.append(_unknown(step, _who(i, step), by_name))
+            else:
+                arguments += _arguments(step, _who(i, step), by_name[step.name])
         problems += _references(i, step, plan, by_name)
     problems += _cycles(plan)
-    return Validation(plan, problems)
+    return Validation(plan, problems + arguments, arguments)
 
 
 def _who(i: int, step: Step) -> str:
@@ -92,15 +107,16 @@ def _structure(plan: Plan) -> list[str]:
     return problems
 
 
-def _call(step: Step, who: str, by_name: Mapping[str, PlanSource]) -> list[str]:
-    """The source exists and gets its required arguments, each of the right type."""
-    source = by_name.get(step.name)
-    if source is None:
-        close = difflib.get_close_matches(step.name, list(by_name), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        names = sorted(by_name)
-        known = ", ".join(names[:_LISTED]) + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
-        return [f"{who} calls unknown source {step.name!r}{hint}; known sources: {known or 'none'}"]
+def _unknown(step: Step, who: str, by_name: Mapping[str, PlanSource]) -> str:
+    close = difflib.get_close_matches(step.name, list(by_name), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    names = sorted(by_name)
+    known = ", ".join(names[:_LISTED]) + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
+    return f"{who} calls unknown source {step.name!r}{hint}; known sources: {known or 'none'}"
+
+
+def _arguments(step: Step, who: str, source: PlanSource) -> list[str]:
+    """The source gets its required arguments, each of the right type, and no others."""
     schema = source.parameters
     properties: dict[str, Any] = schema.get("properties") or {}
     problems = []

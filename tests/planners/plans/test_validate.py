@@ -114,11 +114,15 @@ def test_registry_sources_are_checked_against_their_pydantic_schemas(registry: S
     ]
     assert validate_plan(plan, registry.catalog()).ok
     plan[1]["arguments"] = {"order_id": "$var1.row.0.0$", "verbose": "no"}
-    problems = validate_plan(plan, registry.catalog()).problems
-    assert problems == [
-        'step var2 (order_status): argument \'verbose\' should be a boolean, not the string "no"',
+    checked = validate_plan(plan, registry.catalog())
+    assert checked.problems == [
         "step var2 refers to $var1.row.0.0$, but var1 (from sql:shop) has no field 'row'; its fields: columns, rows, sql, truncated, elapsed_ms",
+        'step var2 (order_status): argument \'verbose\' should be a boolean, not the string "no"',
     ]
+    assert not checked.runnable  # a reference to nothing cannot run
+    plan[1]["arguments"] = {"order_id": "$var1.rows.0.0$", "verbose": "no"}
+    checked = validate_plan(plan, registry.catalog())
+    assert not checked.ok and checked.runnable and checked.argument_problems == checked.problems  # the source will judge "no"
 
 
 def test_gold_plans_mostly_fit_their_spec_and_the_misfits_are_real(nestful: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:

@@ -109,6 +109,17 @@ async def test_an_invalid_plan_is_repaired_once_then_the_default_plan_runs(retai
     assert any("default plan" in n for n in out["notes"])
 
 
+async def test_a_plan_whose_only_problems_are_arguments_still_runs_after_the_repair(retail: SourceRegistry) -> None:
+    odd = [dict(GOOD_PLAN[0], arguments={"order_id": "#W1001", "verbose": True}), *GOOD_PLAN[1:]]
+    run = await runtime(Scripted([odd, odd]), retail, None).run("reaper", {"question": QUESTION, "memory": False}, slo=60)
+    out = run.output
+    assert out["plan_outcome"] == "repaired" and out["plan"] == odd
+    assert any("argument problems" in n and "verbose" in n for n in out["notes"])
+    first = {c["label"]: c for c in out["calls"]}["var1"]
+    assert first["status"] == "failed" and "verbose" in first["error"]  # the source refused; its dependants were skipped
+    assert {c["label"]: c["status"] for c in out["calls"]} == {"var1": "failed", "var2": "skipped", "var3": "skipped"}
+
+
 async def test_memory_off_is_not_consulted(retail: SourceRegistry) -> None:
     class Watching(PlanMemory):
         asked = 0
