@@ -87,7 +87,7 @@ async def nestful(client: Any, data: list[dict[str, Any]], spec: list[dict[str, 
             if mode == "memory":
                 seconds.append(time.perf_counter() - start)
                 outcomes[planned.outcome] += 1
-                predictions.append({"set": "nestful", "id": i, "plan": predicted})
+                predictions.append({"set": "nestful", "id": i, "plan": predicted, "outcome": planned.outcome, "notes": planned.notes})
             else:
                 # The single-call baseline is that same first call (same prompt, no memory), taken
                 # as it came: no repair, no default plan.
@@ -209,7 +209,10 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
                 f["seconds"].append(seconds)
                 f["calls"].append(client.calls[run.id])
                 f["met"].append(float(bool(run.deadline_met)))
-                predictions.append({"set": "retail", "id": task_id, "workflow": workflow, "calls": calls, "answer": (run.output or {}).get("answer")})
+                out = run.output or {}
+                predictions.append(
+                    {"set": "retail", "id": task_id, "workflow": workflow, "calls": calls, "answer": out.get("answer"), "notes": out.get("notes", [])}
+                )
                 line.append(f"{workflow} recall {recall:.2f} in {seconds:.1f} s, {client.calls[run.id]} calls")
             say(f"  [{n}/{len(requests)}] task {task_id}: " + "; ".join(line))
     p50 = {w: statistics.median(f["seconds"]) for w, f in figures.items()}
