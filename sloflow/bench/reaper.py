@@ -37,6 +37,7 @@ from sloflow.llm.client import CallContext, DirectClient
 from sloflow.llm.embedded import EmbeddedBackend
 from sloflow.llm.types import Completion, GenerateRequest
 from sloflow.planners.plans import nestful_sources, parse_plan
+from sloflow.planners.plans.execute import StepRecord
 from sloflow.planners.plans.memory import PlanMemory
 from sloflow.planners.plans.planner import make_plan
 from sloflow.workflows.context import RunScope, StageLLM
@@ -168,8 +169,6 @@ def executed_calls(workflow: str, output: dict[str, Any]) -> list[dict[str, Any]
     """The source calls a run made, each with its own arguments."""
     if workflow == "react":
         return [{"name": s["source"], "arguments": s["arguments"]} for s in output.get("steps", []) if "output" in s or "error" in s]
-    from sloflow.planners.plans.execute import StepRecord
-
     return [c for r in output.get("calls", []) for c in StepRecord(**r).calls()]
 
 

@@ -17,11 +17,11 @@ from pydantic import BaseModel, Field
 
 from sloflow.errors import DeadlineExceeded, SloflowError
 from sloflow.llm.types import Message
+from sloflow.planners.plans.catalog import plan_sources
 from sloflow.planners.plans.evidence import Evidence, answer_messages, citations, compact, fallback_answer
 from sloflow.planners.plans.grammar import FINISH, action_json_schema
 from sloflow.planners.plans.prompts import describe_source
 from sloflow.planners.plans.references import plain
-from sloflow.planners.plans.catalog import plan_sources
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.reaper import chosen_sources, tool
 from sloflow.workflows.dsl import Workflow
@@ -100,7 +100,7 @@ def _evidence(s: ReactState) -> list[Evidence]:
     return [Evidence(st["label"], st["source"], st["arguments"], st.get("output"), st.get("error")) for st in s.steps]
 
 
-@react.stage(cost=Cost(calls=0, seconds=0.01))
+@react.stage(cost=Cost(calls=1, prompt=1500, output=80))
 async def answer(s: ReactState, ctx: Any) -> dict[str, Any]:
     """The finish step's answer, or, when the steps ran out first, one answer call from the observations."""
     if s.answer:
