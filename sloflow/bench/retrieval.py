@@ -35,7 +35,7 @@ from sloflow.retrieval.hybrid import HybridIndex
 from sloflow.retrieval.index import SearchHit
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hotpotqa" / "dev50.json"
-EF_CHOICES = (16, 24, 32, 48, 64, 96, 128, 192, 256)
+EF_CHOICES = (16, 24, 32, 48, 64, 96, 112, 128, 160, 192, 256)
 
 
 def _percentiles(samples_ms: list[float]) -> tuple[float, float]:
@@ -130,7 +130,7 @@ def scale(
             break
     figures["hnsw_ef_search"] = hnsw.ef_search
     figures["hnsw_recall_at_10"] = round(_recall([hnsw.search_vectors(q[None, :], 10)[0] for q in val_q], exact_val), 4)
-    say(f"  faiss hnsw (M=32, efSearch={hnsw.ef_search}, built in {figures['hnsw_build_s']} s): val recall@10 {figures['hnsw_recall_at_10']}")
+    say(f"  faiss hnsw (M=32, fp16 vectors, efSearch={hnsw.ef_search}, built in {figures['hnsw_build_s']} s): val recall@10 {figures['hnsw_recall_at_10']}")
 
     sparse = Bm25Store("synthetic")
     sparse.add(chunks)

@@ -115,7 +115,8 @@ class LLMWorker:
         self.free_slots: deque[int] = deque(range(spec.slots))
         self.slot_prefix: list[str | None] = [None] * spec.slots
         self.metrics = WorkerMetrics(worker_id)
-        # What the last calls asked for (not what they said): for the dashboard and fault tests.
+        # What the last calls asked for and how they ended (not what they said): for the dashboard and
+        # fault tests.
         self.recent: deque[dict[str, Any]] = deque(maxlen=16)
 
     def __repr__(self) -> str:
@@ -149,7 +150,9 @@ class LLMWorker:
 
     async def _admit(self, call: Call, request: GenerateRequest) -> bool:
         """Queue `call` until it may start; False if it was withdrawn instead."""
-        self.recent.append({"call": call.id, "max_tokens": request.max_tokens, "answer_prefix": request.answer_prefix})
+        self.recent.append(
+            {"call": call.id, "max_tokens": request.max_tokens, "answer_prefix": request.answer_prefix, "ended": None}
+        )
         view = self.view
         assert view is not None and self.backend is not None, "call ready() first"
         arrived = time.time()
@@ -161,6 +164,7 @@ class LLMWorker:
             if not await go:
                 return False
         except asyncio.CancelledError:
+            self._ended(call, "cancelled")
             self._abandon(call.id)
             raise
         if self.dispatcher is not None:
@@ -178,6 +182,12 @@ class LLMWorker:
             self.view.finish(call_id)
         self._pump()
 
+    def _ended(self, call: Call, how: str, tokens: int | None = None) -> None:
+        """Record how a call left the worker: `done` (with its tokens), `cancelled` or `withdrawn`."""
+        for entry in self.recent:
+            if entry["call"] == call.id:
+                entry.update(ended=how, completion_tokens=tokens)
+
     def _release(self, call: Call, slot: int) -> tuple[str, ...]:
         assert self.view is not None
         self.free_slots.append(slot)
@@ -192,12 +202,17 @@ class LLMWorker:
         admitted = await self._admit(call, request)
         assert self.view is not None and self.backend is not None
         if not admitted:
+            self._ended(call, "withdrawn")
             return Outcome(None, tuple(self.view.held_prefixes))
         slot = self.free_slots.popleft()
         try:
             completion = await self.backend.generate(request)
+        except asyncio.CancelledError:
+            self._ended(call, "cancelled")
+            raise
         finally:
             held = self._release(call, slot)
+        self._ended(call, "done", completion.completion_tokens)
         self.metrics.served(completion)
         return Outcome(completion, held)
 
@@ -206,6 +221,7 @@ class LLMWorker:
         admitted = await self._admit(call, request)
         assert self.view is not None and self.backend is not None
         if not admitted:
+            self._ended(call, "withdrawn")
             yield Outcome(None, tuple(self.view.held_prefixes))
             return
         slot = self.free_slots.popleft()
@@ -216,9 +232,13 @@ class LLMWorker:
                     completion = chunk.completion
                 else:
                     yield chunk
+        except (asyncio.CancelledError, GeneratorExit):
+            self._ended(call, "cancelled")
+            raise
         finally:
             held = self._release(call, slot)
         assert completion is not None, "a backend stream ends with its completion"
+        self._ended(call, "done", completion.completion_tokens)
         self.metrics.served(completion)
         yield Outcome(completion, held)
 

@@ -43,13 +43,12 @@ async def state(worker_id: str) -> dict:
     return await ray.get_actor(f"sloflow-worker-{worker_id}").state.remote()
 
 
-# A cancelled 900-token generation must stop long before it could have ended (about 15 s of
-# decoding on a quiet machine, more on a loaded one), however slowly a loaded machine passes on
-# the cancel.
-STOPS_WITHIN_S = 10.0
+# Only a bound against hanging: whether a cancel worked is read from how the worker says the call
+# ended (`cancelled`, not `done` after all its tokens), which holds however slow the machine is.
+HANG_S = 120.0
 
 
-async def until(worker_id: str, holds: str, what: bool, timeout_s: float = STOPS_WITHIN_S) -> float:
+async def until(worker_id: str, holds: str, what: bool, timeout_s: float = HANG_S) -> float:
     """Seconds until the worker holds some (`what`) or no calls `holds` ("queued", "running")."""
     start = time.monotonic()
     while bool((s := await state(worker_id))[holds]) != what:
@@ -58,27 +57,26 @@ async def until(worker_id: str, holds: str, what: bool, timeout_s: float = STOPS
     return time.monotonic() - start
 
 
-async def until_idle(worker_id: str) -> float:
-    """Seconds until the worker holds no call, queued or running."""
-    start = time.monotonic()
+async def until_idle(worker_id: str) -> list[str | None]:
+    """Wait until the worker holds no call, queued or running; how its recent calls ended, oldest first."""
     await until(worker_id, "queued", False)
     await until(worker_id, "running", False)
-    return time.monotonic() - start
+    return [r["ended"] for r in (await state(worker_id))["recent"]]
 
 
 async def test_cancelled_calls_leave_the_worker_and_free_its_slot(test_model_path: Path) -> None:
     dispatcher, (w,) = await cluster(llama(test_model_path))
     client = SchedulerClient(dispatcher)
     running = asyncio.ensure_future(client.generate(long_request(), ctx(120.0)))
-    await until(w, "running", True, timeout_s=30)
+    await until(w, "running", True)
     queued = asyncio.ensure_future(client.generate(long_request(), ctx(120.0)))
     await until(w, "queued", True)
 
     queued.cancel()  # waiting in the worker's queue: withdrawn from it
-    assert await until(w, "queued", False) < STOPS_WITHIN_S
+    await until(w, "queued", False)
     assert len((await state(w))["running"]) == 1
     running.cancel()  # generating: llama.cpp stops at its next token and the slot is freed
-    assert await until_idle(w) < STOPS_WITHIN_S
+    assert await until_idle(w) == ["cancelled", "cancelled"]
     for task in (running, queued):
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -98,7 +96,7 @@ async def test_a_stream_the_reader_abandons_stops_on_its_worker(test_model_path:
     pieces = [await anext(stream) for _ in range(3)]
     assert all(p.text for p in pieces)
     await stream.aclose()  # what a server does when its client hangs up mid-stream
-    assert await until_idle(w) < STOPS_WITHIN_S
+    assert await until_idle(w) == ["cancelled"]
     out = await client.generate(GenerateRequest(prompt="Say hi.", max_tokens=8), ctx())
     assert out.completion_tokens >= 1
 
@@ -169,20 +167,22 @@ async def chat_server(dispatcher: object) -> AsyncIterator[str]:
 
 async def test_a_chat_client_that_hangs_up_frees_the_worker(test_model_path: Path) -> None:
     dispatcher, (w,) = await cluster(llama(test_model_path))
-    # Greedy, this model counts on for all 900 tokens (about 15 s here): only a hang-up ends it early.
-    body = {"messages": [{"role": "user", "content": "Count from 1 to 1000, separated by commas."}],
-            "max_tokens": 900, "temperature": 0}
+    # The grammar admits no end before 1000 numbers, so whatever the model writes, only a hang-up
+    # ends the call before its 900 tokens.
+    endless = {"type": "array", "items": {"type": "integer"}, "minItems": 1000}
+    body = {"messages": [{"role": "user", "content": "Count from 1 to 1000."}], "max_tokens": 900,
+            "response_format": {"type": "json_object", "schema": endless}}
     async with chat_server(dispatcher) as url, httpx.AsyncClient(base_url=url) as http:
         plain = asyncio.ensure_future(http.post("/v1/chat/completions", json=body, timeout=60))
-        await until(w, "running", True, timeout_s=30)
+        await until(w, "running", True)
         plain.cancel()  # closes the connection: the server sees the client go
-        assert await until_idle(w) < STOPS_WITHIN_S
+        assert await until_idle(w) == ["cancelled"]
 
         async with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}, timeout=60) as resp:
             lines = resp.aiter_lines()
             while "content" not in await anext(lines):
                 pass
-        assert await until_idle(w) < STOPS_WITHIN_S
+        assert await until_idle(w) == ["cancelled", "cancelled"]
         out = await http.post("/v1/chat/completions", json={**body, "max_tokens": 4}, timeout=60)
         assert out.status_code == 200 and out.json()["usage"]["completion_tokens"] >= 1
 
@@ -203,7 +203,7 @@ async def test_cancelling_a_workflow_run_stops_its_llm_call_on_the_worker(test_m
     registry.add(wf)
     runtime = Runtime(MemoryRunStore(), None, client=SchedulerClient(dispatcher), registry=registry)
     run = await runtime.start("counts", {})
-    await until(w, "running", True, timeout_s=30)
+    await until(w, "running", True)
     await runtime.cancel(run.id)  # withdraws the stage's pending ctx.llm call
-    assert (await asyncio.wait_for(runtime.wait(run.id), 10)).status is RunStatus.cancelled
-    assert await until_idle(w) < STOPS_WITHIN_S
+    assert (await asyncio.wait_for(runtime.wait(run.id), HANG_S)).status is RunStatus.cancelled
+    assert await until_idle(w) == ["cancelled"]

@@ -1,4 +1,5 @@
-"""The retrieval planner: the whole plan in one constrained generation, one repair, then the default plan.
+"""The retrieval planner: the whole plan in one constrained generation, one repair, then the sound
+part of the plan (`prune`), and only if nothing of it can run, the default plan.
 
 `make_plan` takes any `llm` with the `ctx.llm.json` signature, so a workflow stage passes its
 `ctx.llm` (the calls then carry the run's deadline) and a benchmark can pass a bare client.
@@ -17,6 +18,7 @@ from sloflow.planners.plans.default import default_plan
 from sloflow.planners.plans.grammar import plan_json_schema
 from sloflow.planners.plans.plan import Plan, PlanExample
 from sloflow.planners.plans.prompts import planner_prompt, repair_prompt
+from sloflow.planners.plans.prune import prune_plan
 from sloflow.planners.plans.validate import validate_plan
 
 Outcome = Literal["valid", "repaired", "default"]
@@ -43,7 +45,8 @@ async def make_plan(
     max_tokens: int = PLAN_TOKENS,
     model: str | None = None,
 ) -> Planned:
-    """Plan in one generation; on a validation failure repair once (if `repair`), else the default plan."""
+    """Plan in one generation; on a validation failure repair once (if `repair`), then run the sound
+    part of the last plan (the calls that can run), else the default plan."""
     known: list[PlanSource] = plan_sources(sources)
     schema = plan_json_schema(known)
     attempts: list[Any] = []
@@ -85,6 +88,14 @@ async def make_plan(
         # branch of the plan, not the whole question.
         notes.append(f"planning: the plan still has argument problems ({'; '.join(problems)[:300]}); it ran, the sources checking them")
         return Planned(runnable[0], "repaired", attempts, notes)
+    if repair:
+        pruned = [p for p in (prune_plan(a, known) for a in reversed(attempts) if a is not None) if p is not None]
+        if pruned:
+            best = max(pruned, key=lambda p: len(p.plan.calls))  # the repair first among equals
+            kept = f"{len(best.plan.calls)} calls ran"
+            kept += f" without {', '.join(best.dropped)} (they could not run, or used a step that could not)" if best.dropped else " under a rebuilt var_result"
+            notes.append(f"planning: no valid plan ({'; '.join(problems)[:300]}); its sound part of {kept}")
+            return Planned(best.plan, "repaired", attempts, notes)
     notes.append("planning: no valid plan (" + "; ".join(problems)[:300] + "); the default plan (every index searched) ran")
     return Planned(default_plan(question, known), "default", attempts, notes)
 

@@ -120,6 +120,22 @@ async def test_a_plan_whose_only_problems_are_arguments_still_runs_after_the_rep
     assert {c["label"]: c["status"] for c in out["calls"]} == {"var1": "failed", "var2": "skipped", "var3": "skipped"}
 
 
+async def test_when_the_repair_fails_too_the_sound_part_of_the_plan_runs(retail: SourceRegistry) -> None:
+    # var2 refers to itself, so it and var3 (which uses it) cannot run; var1 can.
+    broken = [
+        GOOD_PLAN[0],
+        {"name": POLICY_INDEX, "arguments": {"query": "returns $var2$"}, "label": "var2"},
+        {"name": "get_product_details", "arguments": {"product_id": "$var2.0.text$"}, "label": "var3"},
+        {"name": "var_result", "arguments": {"order": "$var1$", "policy": "$var2$"}},
+    ]
+    run = await runtime(Scripted([broken, broken]), retail, None).run("reaper", {"question": QUESTION, "memory": False}, slo=60)
+    out = run.output
+    assert run.status is RunStatus.succeeded and out["plan_outcome"] == "repaired"
+    assert out["plan"] == [GOOD_PLAN[0], {"name": "var_result", "arguments": {"order": "$var1$"}}]
+    assert [(c["label"], c["status"]) for c in out["calls"]] == [("var1", "ok")]
+    assert any("sound part" in n and "var2, var3" in n for n in out["notes"])
+
+
 async def test_memory_off_is_not_consulted(retail: SourceRegistry) -> None:
     class Watching(PlanMemory):
         asked = 0

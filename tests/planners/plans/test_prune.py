@@ -1,0 +1,40 @@
+"""Pruning keeps the calls of a broken plan that can run and drops the rest with what depends on them."""
+
+from __future__ import annotations
+
+from sloflow.planners.plans.catalog import PlanSource
+from sloflow.planners.plans.prune import prune_plan
+from sloflow.planners.plans.validate import validate_plan
+
+
+def test_unknown_sources_and_bad_references_are_dropped_with_their_dependants(shop_sources: list[PlanSource]) -> None:
+    plan = [
+        {"name": "order_status", "arguments": {"order_id": 7}, "label": "var1"},
+        {"name": "order_statuz", "arguments": {"order_id": 8}, "label": "var2"},  # unknown source
+        {"name": "manuals", "arguments": {"query": "$var2.status$"}, "label": "var3"},  # uses a dropped step
+        {"name": "reviews", "arguments": {"query": "about $var4$"}, "label": "var4"},  # refers to itself
+        {"name": "manuals", "arguments": {"query": "care of $var1.items.sku$"}, "label": "var5"},
+        {"name": "var_result", "arguments": {"status": "$var1$", "bad": "$var3$", "care": "$var5$"}},
+    ]
+    pruned = prune_plan(plan, shop_sources)
+    assert pruned is not None and pruned.dropped == ["var2", "var3", "var4"]
+    assert [s.label for s in pruned.plan.calls] == ["var1", "var5"]
+    assert pruned.plan.result is not None and pruned.plan.result.arguments == {"status": "$var1$", "care": "$var5$"}
+    assert validate_plan(pruned.plan, shop_sources).ok
+
+
+def test_a_missing_or_emptied_var_result_is_rebuilt_over_the_leaf_calls(shop_sources: list[PlanSource]) -> None:
+    plan = [
+        {"name": "order_status", "arguments": {"order_id": 7}, "label": "var1"},
+        {"name": "manuals", "arguments": {"query": "$var1.status$"}, "label": "var2"},
+        {"name": "reviews", "arguments": {"query": "kettles"}, "label": "var1"},  # a label used before
+    ]
+    pruned = prune_plan(plan, shop_sources)
+    assert pruned is not None and pruned.dropped == ["var1"]
+    assert pruned.plan.to_nestful()[-1] == {"name": "var_result", "arguments": {"var2": "$var2$"}}
+    assert validate_plan(pruned.plan, shop_sources).ok
+
+
+def test_nothing_to_keep_gives_none(shop_sources: list[PlanSource]) -> None:
+    assert prune_plan([{"name": "nope", "arguments": {}, "label": "var1"}], shop_sources) is None
+    assert prune_plan("not a plan", shop_sources) is None
