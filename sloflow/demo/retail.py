@@ -183,17 +183,26 @@ class RetailStore:
         return dict(sorted(self._conn().execute("SELECT name, product_id FROM products").fetchall()))
 
 
-def _object(*fields: str) -> dict[str, Any]:
-    return {"type": "object", "properties": {f: {} for f in fields}}
+def _object(**fields: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": fields}
 
 
-# What each function returns, so a plan may reference fields (`$var2.items$`) or lists of them.
+_TEXT: dict[str, Any] = {"type": "string"}
+_ITEM = _object(name=_TEXT, product_id=_TEXT, item_id=_TEXT, price={"type": "number"}, options={"type": "object"})
+
+# What each function returns, so a plan may reference fields (`$var2.items.product_id$`) or lists of them.
 OUTPUTS: dict[str, dict[str, Any]] = {
     "find_user_id_by_email": {"type": "string", "description": "the user id"},
     "find_user_id_by_name_zip": {"type": "string", "description": "the user id"},
-    "get_user_details": _object("user_id", "name", "address", "email", "payment_methods", "orders"),
-    "get_order_details": _object("order_id", "user_id", "address", "items", "status", "fulfillments", "payment_history"),
-    "get_product_details": _object("name", "product_id", "variants"),
+    "get_user_details": _object(
+        user_id=_TEXT, name=_object(first_name=_TEXT, last_name=_TEXT), address={"type": "object"}, email=_TEXT,
+        payment_methods={"type": "object"}, orders={"type": "array", "items": _TEXT, "description": "order ids"},
+    ),
+    "get_order_details": _object(
+        order_id=_TEXT, user_id=_TEXT, address={"type": "object"}, items={"type": "array", "items": _ITEM}, status=_TEXT,
+        fulfillments={"type": "array"}, payment_history={"type": "array"},
+    ),
+    "get_product_details": _object(name=_TEXT, product_id=_TEXT, variants={"type": "object", "description": "item id -> variant"}),
     "list_all_product_types": {"type": "object", "description": "product name -> product id"},
 }
 

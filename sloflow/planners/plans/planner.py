@@ -15,14 +15,16 @@ from typing import Any, Literal
 from sloflow.errors import DeadlineExceeded, SloflowError
 from sloflow.planners.plans.catalog import PlanSource, plan_sources
 from sloflow.planners.plans.default import default_plan
+from sloflow.planners.plans.fanout import collapse_enumerations
 from sloflow.planners.plans.grammar import plan_json_schema
-from sloflow.planners.plans.plan import Plan, PlanExample
+from sloflow.planners.plans.plan import Plan, PlanExample, parse_plan
 from sloflow.planners.plans.prompts import planner_prompt, repair_prompt
 from sloflow.planners.plans.prune import prune_plan
 from sloflow.planners.plans.validate import validate_plan
 
 Outcome = Literal["valid", "repaired", "default"]
 PLAN_TOKENS = 512  # room for about ten steps
+PLAN_STEPS = 12  # calls in a plan at most: the grammar closes the list there
 
 
 @dataclass
@@ -48,8 +50,9 @@ async def make_plan(
     """Plan in one generation; on a validation failure repair once (if `repair`), then run the sound
     part of the last plan (the calls that can run), else the default plan."""
     known: list[PlanSource] = plan_sources(sources)
-    schema = plan_json_schema(known)
+    schema = plan_json_schema(known, max_steps=PLAN_STEPS)
     attempts: list[Any] = []
+    candidates: list[Plan] = []  # each attempt as read, item-by-item steps folded into one
     notes: list[str] = []
     previous: Any = None
     problems: list[str] = []
@@ -71,6 +74,9 @@ async def make_plan(
             previous, problems = None, [exc.message]
         attempts.append(previous)
         if previous is not None:
+            previous = _folded(previous, notes)
+            if isinstance(previous, Plan):
+                candidates.append(previous)
             validation = validate_plan(previous, known)
             if validation.ok and validation.plan is not None:
                 outcome: Outcome = "valid" if attempt == "plan" else "repaired"
@@ -89,7 +95,7 @@ async def make_plan(
         notes.append(f"planning: the plan still has argument problems ({'; '.join(problems)[:300]}); it ran, the sources checking them")
         return Planned(runnable[0], "repaired", attempts, notes)
     if repair:
-        pruned = [p for p in (prune_plan(a, known) for a in reversed(attempts) if a is not None) if p is not None]
+        pruned = [p for p in (prune_plan(c, known) for c in reversed(candidates)) if p is not None]
         if pruned:
             best = max(pruned, key=lambda p: len(p.plan.calls))  # the repair first among equals
             kept = f"{len(best.plan.calls)} calls ran"
@@ -100,7 +106,21 @@ async def make_plan(
     return Planned(default_plan(question, known), "default", attempts, notes)
 
 
-def _text(previous: Any) -> str:
+def _folded(raw: Any, notes: list[str]) -> Any:
+    """The attempt as a Plan with item-by-item steps folded into one fan-out step; as it came if it is no plan."""
+    try:
+        plan = parse_plan(raw)
+    except SloflowError:
+        return raw  # validation words the problem
+    plan, folded = collapse_enumerations(plan)
+    if folded:
+        notes.append(f"planning: steps {', '.join(folded)} repeated the step before them for the next item of a list; one step runs per item instead")
+    return plan
+
+
+def _text(previous: Any) -> Plan | str:
     if previous is None:
         return "(no plan: the answer was not JSON)"
-    return previous if isinstance(previous, str) else json.dumps(previous, ensure_ascii=False)
+    if isinstance(previous, (Plan, str)):
+        return previous
+    return json.dumps(previous, ensure_ascii=False)

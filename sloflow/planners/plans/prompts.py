@@ -1,7 +1,8 @@
 """Prompts of the retrieval planner: the whole plan in one generation, and one repair with the validator's problems.
 
-Both start with the same system message (instructions, then the sources), so a worker that served
-the plan prefills only the tail of the repair; examples, which differ per question, come after.
+The repair continues the planner's conversation (the plan as the model's turn, then the problems),
+so a worker that served the plan prefills only the problems; examples, which differ per question,
+come after the instructions and the sources.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ Answer with a JSON list of steps and nothing else.
 - A call is {"name": "<source>", "arguments": {...}, "label": "var1"}; label the calls var1, var2, ... in order.
 - An argument may use the output of an earlier step: "$var1$" is the whole output, "$var1.field$" one field, "$var1.0.text$" a field of its first item.
 - A reference may also stand inside a longer string: "reviews of $var1.name$".
-- A field of a list is that field of every item: "$var1.items.id$" is the id of each item; given where one value is expected, the step runs once per item.
+- A field of a list is that field of every item: "$var1.items.id$" is the id of each item; given where one value is expected, the step runs once per item. Write an index ("$var1.items.0.id$") only when the question is about that one item.
+- Copy ids, names and numbers the question gives into the arguments as they are.
 - Steps that do not use each other's outputs run at the same time; a step may only use the outputs of steps before it.
 - The last step is {"name": "var_result", "arguments": {"<what>": "$var1$", ...}}: the outputs the answer needs.
 - Call only the sources below, with the arguments they take."""
@@ -49,6 +51,16 @@ BUILTIN_EXAMPLES: list[tuple[str, list[dict[str, Any]]]] = [
         ],
     ),
     (
+        "I am Ana Diaz, ana@example.com. Order #A17 came broken: what is in it, and how do I send it back?",
+        [
+            {"name": "get_customer", "arguments": {"email": "ana@example.com"}, "label": "var1"},
+            {"name": "get_order", "arguments": {"order_id": "#A17"}, "label": "var2"},
+            {"name": "get_item", "arguments": {"sku": "$var2.items.sku$"}, "label": "var3"},
+            {"name": "manuals", "arguments": {"query": "returning a broken item", "k": 3}, "label": "var4"},
+            {"name": "var_result", "arguments": {"customer": "$var1$", "order": "$var2$", "items": "$var3$", "returns": "$var4$"}},
+        ],
+    ),
+    (
         "I am ana@example.com: in which colours do the items of my last order come?",
         [
             {"name": "get_customer", "arguments": {"email": "ana@example.com"}, "label": "var1"},
@@ -68,14 +80,15 @@ def planner_prompt(question: str, sources: Iterable[Any], examples: Sequence[Pla
 def repair_prompt(
     question: str, sources: Iterable[Any], previous: Plan | str, problems: Sequence[str], examples: Sequence[PlanExample] = ()
 ) -> list[Message]:
-    """Ask once more, quoting the previous plan and what the validator found wrong with it."""
+    """Ask once more in the same conversation: the plan as the model's turn, then what the validator found wrong.
+
+    The messages extend the planner prompt, so a worker that kept the plan's conversation in its
+    prompt cache prefills only the problems.
+    """
     text = previous.to_json() if isinstance(previous, Plan) else previous.strip()
     found = "\n".join(f"- {p}" for p in problems)
-    user = (
-        f"Question: {question.strip()}\n\nYour plan was:\n{text}\n\nIt has these problems:\n{found}\n\n"
-        "Write the whole corrected plan as a JSON list of steps."
-    )
-    return [Message(role="system", content=_system(plan_sources(sources), examples)), Message(role="user", content=user)]
+    user = f"That plan has these problems:\n{found}\n\nWrite the whole corrected plan as a JSON list of steps."
+    return [*planner_prompt(question, sources, examples), Message(role="assistant", content=text), Message(role="user", content=user)]
 
 
 def _system(sources: list[PlanSource], examples: Sequence[PlanExample]) -> str:

@@ -37,7 +37,7 @@ def test_built_in_examples_are_valid_plans_for_the_sources_they_describe() -> No
         PlanSource("get_order", "order", one("order_id"), {"type": "object", "properties": {"status": {}, "items": {"type": "array", "items": {"type": "object", "properties": {"sku": {}, "name": {}}}}}}),
         PlanSource("get_item", "item", one("sku"), {"type": "object", "properties": {"name": {}, "colours": {}, "stock": {}}}),
     ]
-    assert len(BUILTIN_EXAMPLES) == 3
+    assert len(BUILTIN_EXAMPLES) == 4
     for _, plan in BUILTIN_EXAMPLES:
         assert validate_plan(plan, their_sources).problems == []
 
@@ -53,14 +53,14 @@ def test_examples_from_memory_replace_the_built_in_ones(shop_sources: list[PlanS
     assert f"Question: is the kettle loud?\nPlan: {remembered.to_json()}" in with_memory
 
 
-def test_the_repair_prompt_quotes_the_plan_and_the_problems_after_the_same_system_message(shop_sources: list[PlanSource]) -> None:
+def test_the_repair_prompt_continues_the_planner_conversation_with_the_problems(shop_sources: list[PlanSource]) -> None:
     previous = [{"name": "orderz", "arguments": {"order_id": 7}, "label": "var1"}, {"name": "var_result", "arguments": {"s": "$var1$"}}]
     check = validate_plan(previous, shop_sources)
     assert check.plan is not None
-    system, user = repair_prompt("Is order 7 shipped?", shop_sources, check.plan, check.problems)
-    assert system == planner_prompt("Is order 7 shipped?", shop_sources)[0]  # one shared prefix for plan and repair
-    assert user.content.startswith("Question: Is order 7 shipped?\n\nYour plan was:\n" + json.dumps(previous))
-    assert "- step var1 calls unknown source 'orderz'" in user.content
-    assert user.content.endswith("Write the whole corrected plan as a JSON list of steps.")
-    raw = repair_prompt("q", shop_sources, "  [not json  ", ["the plan is not valid JSON: Expecting value at character 1"])[1].content
-    assert "Your plan was:\n[not json\n" in raw and "- the plan is not valid JSON" in raw
+    system, question, plan, problems = repair_prompt("Is order 7 shipped?", shop_sources, check.plan, check.problems)
+    assert [system, question] == planner_prompt("Is order 7 shipped?", shop_sources)  # one shared prefix for plan and repair
+    assert plan.role == "assistant" and plan.content == json.dumps(previous)
+    assert problems.role == "user" and "- step var1 calls unknown source 'orderz'" in problems.content
+    assert problems.content.endswith("Write the whole corrected plan as a JSON list of steps.")
+    raw = repair_prompt("q", shop_sources, "  [not json  ", ["the plan is not valid JSON: Expecting value at character 1"])
+    assert raw[2].content == "[not json" and "- the plan is not valid JSON" in raw[3].content
