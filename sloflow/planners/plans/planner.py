@@ -24,7 +24,7 @@ from sloflow.planners.plans.validate import validate_plan
 
 Outcome = Literal["valid", "repaired", "default"]
 PLAN_TOKENS = 512  # room for about ten steps
-PLAN_STEPS = 12  # calls in a plan at most: the grammar closes the list there
+PLAN_STEPS = 8  # calls in a plan at most: the grammar closes the list there (a step may run per item)
 
 
 @dataclass
@@ -87,6 +87,11 @@ async def make_plan(
                     notes.append(f"planning: a valid plan of {calls} calls in one generation")
                 return Planned(validation.plan, outcome, attempts, notes)
             problems = validation.problems
+            rebuilt = prune_plan(previous, known) if repair else None
+            if rebuilt is not None and not rebuilt.dropped and validate_plan(rebuilt.plan, known).ok:
+                # Every call is sound and only var_result was missing or wrong: no need to ask again.
+                notes.append(f"planning: the plan's calls were sound but not its var_result ({'; '.join(problems)[:300]}); it was rebuilt over them")
+                return Planned(rebuilt.plan, "repaired", attempts, notes)
             if validation.runnable and validation.plan is not None:
                 runnable.insert(0, validation.plan)  # a repaired plan goes before the first
     if runnable and repair:

@@ -136,6 +136,16 @@ async def test_when_the_repair_fails_too_the_sound_part_of_the_plan_runs(retail:
     assert any("sound part" in n and "var2, var3" in n for n in out["notes"])
 
 
+async def test_a_plan_without_its_var_result_gets_one_without_asking_again(retail: SourceRegistry) -> None:
+    llm = Scripted([GOOD_PLAN[:-1]])
+    run = await runtime(llm, retail, None).run("reaper", {"question": QUESTION, "memory": False}, slo=60)
+    out = run.output
+    assert out["plan_outcome"] == "repaired" and out["plan"][:-1] == GOOD_PLAN[:-1]
+    assert out["plan"][-1] == {"name": "var_result", "arguments": {"var2": "$var2$", "var3": "$var3$"}}  # the leaf calls
+    assert len(llm.calls) == 2  # the plan and the answer: no repair call
+    assert any("rebuilt" in n for n in out["notes"])
+
+
 async def test_memory_off_is_not_consulted(retail: SourceRegistry) -> None:
     class Watching(PlanMemory):
         asked = 0
