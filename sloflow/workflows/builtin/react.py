@@ -33,6 +33,8 @@ _SYSTEM = """\
 You answer a question by calling sources, one call per turn; after each call you see its output.
 Each turn, answer with JSON only: {"thought": "<short reasoning>", "name": "<source>", "arguments": {...}}.
 When you have what the answer needs, use {"thought": "...", "name": "finish", "arguments": {"answer": "<the answer>"}}.
+Copy ids, names and numbers the question gives into the arguments as they are. An observation that is an error means the
+call failed: try another source or other arguments, never the same call again.
 
 Sources:
 """
