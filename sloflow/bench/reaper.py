@@ -79,6 +79,7 @@ async def nestful(client: Any, data: list[dict[str, Any]], spec: list[dict[str, 
     seconds: list[float] = []
     for n, (i, item) in enumerate(evaluate, 1):
         gold = item["output"]
+        line: dict[str, Any] = {"set": "nestful", "id": i}
         for mode in ("memory", "no_memory"):
             examples = memory.examples("nestful", item["input"], sources, k=3) if mode == "memory" else []
             start = time.perf_counter()
@@ -88,8 +89,11 @@ async def nestful(client: Any, data: list[dict[str, Any]], spec: list[dict[str, 
             if mode == "memory":
                 seconds.append(time.perf_counter() - start)
                 outcomes[planned.outcome] += 1
-                predictions.append({"set": "nestful", "id": i, "plan": predicted, "outcome": planned.outcome, "notes": planned.notes})
+                line.update(plan=predicted, outcome=planned.outcome, notes=planned.notes, attempts=planned.attempts)
             else:
+                # The same item without memory, for reading the scores: the plan, and what the planner saw wrong.
+                line.update(no_memory_plan=predicted, no_memory_outcome=planned.outcome, no_memory_notes=planned.notes, no_memory_attempts=planned.attempts)
+                predictions.append(line)
                 # The single-call baseline is that same first call (same prompt, no memory), taken
                 # as it came: no repair, no default plan.
                 first = planned.attempts[0] if planned.attempts else None
