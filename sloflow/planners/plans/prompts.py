@@ -94,7 +94,11 @@ def repair_prompt(
 def _system(sources: list[PlanSource], examples: Sequence[PlanExample]) -> str:
     lines = [INSTRUCTIONS, "", "Sources:", *(describe_source(s) for s in sources), ""]
     if examples:
-        lines.append("Examples of earlier questions and their plans:")
+        # Plans from memory carry their own question's ids and names; a small planner copies them.
+        lines.append(
+            "Plans that served similar earlier questions. Their ids, names and values belong to those questions: "
+            "take the ones this question gives, and change the steps where this question differs:"
+        )
         lines += [f"Question: {e.request}\nPlan: {e.plan.to_json()}" for e in examples]
     else:
         lines.append(BUILTIN_EXAMPLES_NOTE)
