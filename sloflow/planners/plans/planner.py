@@ -78,6 +78,10 @@ async def make_plan(
             if isinstance(previous, Plan):
                 candidates.append(previous)
             validation = validate_plan(previous, known)
+            if validation.plan is not None:
+                borrowed = borrowed_values(validation.plan, question, examples)
+                validation.problems += borrowed
+                validation.argument_problems += borrowed
             if validation.ok and validation.plan is not None:
                 outcome: Outcome = "valid" if attempt == "plan" else "repaired"
                 calls = len(validation.plan.calls)
@@ -88,7 +92,7 @@ async def make_plan(
                 return Planned(validation.plan, outcome, attempts, notes)
             problems = validation.problems
             rebuilt = prune_plan(previous, known) if repair else None
-            if rebuilt is not None and not rebuilt.dropped and validate_plan(rebuilt.plan, known).ok:
+            if rebuilt is not None and not rebuilt.dropped and validate_plan(rebuilt.plan, known).ok and not borrowed_values(rebuilt.plan, question, examples):
                 # Every call is sound and only var_result was missing or wrong: no need to ask again.
                 notes.append(f"planning: the plan's calls were sound but not its var_result ({'; '.join(problems)[:300]}); it was rebuilt over them")
                 return Planned(rebuilt.plan, "repaired", attempts, notes)
@@ -109,6 +113,29 @@ async def make_plan(
             return Planned(best.plan, "repaired", attempts, notes)
     notes.append("planning: no valid plan (" + "; ".join(problems)[:300] + "); the default plan (every index searched) ran")
     return Planned(default_plan(question, known), "default", attempts, notes)
+
+
+def borrowed_values(plan: Plan, question: str, examples: Sequence[PlanExample]) -> list[str]:
+    """Problems for id-like literal arguments copied from an example's question that this question does not contain.
+
+    A small planner copies the ids of the nearest stored plan (another customer's order number):
+    a value with a digit in it (ids, zip codes, dates) is borrowed when it occurs in an example's
+    request but not in this question. Words are left alone: defaults like "metric" may rightly
+    recur without being asked for.
+    """
+    asked = question.casefold()
+    problems = []
+    for step in plan.calls:
+        for name, value in step.arguments.items():
+            text = str(value).strip().casefold().lstrip("#")
+            if len(text) < 4 or "$" in text or not any(c.isdigit() for c in text) or text in asked:
+                continue
+            if any(text in e.request.casefold() for e in examples):
+                problems.append(
+                    f"step {step.label} ({step.name}) uses {name}={value!r}, which comes from an example's question, not this one; "
+                    "take the values this question gives, or the output of an earlier step"
+                )
+    return problems
 
 
 def _folded(raw: Any, notes: list[str]) -> Any:

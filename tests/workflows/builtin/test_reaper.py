@@ -146,6 +146,20 @@ async def test_a_plan_without_its_var_result_gets_one_without_asking_again(retai
     assert any("rebuilt" in n for n in out["notes"])
 
 
+async def test_an_id_copied_from_a_remembered_plan_is_sent_back_for_repair(retail: SourceRegistry, memory: PlanMemory) -> None:
+    first = await runtime(Scripted([GOOD_PLAN]), retail, memory).run("reaper", {"question": QUESTION, "namespace": "t-borrow"}, slo=60)
+    assert first.output["plan_outcome"] == "valid"
+    own = [dict(GOOD_PLAN[0], arguments={"order_id": "#W1002"}), *GOOD_PLAN[1:]]
+    llm = Scripted([GOOD_PLAN, own])  # first the remembered plan's order id, then this question's
+    run = await runtime(llm, retail, memory).run(
+        "reaper", {"question": "What is the status of order #W1002 and can I still return it?", "namespace": "t-borrow"}, slo=60
+    )
+    out = run.output
+    assert out["examples_used"] == 1 and out["plan_outcome"] == "repaired" and out["plan"] == own
+    problems = llm.calls[1][0].messages[-1].content
+    assert "'#W1001', which comes from an example's question" in problems
+
+
 async def test_memory_off_is_not_consulted(retail: SourceRegistry) -> None:
     class Watching(PlanMemory):
         asked = 0
