@@ -78,10 +78,9 @@ async def make_plan(
             if isinstance(previous, Plan):
                 candidates.append(previous)
             validation = validate_plan(previous, known)
-            if validation.plan is not None:
-                borrowed = borrowed_values(validation.plan, question, examples)
-                validation.problems += borrowed
-                validation.argument_problems += borrowed
+            borrowed = borrowed_values(validation.plan, question, examples) if validation.plan is not None else []
+            validation.problems += borrowed
+            validation.argument_problems += borrowed
             if validation.ok and validation.plan is not None:
                 outcome: Outcome = "valid" if attempt == "plan" else "repaired"
                 calls = len(validation.plan.calls)
@@ -92,7 +91,8 @@ async def make_plan(
                 return Planned(validation.plan, outcome, attempts, notes)
             problems = validation.problems
             rebuilt = prune_plan(previous, known) if repair else None
-            if rebuilt is not None and not rebuilt.dropped and validate_plan(rebuilt.plan, known).ok and not borrowed_values(rebuilt.plan, question, examples):
+            # Nothing dropped means the same calls, so the same borrowed values as above.
+            if rebuilt is not None and not rebuilt.dropped and not borrowed and validate_plan(rebuilt.plan, known).ok:
                 # Every call is sound and only var_result was missing or wrong: no need to ask again.
                 notes.append(f"planning: the plan's calls were sound but not its var_result ({'; '.join(problems)[:300]}); it was rebuilt over them")
                 return Planned(rebuilt.plan, "repaired", attempts, notes)
