@@ -47,11 +47,12 @@ def plan_json_schema(sources: Iterable[Any], per_source_arguments: bool = True, 
 
 
 def _call_schema(name: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
-    # Property order is the NESTFUL order (name, arguments, label); llama.cpp emits them in this order.
+    # llama.cpp emits properties in this order: the label first, so the model has written a step's
+    # own label before its arguments (NESTFUL's data puts it last; the planner referred to it then).
     return {
         "type": "object",
-        "properties": {"name": name, "arguments": arguments, "label": {"type": "string", "pattern": LABEL_PATTERN}},
-        "required": ["name", "arguments", "label"],
+        "properties": {"label": {"type": "string", "pattern": LABEL_PATTERN}, "name": name, "arguments": arguments},
+        "required": ["label", "name", "arguments"],
         "additionalProperties": False,
     }
 

@@ -1,6 +1,6 @@
 """Retrieval plans in the NESTFUL convention: labelled steps, `$varN.field$` references, a final `var_result`.
 
-A plan is a JSON list of steps `{"name": source, "arguments": {...}, "label": "var1"}`; an
+A plan is a JSON list of steps `{"label": "var1", "name": source, "arguments": {...}}`; an
 argument may reference an earlier step's output. The last step `{"name": "var_result",
 "arguments": {"hits": "$var1$"}}` names what the answer needs; as in the NESTFUL gold data it has
 no label of its own.
@@ -42,10 +42,11 @@ class Step(BaseModel):
 
     def to_nestful(self) -> dict[str, Any]:
         """The step as the NESTFUL data writes it (var_result without a label)."""
-        out: dict[str, Any] = {"name": self.name, "arguments": self.arguments}
+        # The label first: a planner that has written it knows which labels its arguments may not use.
+        out: dict[str, Any] = {}
         if self.label is not None and not (self.is_result and self.label == RESULT):
             out["label"] = self.label
-        return out
+        return out | {"name": self.name, "arguments": self.arguments}
 
 
 class Plan(BaseModel):
@@ -92,7 +93,7 @@ def parse_plan(raw: Plan | str | list[Any] | dict[str, Any]) -> Plan:
         # {"steps": [...]} is our own dump; {"output": [...]} a NESTFUL record.
         data = data.get("steps", data.get("output", data))
     if not isinstance(data, list):
-        raise InvalidRequest("the plan must be a JSON list of steps like [{\"name\": ..., \"arguments\": {...}, \"label\": \"var1\"}, ...]")
+        raise InvalidRequest("the plan must be a JSON list of steps like [{\"label\": \"var1\", \"name\": ..., \"arguments\": {...}}, ...]")
     try:
         return Plan(steps=data)
     except ValidationError as exc:

@@ -56,7 +56,7 @@ async def make_plan(
     notes: list[str] = []
     previous: Any = None
     problems: list[str] = []
-    runnable: list[Plan] = []  # plans with argument problems only, best first
+    runnable: list[tuple[Plan, dict[str, str]]] = []  # plans with argument problems only (and their borrowed values), best first
     for attempt in ("plan", "repair"):
         if attempt == "repair" and not repair:
             break
@@ -78,9 +78,9 @@ async def make_plan(
             if isinstance(previous, Plan):
                 candidates.append(previous)
             validation = validate_plan(previous, known)
-            borrowed = borrowed_values(validation.plan, question, examples) if validation.plan is not None else []
-            validation.problems += borrowed
-            validation.argument_problems += borrowed
+            borrowed = borrowed_values(validation.plan, question, examples) if validation.plan is not None else {}
+            validation.problems += borrowed.values()
+            validation.argument_problems += borrowed.values()
             if validation.ok and validation.plan is not None:
                 outcome: Outcome = "valid" if attempt == "plan" else "repaired"
                 calls = len(validation.plan.calls)
@@ -93,16 +93,30 @@ async def make_plan(
             rebuilt = prune_plan(previous, known) if repair else None
             # Nothing dropped means the same calls, so the same borrowed values as above.
             if rebuilt is not None and not rebuilt.dropped and not borrowed and validate_plan(rebuilt.plan, known).ok:
-                # Every call is sound and only var_result was missing or wrong: no need to ask again.
-                notes.append(f"planning: the plan's calls were sound but not its var_result ({'; '.join(problems)[:300]}); it was rebuilt over them")
+                # Every call is sound but for optional arguments that can be left out, or var_result:
+                # no need to ask again.
+                what = f"optional arguments {', '.join(rebuilt.dropped_arguments)} left out" if rebuilt.dropped_arguments else "var_result rebuilt over them"
+                notes.append(f"planning: the plan's calls were sound ({'; '.join(problems)[:300]}); it ran with {what}")
                 return Planned(rebuilt.plan, "repaired", attempts, notes)
             if validation.runnable and validation.plan is not None:
-                runnable.insert(0, validation.plan)  # a repaired plan goes before the first
+                runnable.insert(0, (validation.plan, borrowed))  # a repaired plan goes before the first
     if runnable and repair:
         # Only arguments are in doubt: the sources check them, and a refused call fails its own
-        # branch of the plan, not the whole question.
+        # branch of the plan, not the whole question. A value borrowed from another question is
+        # never sent to a source: those steps (and the steps using them) are left out.
+        plan, borrowed = runnable[0]
+        clean = prune_plan(plan, known, drop=borrowed) if borrowed else None
+        if clean is not None:
+            notes.append(
+                f"planning: the plan still used values of an example's question ({'; '.join(borrowed.values())[:300]}); "
+                f"it ran without {', '.join(clean.dropped)}"
+            )
+            return Planned(clean.plan, "repaired", attempts, notes)
+        if borrowed:
+            notes.append(f"planning: every call of the plan used values of an example's question ({'; '.join(borrowed.values())[:300]}); the default plan ran")
+            return Planned(default_plan(question, known), "default", attempts, notes)
         notes.append(f"planning: the plan still has argument problems ({'; '.join(problems)[:300]}); it ran, the sources checking them")
-        return Planned(runnable[0], "repaired", attempts, notes)
+        return Planned(plan, "repaired", attempts, notes)
     if repair:
         pruned = [p for p in (prune_plan(c, known) for c in reversed(candidates)) if p is not None]
         if pruned:
@@ -115,8 +129,8 @@ async def make_plan(
     return Planned(default_plan(question, known), "default", attempts, notes)
 
 
-def borrowed_values(plan: Plan, question: str, examples: Sequence[PlanExample]) -> list[str]:
-    """Problems for id-like literal arguments copied from an example's question that this question does not contain.
+def borrowed_values(plan: Plan, question: str, examples: Sequence[PlanExample]) -> dict[str, str]:
+    """Step label -> problem, for steps with an id-like literal argument copied from an example's question that this question does not contain.
 
     A small planner copies the ids of the nearest stored plan (another customer's order number):
     a value with a digit in it (ids, zip codes, dates) is borrowed when it occurs in an example's
@@ -124,14 +138,14 @@ def borrowed_values(plan: Plan, question: str, examples: Sequence[PlanExample]) 
     recur without being asked for.
     """
     asked = question.casefold()
-    problems = []
+    problems: dict[str, str] = {}
     for step in plan.calls:
         for name, value in step.arguments.items():
             text = str(value).strip().casefold().lstrip("#")
             if len(text) < 4 or "$" in text or not any(c.isdigit() for c in text) or text in asked:
                 continue
-            if any(text in e.request.casefold() for e in examples):
-                problems.append(
+            if step.label not in problems and any(text in e.request.casefold() for e in examples):
+                problems[str(step.label)] = (
                     f"step {step.label} ({step.name}) uses {name}={value!r}, which comes from an example's question, not this one; "
                     "take the values this question gives, or the output of an earlier step"
                 )

@@ -18,7 +18,7 @@ from sloflow.planners.plans.plan import Plan, PlanExample
 INSTRUCTIONS = """\
 You plan how to gather the evidence for a question, in one go: which sources to call, in what order, with which arguments.
 Answer with a JSON list of steps and nothing else.
-- A call is {"name": "<source>", "arguments": {...}, "label": "var1"}; label the calls var1, var2, ... in order.
+- A call is {"label": "var1", "name": "<source>", "arguments": {...}}; label the calls var1, var2, ... in order.
 - An argument may use the output of an earlier step: "$var1$" is the whole output, "$var1.field$" one field, "$var1.0.text$" a field of its first item.
 - A reference may also stand inside a longer string: "reviews of $var1.name$".
 - A field of a list is that field of every item: "$var1.items.id$" is the id of each item; given where one value is expected, the step runs once per item. Write an index ("$var1.items.0.id$") only when the question is about that one item.
@@ -37,35 +37,35 @@ BUILTIN_EXAMPLES: list[tuple[str, list[dict[str, Any]]]] = [
     (
         "What does the manual say about descaling the product of order 1042?",
         [
-            {"name": "sql:store", "arguments": {"sql": "SELECT product FROM orders WHERE id = 1042"}, "label": "var1"},
-            {"name": "manuals", "arguments": {"query": "descaling $var1.rows.0.0$", "k": 3}, "label": "var2"},
+            {"label": "var1", "name": "sql:store", "arguments": {"sql": "SELECT product FROM orders WHERE id = 1042"}},
+            {"label": "var2", "name": "manuals", "arguments": {"query": "descaling $var1.rows.0.0$", "k": 3}},
             {"name": "var_result", "arguments": {"order": "$var1$", "manual": "$var2$"}},
         ],
     ),
     (
         "Is the X200 kettle quiet, and how long is its warranty?",
         [
-            {"name": "reviews", "arguments": {"query": "X200 kettle noise"}, "label": "var1"},
-            {"name": "manuals", "arguments": {"query": "X200 kettle warranty period"}, "label": "var2"},
+            {"label": "var1", "name": "reviews", "arguments": {"query": "X200 kettle noise"}},
+            {"label": "var2", "name": "manuals", "arguments": {"query": "X200 kettle warranty period"}},
             {"name": "var_result", "arguments": {"noise": "$var1$", "warranty": "$var2$"}},
         ],
     ),
     (
         "I am Ana Diaz, ana@example.com. Order #A17 came broken: what is in it, and how do I send it back?",
         [
-            {"name": "get_customer", "arguments": {"email": "ana@example.com"}, "label": "var1"},
-            {"name": "get_order", "arguments": {"order_id": "#A17"}, "label": "var2"},
-            {"name": "get_item", "arguments": {"sku": "$var2.items.sku$"}, "label": "var3"},
-            {"name": "manuals", "arguments": {"query": "returning a broken item", "k": 3}, "label": "var4"},
+            {"label": "var1", "name": "get_customer", "arguments": {"email": "ana@example.com"}},
+            {"label": "var2", "name": "get_order", "arguments": {"order_id": "#A17"}},
+            {"label": "var3", "name": "get_item", "arguments": {"sku": "$var2.items.sku$"}},
+            {"label": "var4", "name": "manuals", "arguments": {"query": "returning a broken item", "k": 3}},
             {"name": "var_result", "arguments": {"customer": "$var1$", "order": "$var2$", "items": "$var3$", "returns": "$var4$"}},
         ],
     ),
     (
         "I am ana@example.com: in which colours do the items of my last order come?",
         [
-            {"name": "get_customer", "arguments": {"email": "ana@example.com"}, "label": "var1"},
-            {"name": "get_order", "arguments": {"order_id": "$var1.orders.-1$"}, "label": "var2"},
-            {"name": "get_item", "arguments": {"sku": "$var2.items.sku$"}, "label": "var3"},
+            {"label": "var1", "name": "get_customer", "arguments": {"email": "ana@example.com"}},
+            {"label": "var2", "name": "get_order", "arguments": {"order_id": "$var1.orders.-1$"}},
+            {"label": "var3", "name": "get_item", "arguments": {"sku": "$var2.items.sku$"}},
             {"name": "var_result", "arguments": {"order": "$var2$", "items": "$var3$"}},
         ],
     ),

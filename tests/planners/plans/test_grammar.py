@@ -37,7 +37,7 @@ def test_each_source_gets_its_own_arguments_and_non_strings_may_be_references(sh
     assert arguments["required"] == ["order_id"] and arguments["additionalProperties"] is False
     assert arguments["properties"]["order_id"]["anyOf"][0] == {"type": "integer"}
     assert arguments["properties"]["order_id"]["anyOf"][1] == {"type": "string", "pattern": REFERENCE_PATTERN}
-    assert list(status["properties"]) == ["name", "arguments", "label"]  # the NESTFUL order
+    assert list(status["properties"]) == ["label", "name", "arguments"]  # the label before the arguments that may not use it
 
 
 def _grammar(schema: dict[str, Any]) -> str:

@@ -54,7 +54,7 @@ def test_examples_from_memory_replace_the_built_in_ones(shop_sources: list[PlanS
 
 
 def test_the_repair_prompt_continues_the_planner_conversation_with_the_problems(shop_sources: list[PlanSource]) -> None:
-    previous = [{"name": "orderz", "arguments": {"order_id": 7}, "label": "var1"}, {"name": "var_result", "arguments": {"s": "$var1$"}}]
+    previous = [{"label": "var1", "name": "orderz", "arguments": {"order_id": 7}}, {"name": "var_result", "arguments": {"s": "$var1$"}}]
     check = validate_plan(previous, shop_sources)
     assert check.plan is not None
     system, question, plan, problems = repair_prompt("Is order 7 shipped?", shop_sources, check.plan, check.problems)

@@ -38,3 +38,26 @@ def test_a_missing_or_emptied_var_result_is_rebuilt_over_the_leaf_calls(shop_sou
 def test_nothing_to_keep_gives_none(shop_sources: list[PlanSource]) -> None:
     assert prune_plan([{"name": "nope", "arguments": {}, "label": "var1"}], shop_sources) is None
     assert prune_plan("not a plan", shop_sources) is None
+
+
+def test_an_optional_argument_with_a_bad_reference_is_left_out_and_the_call_kept(shop_sources: list[PlanSource]) -> None:
+    plan = [
+        {"label": "var1", "name": "order_status", "arguments": {"order_id": 7, "verbose": "$var1.fast$"}},  # optional, own output
+        {"label": "var2", "name": "order_status", "arguments": {"order_id": "$var3.id$"}},  # required, a later step
+        {"label": "var3", "name": "manuals", "arguments": {"query": "$var1.status$"}},
+        {"name": "var_result", "arguments": {"a": "$var1$", "b": "$var3$"}},
+    ]
+    pruned = prune_plan(plan, shop_sources)
+    assert pruned is not None and pruned.dropped == ["var2"] and pruned.dropped_arguments == ["var1.verbose"]
+    assert pruned.plan.calls[0].arguments == {"order_id": 7}
+    assert validate_plan(pruned.plan, shop_sources).ok
+
+
+def test_steps_asked_to_be_dropped_go_with_their_dependants(shop_sources: list[PlanSource]) -> None:
+    plan = [
+        {"label": "var1", "name": "order_status", "arguments": {"order_id": 7}},
+        {"label": "var2", "name": "manuals", "arguments": {"query": "$var1.status$"}},
+        {"label": "var3", "name": "reviews", "arguments": {"query": "kettles"}},
+    ]
+    pruned = prune_plan(plan, shop_sources, drop=["var1"])
+    assert pruned is not None and pruned.dropped == ["var1", "var2"] and [s.label for s in pruned.plan.calls] == ["var3"]

@@ -160,6 +160,25 @@ async def test_an_id_copied_from_a_remembered_plan_is_sent_back_for_repair(retai
     assert "'#W1001', which comes from an example's question" in problems
 
 
+async def test_a_borrowed_id_the_repair_keeps_is_never_sent_to_a_source(retail: SourceRegistry, memory: PlanMemory) -> None:
+    await runtime(Scripted([GOOD_PLAN]), retail, memory).run("reaper", {"question": QUESTION, "namespace": "t-keep"}, slo=60)
+    other = "Can I still return order #W1002, and what is your return policy?"
+    run = await runtime(Scripted([GOOD_PLAN, GOOD_PLAN]), retail, memory).run("reaper", {"question": other, "namespace": "t-keep"}, slo=60)
+    out = run.output
+    # var1 carries the other question's order id; var2 and var3 use var1's output: none of them runs.
+    assert out["plan_outcome"] == "default" and all("#W1001" not in json.dumps(c["arguments"]) for c in out["calls"])
+    assert any("values of an example's question" in n for n in out["notes"])
+
+
+async def test_an_optional_argument_referring_to_its_own_step_is_left_out_without_a_repair(retail: SourceRegistry) -> None:
+    own = [dict(GOOD_PLAN[0]), dict(GOOD_PLAN[1], arguments={"query": "returns", "k": "$var2.k$"}), *GOOD_PLAN[2:]]
+    llm = Scripted([own])
+    out = (await runtime(llm, retail, None).run("reaper", {"question": QUESTION}, slo=60)).output
+    assert len(llm.calls) == 2  # the plan and the answer
+    assert out["plan_outcome"] == "repaired" and out["plan"][1]["arguments"] == {"query": "returns"}
+    assert any("var2.k left out" in n for n in out["notes"])
+
+
 async def test_memory_off_is_not_consulted(retail: SourceRegistry) -> None:
     class Watching(PlanMemory):
         asked = 0
