@@ -13,8 +13,12 @@ came (the same prompt, one schema-constrained call, no repair, no default). Scor
 Retail (tau2-bench format): the read-only calls in each task's `actions` are its gold retrieval
 plan; the request is the task's known info and reason for calling. tau2's read-only tools run
 over the task's `db.json` (loaded into the demo store's SQLite tables) beside the store policy as
-an index. `reaper` and `react` answer every request with the same model, one at a time. Evidence
-recall = the share of gold read calls executed with equal arguments.
+an index. The tasks are split by customer (in order of first appearance: even customers are
+evaluated, odd ones are earlier sessions): plan memory is warmed with the odd customers' gold
+calls written as plans (`plan_from_calls`: ids taken from earlier outputs become references), and
+is not extended while the even customers' requests run, so no request sees its own customer's
+plan. `reaper` and `react` answer every evaluated request with the same model, one at a time.
+Evidence recall = the share of gold read calls executed with equal arguments.
 """
 
 from __future__ import annotations
@@ -38,11 +42,13 @@ from sloflow.llm.embedded import EmbeddedBackend
 from sloflow.llm.types import Completion, GenerateRequest
 from sloflow.planners.plans import nestful_sources, parse_plan
 from sloflow.planners.plans.execute import StepRecord
+from sloflow.planners.plans.from_calls import plan_from_calls
 from sloflow.planners.plans.memory import PlanMemory
 from sloflow.planners.plans.planner import make_plan
 from sloflow.workflows.context import RunScope, StageLLM
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+NAMESPACE = "retail-bench"
 READ_TOOLS = {"find_user_id_by_email", "find_user_id_by_name_zip", "get_user_details", "get_order_details", "get_product_details", "list_all_product_types"}
 
 
@@ -137,6 +143,46 @@ def _score(predicted: list[dict[str, Any]], gold: list[dict[str, Any]]) -> dict[
 # --- retail ----------------------------------------------------------------------------------
 
 
+class FrozenPlanMemory(PlanMemory):
+    """Plan memory that runs read but do not extend: every evaluated request sees the warm split only."""
+
+    def remember(self, namespace: str, request: str, plan: Any, sources: Any) -> int:
+        return -1
+
+
+def gold_trace(store: Any, gold: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], Any]]:
+    """The gold calls with what they return on the store (None for a call the store refuses)."""
+    trace = []
+    for call in gold:
+        try:
+            output = getattr(store, call["name"])(**call["arguments"])
+        except Exception:  # noqa: BLE001 - a gold call may name a record the data lacks
+            output = None
+        trace.append((call["name"], call["arguments"], output))
+    return trace
+
+
+def customer(trace: list[tuple[str, dict[str, Any], Any]]) -> str:
+    """The user a task is about: what a find_user_id_* call returned, else a user_id argument."""
+    for name, arguments, output in trace:
+        if name.startswith("find_user_id") and isinstance(output, str):
+            return output
+        if "user_id" in arguments:
+            return str(arguments["user_id"])
+    return ""
+
+
+def split_by_customer(requests: list[tuple[str, str, list[dict[str, Any]]]], store: Any) -> tuple[list[Any], list[Any]]:
+    """(evaluated, warm): requests of the customers at even positions of first appearance, and of the odd ones."""
+    order: dict[str, int] = {}
+    evaluated, warm = [], []
+    for request in requests:
+        trace = gold_trace(store, request[2])
+        position = order.setdefault(customer(trace), len(order))
+        (warm if position % 2 else evaluated).append((*request, trace))
+    return evaluated, warm
+
+
 def retail_requests(tasks: list[dict[str, Any]]) -> list[tuple[str, str, list[dict[str, Any]]]]:
     """(task id, request, gold read calls) of every task that has read calls."""
     out = []
@@ -185,7 +231,6 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
     from sloflow.workflows import MemoryRunStore, Registry, Runtime
     from sloflow.workflows.builtin import react, reaper
 
-    requests = retail_requests(json.loads(tasks_file.read_text()))[:limit]
     with tempfile.TemporaryDirectory() as tmp:
         store = RetailStore(build_retail_db(Path(tmp) / "retail.sqlite", json.loads((folder / "db.json").read_text())))
         sources = SourceRegistry(IndexRegistry(Path(tmp) / "indexes"), DatabaseRegistry(Path(tmp) / "databases.json"))
@@ -193,17 +238,22 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
         policy = folder / "policy.md"
         if policy.exists():
             sources.indexes.create(POLICY_INDEX, IndexConfig(faiss_kind="flat", description="the store's policy")).add_documents([Document("policy", policy.read_text())])
+        evaluated, warm = split_by_customer(retail_requests(json.loads(tasks_file.read_text())), store)
+        requests = evaluated[:limit]
+        memory = FrozenPlanMemory()
+        for _, request, _, trace in warm:
+            memory.remember(NAMESPACE, request, plan_from_calls(trace), sources.catalog())
         registry = Registry()
         registry.add(reaper.reaper)
         registry.add(react.react)
-        runtime = Runtime(MemoryRunStore(), None, client=client, tools=reaper.tools(sources, PlanMemory()), registry=registry)
-        say(f"retail: {len(requests)} requests with gold read calls; tools {sorted(READ_TOOLS)}")
+        runtime = Runtime(MemoryRunStore(), None, client=client, tools=reaper.tools(sources, memory), registry=registry)
+        say(f"retail: {len(requests)} of {len(evaluated)} requests of even customers run; memory warmed with the gold calls of {len(warm)} requests of odd customers")
         figures: dict[str, dict[str, list[float]]] = {w: {"recall": [], "seconds": [], "calls": [], "met": []} for w in ("reaper", "react")}
-        for n, (task_id, request, gold) in enumerate(requests, 1):
+        for n, (task_id, request, gold, _) in enumerate(requests, 1):
             line = []
             for workflow in ("reaper", "react"):
                 start = time.perf_counter()
-                run = await runtime.run(workflow, {"question": request, "namespace": "retail-bench"} if workflow == "reaper" else {"question": request}, slo=slo)
+                run = await runtime.run(workflow, {"question": request, "namespace": NAMESPACE} if workflow == "reaper" else {"question": request}, slo=slo)
                 seconds = time.perf_counter() - start
                 calls = executed_calls(workflow, run.output or {})
                 recall = evidence_recall(calls, gold)
@@ -214,7 +264,7 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
                 f["met"].append(float(bool(run.deadline_met)))
                 out = run.output or {}
                 predictions.append(
-                    {"set": "retail", "id": task_id, "workflow": workflow, "calls": calls, "answer": out.get("answer"), "notes": out.get("notes", [])}
+                    {"set": "retail", "id": task_id, "workflow": workflow, "calls": calls, "plan": out.get("plan"), "answer": out.get("answer"), "notes": out.get("notes", [])}
                 )
                 line.append(f"{workflow} recall {recall:.2f} in {seconds:.1f} s, {client.calls[run.id]} calls")
             say(f"  [{n}/{len(requests)}] task {task_id}: " + "; ".join(line))
@@ -231,6 +281,7 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
         "llm_calls_reaper": round(statistics.fmean(figures["reaper"]["calls"]), 2),
         "llm_calls_react": round(statistics.fmean(figures["react"]["calls"]), 2),
         "retail_slo_s": slo,
+        "retail_memory_warmed_with": f"gold calls of the {len(warm)} requests of odd customers, as plans (evaluated: even customers; memory not extended)",
     }
 
 
