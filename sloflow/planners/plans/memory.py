@@ -15,12 +15,14 @@ from typing import Any
 
 from sloflow.errors import InvalidRequest
 from sloflow.planners.plans.plan import Plan, PlanExample, parse_plan
+from sloflow.planners.plans.references import find_references
 from sloflow.retrieval.embedder import Embedder, get_embedder
 from sloflow.retrieval.semantic_cache import CachePolicy, SemanticCache
 
 # A plan that worked stays a good example while its sources keep their names; the quota keeps the newest.
 DEFAULT_POLICY = CachePolicy(threshold=0.9, ttl_s=None, quota=2000)
 _SAME = 0.999  # cosine similarity at which two requests count as the same text
+_CANDIDATES = 4  # nearest plans looked at per example wanted, to find k of different shapes
 
 
 def memory_category(namespace: str, sources: Iterable[Any]) -> str:
@@ -54,6 +56,18 @@ class PlanMemory:
         return self.cache.put(request, text, category, vector=vector)
 
     def examples(self, namespace: str, request: str, sources: Iterable[Any], k: int = 3, min_similarity: float = 0.0) -> list[PlanExample]:
-        """Up to k stored (request, plan) pairs of this namespace and source set, most similar first."""
-        hits = self.cache.examples(request, memory_category(namespace, sources), k=k, min_similarity=min_similarity)
-        return [PlanExample(h.request, parse_plan(h.answer), h.similarity) for h in hits]
+        """Up to k stored (request, plan) pairs of this namespace and source set, most similar first,
+        one per plan shape: plans that differ only in their literal values teach the planner the
+        same thing, and each one shown costs prefill."""
+        hits = self.cache.examples(request, memory_category(namespace, sources), k=k * _CANDIDATES, min_similarity=min_similarity)
+        chosen: dict[str, PlanExample] = {}
+        for hit in hits:
+            plan = parse_plan(hit.answer)
+            chosen.setdefault(plan_shape(plan), PlanExample(hit.request, plan, hit.similarity))
+        return list(chosen.values())[:k]
+
+
+def plan_shape(plan: Plan) -> str:
+    """A plan with its literal argument values blanked: sources, argument names and references remain."""
+    steps = [[s.name, s.label, {k: v if find_references(v) else None for k, v in s.arguments.items()}] for s in plan.steps]
+    return json.dumps(steps, sort_keys=True, default=str)

@@ -12,19 +12,29 @@ from sloflow.retrieval.semantic_cache import SemanticCache
 SOURCES = ["manuals", "sql:shop", "reviews"]
 
 
-def plan_for(query: str) -> Plan:
-    return parse_plan([{"name": "manuals", "arguments": {"query": query}, "label": "var1"}, {"name": "var_result", "arguments": {"m": "$var1$"}}])
+def plan_for(query: str, source: str = "manuals") -> Plan:
+    return parse_plan([{"name": source, "arguments": {"query": query}, "label": "var1"}, {"name": "var_result", "arguments": {"m": "$var1$"}}])
 
 
 def test_the_nearest_stored_plans_come_back_most_similar_first(embedder: Embedder) -> None:
     memory = PlanMemory(embedder=embedder)
     memory.remember("acme", "how do I descale my coffee machine?", plan_for("descale coffee machine"), SOURCES)
-    memory.remember("acme", "what is the warranty on the kettle?", plan_for("kettle warranty"), SOURCES)
-    memory.remember("acme", "which laptops have the longest battery life?", plan_for("laptop battery"), SOURCES)
+    memory.remember("acme", "what is the warranty on the kettle?", plan_for("kettle warranty", "reviews"), SOURCES)
+    memory.remember("acme", "which laptops have the longest battery life?", plan_for("laptop battery", "sql:shop"), SOURCES)
     examples = memory.examples("acme", "how to remove limescale from the espresso machine", SOURCES, k=2)
     assert [e.request for e in examples] == ["how do I descale my coffee machine?", "what is the warranty on the kettle?"]
     assert examples[0].plan == plan_for("descale coffee machine")
     assert examples[0].similarity > examples[1].similarity
+
+
+def test_plans_that_differ_only_in_their_values_come_back_once(embedder: Embedder) -> None:
+    memory = PlanMemory(embedder=embedder)
+    memory.remember("acme", "how do I descale my coffee machine?", plan_for("descale coffee machine"), SOURCES)
+    memory.remember("acme", "how do I descale my espresso maker?", plan_for("descale espresso maker"), SOURCES)
+    memory.remember("acme", "what do reviews say about the kettle?", plan_for("kettle", "reviews"), SOURCES)
+    examples = memory.examples("acme", "how to remove limescale from the coffee machine", SOURCES, k=2)
+    # The second descaling plan has the first one's shape: the next shape is shown instead.
+    assert [e.plan.steps[0].name for e in examples] == ["manuals", "reviews"]
 
 
 def test_namespaces_and_source_sets_do_not_see_each_other(embedder: Embedder) -> None:
@@ -42,7 +52,7 @@ def test_the_same_request_and_plan_are_kept_once_and_memory_persists(tmp_path: P
     memory = PlanMemory(embedder=embedder, path=path)
     first = memory.remember("acme", "kettle warranty?", plan_for("kettle warranty"), SOURCES)
     assert memory.remember("acme", "kettle warranty?", plan_for("kettle warranty"), SOURCES) == first
-    other = memory.remember("acme", "kettle warranty?", plan_for("kettle guarantee"), SOURCES)
+    other = memory.remember("acme", "kettle warranty?", plan_for("kettle guarantee", "reviews"), SOURCES)
     assert other != first and len(memory.cache) == 2
     memory.cache.close()
     reopened = PlanMemory(embedder=embedder, path=path)
