@@ -53,15 +53,41 @@ READ_TOOLS = {"find_user_id_by_email", "find_user_id_by_name_zip", "get_user_det
 
 
 class CountingClient(DirectClient):
-    """A direct client that counts calls per run id."""
+    """A direct client that counts calls per run id and keeps each call's stage, tokens and timings."""
 
     def __init__(self, backend: Any) -> None:
         super().__init__(backend)
         self.calls: Counter[str] = Counter()
+        self.completions: dict[str, list[tuple[str, Completion]]] = {}
 
     async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
         self.calls[ctx.run_id] += 1
-        return await super().generate(request, ctx)
+        out = await super().generate(request, ctx)
+        self.completions.setdefault(ctx.run_id, []).append((ctx.stage, out))
+        return out
+
+
+def llm_time(completions: list[tuple[str, Completion]]) -> dict[str, Any]:
+    """Where a run's LLM time went: prefill (to the first token) and decode seconds, and the calls.
+
+    `floor_s` is what a reaper run cannot do without whatever the prompts: decoding one plan and
+    writing the answer (prefill of the evidence and decode). Only the plan prompt's prefill and a
+    repair could go.
+    """
+    prefill = sum(c.ttft_s for _, c in completions)
+    decode = sum(c.total_s - c.ttft_s for _, c in completions)
+    plans = [c for stage, c in completions if stage == "plan"]
+    answers = [c for stage, c in completions if stage == "answer"]
+    floor = (plans[0].total_s - plans[0].ttft_s if plans else 0.0) + sum(c.total_s for c in answers)
+    return {
+        "prefill_s": round(prefill, 2),
+        "decode_s": round(decode, 2),
+        "floor_s": round(floor, 2),
+        "calls": [
+            {"stage": stage, "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "ttft_s": round(c.ttft_s, 2), "total_s": round(c.total_s, 2)}
+            for stage, c in completions
+        ],
+    }
 
 
 def _llm(client: Any, name: str) -> StageLLM:
@@ -248,7 +274,7 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
         registry.add(react.react)
         runtime = Runtime(MemoryRunStore(), None, client=client, tools=reaper.tools(sources, memory), registry=registry)
         say(f"retail: {len(requests)} of {len(evaluated)} requests of even customers run; memory warmed with the gold calls of {len(warm)} requests of odd customers")
-        figures: dict[str, dict[str, list[float]]] = {w: {"recall": [], "seconds": [], "calls": [], "met": []} for w in ("reaper", "react")}
+        figures: dict[str, dict[str, list[float]]] = {w: {"recall": [], "seconds": [], "calls": [], "met": [], "prefill": [], "decode": [], "floor": []} for w in ("reaper", "react")}
         for n, (task_id, request, gold, _) in enumerate(requests, 1):
             line = []
             for workflow in ("reaper", "react"):
@@ -262,9 +288,13 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
                 f["seconds"].append(seconds)
                 f["calls"].append(client.calls[run.id])
                 f["met"].append(float(bool(run.deadline_met)))
+                llm = llm_time(client.completions.get(run.id, []))
+                f["prefill"].append(llm["prefill_s"])
+                f["decode"].append(llm["decode_s"])
+                f["floor"].append(llm["floor_s"])
                 out = run.output or {}
                 predictions.append(
-                    {"set": "retail", "id": task_id, "workflow": workflow, "calls": calls, "plan": out.get("plan"), "answer": out.get("answer"), "notes": out.get("notes", [])}
+                    {"set": "retail", "id": task_id, "workflow": workflow, "calls": calls, "plan": out.get("plan"), "answer": out.get("answer"), "notes": out.get("notes", []), "llm": llm}
                 )
                 line.append(f"{workflow} recall {recall:.2f} in {seconds:.1f} s, {client.calls[run.id]} calls")
             say(f"  [{n}/{len(requests)}] task {task_id}: " + "; ".join(line))
@@ -280,6 +310,14 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
         "react_p95_s": round(percentile(figures["react"]["seconds"], 95), 2),
         "llm_calls_reaper": round(statistics.fmean(figures["reaper"]["calls"]), 2),
         "llm_calls_react": round(statistics.fmean(figures["react"]["calls"]), 2),
+        "reaper_prefill_p50_s": round(statistics.median(figures["reaper"]["prefill"]), 2),
+        "reaper_decode_p50_s": round(statistics.median(figures["reaper"]["decode"]), 2),
+        "react_prefill_p50_s": round(statistics.median(figures["react"]["prefill"]), 2),
+        "react_decode_p50_s": round(statistics.median(figures["react"]["decode"]), 2),
+        # reaper's floor (one plan decoded, the answer written) against react's measured P50: the
+        # ratio no planner prompt or cache could take reaper past with this model on these cores.
+        "reaper_floor_p50_s": round(statistics.median(figures["reaper"]["floor"]), 2),
+        "p50_ratio_bound_react_over_reaper_floor": round(p50["react"] / max(statistics.median(figures["reaper"]["floor"]), 1e-9), 2),
         "retail_slo_s": slo,
         "retail_memory_warmed_with": f"gold calls of the {len(warm)} requests of odd customers, as plans (evaluated: even customers; memory not extended)",
     }
