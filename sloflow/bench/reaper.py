@@ -30,6 +30,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from sloflow.bench.text2sql import percentile
 from sloflow.config import get_settings
 from sloflow.llm.client import CallContext, DirectClient
 from sloflow.llm.embedded import EmbeddedBackend
-from sloflow.llm.types import Completion, GenerateRequest
+from sloflow.llm.types import Chunk, Completion, GenerateRequest
 from sloflow.planners.plans import nestful_sources, parse_plan
 from sloflow.planners.plans.execute import StepRecord
 from sloflow.planners.plans.from_calls import plan_from_calls
@@ -65,6 +66,22 @@ class CountingClient(DirectClient):
         out = await super().generate(request, ctx)
         self.completions.setdefault(ctx.run_id, []).append((ctx.stage, out))
         return out
+
+    async def stream(self, request: GenerateRequest, ctx: CallContext) -> AsyncIterator[Chunk]:
+        """Streamed calls (plans, which the planner may close early) are counted and timed as well."""
+        self.calls[ctx.run_id] += 1
+        start, first, pieces, done = time.perf_counter(), None, 0, None
+        try:
+            async for chunk in super().stream(request, ctx):
+                if chunk.text:
+                    first, pieces = first or time.perf_counter(), pieces + 1
+                done = chunk.completion or done
+                yield chunk
+        finally:
+            end = time.perf_counter()
+            # A stream closed early has no completion: its tokens are its pieces (one per token here).
+            out = done or Completion(text="", prompt_tokens=0, completion_tokens=pieces, ttft_s=(first or end) - start, total_s=end - start)
+            self.completions.setdefault(ctx.run_id, []).append((ctx.stage, out))
 
 
 def llm_time(completions: list[tuple[str, Completion]]) -> dict[str, Any]:
@@ -329,15 +346,16 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--spec", type=Path, default=DATA / "plans" / "nestful" / "glaive-spec.json", help="NESTFUL tool specs")
     parser.add_argument("--retail", type=Path, default=DATA / "retail", help="tau2 retail folder (db.json, policy.md)")
     parser.add_argument("--tasks", type=Path, default=None, help="tau2 tasks (default: RETAIL/tasks_train.json)")
-    parser.add_argument("--limit", type=int, default=None, help="items per set (default all; --quick: 6 NESTFUL, 3 retail)")
+    parser.add_argument("--limit", type=int, default=None, help="items per set (default all; --quick: 1 NESTFUL item, 1 retail task)")
     parser.add_argument("--model", default="qwen2.5-coder-1.5b", help="embedded model (planner, answerer and agent)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--slo", type=float, default=300.0, help="deadline of each retail run (s)")
     parser.add_argument("--only", choices=["nestful", "retail"], default=None)
     parser.add_argument("--predictions", type=Path, default=None, help="write one JSON line per item")
     opts = parser.parse_args(args or [])
-    nestful_limit = opts.limit or (6 if quick else None)
-    retail_limit = opts.limit or (3 if quick else None)
+    # One item each: a NESTFUL item costs two plans, a retail task a reaper and a react run.
+    nestful_limit = opts.limit or (1 if quick else None)
+    retail_limit = opts.limit or (1 if quick else None)
     backend = EmbeddedBackend(opts.model, models_dir=get_settings().home / "models", threads=opts.threads, context_tokens=8192)
     client = CountingClient(backend)
     predictions: list[dict[str, Any]] = []

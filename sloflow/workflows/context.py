@@ -167,17 +167,27 @@ class StageLLM:
         temperature: float = 0.0,
         model: str | None = None,
         reserve_s: float = 0.0,
+        cut: Callable[[str], str | None] | None = None,
     ) -> Any:
-        """Output constrained to `schema`: an instance of a pydantic model, or a dict for a JSON schema."""
+        """Output constrained to `schema`: an instance of a pydantic model, or a dict for a JSON schema.
+
+        `cut` sees the text as it is generated; once it returns a text, generation stops (the call
+        is cancelled on its worker) and that text is the answer: a caller that can tell the rest
+        is a loop closes the JSON itself instead of paying for the loop's tokens.
+        """
         is_model = isinstance(schema, type) and issubclass(schema, BaseModel)
         json_schema = schema.model_json_schema() if is_model else schema
         request = _request(prompt, system, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema)
-        out = await self.generate(request, model=model, reserve_s=reserve_s)
-        text = out.text
+        if cut is None:
+            out = await self.generate(request, model=model, reserve_s=reserve_s)
+            text, finish = out.text, out.finish_reason
+        else:
+            call = self._context(request, model)
+            text, finish = await self._scope.track(self._stream_until(request, call, cut), self._call.stage, reserve_s)
         try:
             return schema.model_validate_json(text) if is_model else json.loads(text)
         except (ValidationError, ValueError) as exc:
-            if out.finish_reason == "length":  # the grammar kept it on the schema, the limit cut it short
+            if finish == "length":  # the grammar kept it on the schema, the limit cut it short
                 raise OutputTruncated(
                     f"stage {self._call.stage!r}: the JSON answer was cut at max_tokens={max_tokens} before it was "
                     "complete; raise max_tokens or ask for a shorter answer",
@@ -187,6 +197,25 @@ class StageLLM:
                 f"stage {self._call.stage!r}: the model's answer does not fit the schema ({str(exc)[:200]})",
                 details={"text": text[:500]},
             ) from None
+
+    async def _stream_until(self, request: GenerateRequest, call: CallContext, cut: Callable[[str], str | None]) -> tuple[str, str]:
+        """(text, finish reason) of a streamed call that `cut` may end early ("cut")."""
+        text, finish = "", "stop"
+        stream = self._client().stream(request, call)
+        try:
+            async for chunk in stream:
+                if chunk.completion is not None:
+                    finish = chunk.completion.finish_reason
+                if chunk.text:
+                    text += chunk.text
+                    closed = cut(text)
+                    if closed is not None:
+                        return closed, "cut"
+        finally:
+            close = getattr(stream, "aclose", None)  # an early return stops the generation on its worker
+            if close is not None:
+                await close()
+        return text, finish
 
     async def _stream_text(self, request: GenerateRequest, call: CallContext) -> str:
         pieces = []

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from sloflow.errors import DeadlineExceeded, SloflowError
 from sloflow.planners.plans.catalog import PlanSource, plan_sources
 from sloflow.planners.plans.default import default_plan
-from sloflow.planners.plans.fanout import collapse_enumerations
+from sloflow.planners.plans.fanout import close_at_repeat, collapse_enumerations
 from sloflow.planners.plans.grammar import plan_json_schema
 from sloflow.planners.plans.plan import Plan, PlanExample, parse_plan
 from sloflow.planners.plans.prompts import planner_prompt, repair_prompt
@@ -66,7 +66,7 @@ async def make_plan(
             else repair_prompt(question, known, _text(previous), problems, examples)
         )
         try:
-            previous = await llm.json(messages, schema=schema, max_tokens=max_tokens, model=model)
+            previous = await llm.json(messages, schema=schema, max_tokens=max_tokens, model=model, cut=close_at_repeat)
         except DeadlineExceeded:
             notes.append(f"planning: the deadline passed during the {attempt}; the default plan ran instead")
             return Planned(default_plan(question, known), "default", attempts, notes)

@@ -179,6 +179,14 @@ async def test_an_optional_argument_referring_to_its_own_step_is_left_out_withou
     assert any("var2.k left out" in n for n in out["notes"])
 
 
+async def test_a_plan_that_starts_to_loop_is_closed_there_and_runs(retail: SourceRegistry) -> None:
+    loop = [*GOOD_PLAN[:3], *(dict(GOOD_PLAN[2], label=f"var{n}") for n in range(4, 9))]  # var3 again and again
+    llm = Scripted([loop])
+    out = (await runtime(llm, retail, None).run("reaper", {"question": QUESTION}, slo=60)).output
+    assert len(llm.calls) == 2  # no repair: the plan was closed after the first repeat and var_result rebuilt
+    assert [c["label"] for c in out["plan"][:-1]] == ["var1", "var2", "var3"] and out["plan"][-1]["name"] == "var_result"
+
+
 async def test_memory_off_is_not_consulted(retail: SourceRegistry) -> None:
     class Watching(PlanMemory):
         asked = 0
@@ -251,6 +259,11 @@ async def test_reaper_end_to_end_with_the_embedded_model(retail: SourceRegistry,
         async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
             self.contexts.append(ctx)
             return await super().generate(request, ctx)
+
+        async def stream(self, request: GenerateRequest, ctx: CallContext) -> AsyncIterator[Chunk]:
+            self.contexts.append(ctx)  # plans are streamed, to be closed at a loop
+            async for chunk in super().stream(request, ctx):
+                yield chunk
 
     client = Recording(small_llm)
     registry = Registry()
