@@ -14,7 +14,9 @@ import random
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from sloflow.demo.sqlite_file import write_database
 from sloflow.errors import NotFound
@@ -132,6 +134,13 @@ def build_retail_db(path: Path, data: dict[str, dict[str, Any]] | None = None, s
     return write_database(path, fill)
 
 
+# The forms of the store's ids: a planner's grammar admits such a value or a reference to a step
+# that returns one, and a call with anything else is refused with the form to use.
+UserId = Annotated[str, Field(pattern=r"^[a-z]+_[a-z]+_[0-9]+$", description="a user id like ana_diaz_1234, from find_user_id_by_*")]
+OrderId = Annotated[str, Field(pattern=r"^#?W[0-9]+$", description="an order id like #W1234567")]
+ProductId = Annotated[str, Field(pattern=r"^[0-9]+$", description="a product id (digits), from an order's items or list_all_product_types")]
+
+
 class RetailStore:
     """tau2's read-only retail tools over one store database (read-only connection per thread)."""
 
@@ -164,17 +173,17 @@ class RetailStore:
             f"user {first_name} {last_name} in zip {zip}",
         )
 
-    def get_user_details(self, user_id: str) -> dict[str, Any]:
+    def get_user_details(self, user_id: UserId) -> dict[str, Any]:
         """A user's profile: name, address, email, payment methods and order ids."""
         return json.loads(self._one("SELECT doc FROM users WHERE user_id = ?", (user_id.strip(),), f"user {user_id!r}"))
 
-    def get_order_details(self, order_id: str) -> dict[str, Any]:
+    def get_order_details(self, order_id: OrderId) -> dict[str, Any]:
         """An order's status, items (name, product_id, item_id, options, price), fulfilments and payments."""
         order_id = order_id.strip()
         order_id = order_id if order_id.startswith("#") else f"#{order_id}"
         return json.loads(self._one("SELECT doc FROM orders WHERE order_id = ?", (order_id,), f"order {order_id!r}"))
 
-    def get_product_details(self, product_id: str) -> dict[str, Any]:
+    def get_product_details(self, product_id: ProductId) -> dict[str, Any]:
         """A product's name and its variants (item_id, options, availability, price)."""
         return json.loads(self._one("SELECT doc FROM products WHERE product_id = ?", (str(product_id).strip(),), f"product {product_id!r}"))
 

@@ -87,7 +87,7 @@ class SourceRegistry:
         """
         if not name or name in self._functions or name in self.indexes.names() or name.startswith(("sql:", "schema:")):
             raise Conflict(f"source {name!r} already exists or uses a reserved prefix")
-        hints = get_type_hints(fn)
+        hints = get_type_hints(fn, include_extras=True)  # Annotated[str, Field(pattern=...)] keeps its constraints
         fields = {
             p.name: (hints.get(p.name, Any), ... if p.default is inspect.Parameter.empty else p.default)
             for p in inspect.signature(fn).parameters.values()

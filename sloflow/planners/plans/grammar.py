@@ -78,7 +78,10 @@ def _value_schema(schema: dict[str, Any], root: dict[str, Any], depth: int = 0) 
         return {"anyOf": [{"enum": list(schema["enum"])}, _REFERENCE]}
     kind = schema.get("type")
     if kind == "string":
-        return {"type": "string"}  # a reference is a string too
+        # A reference is a string too; an id with a known form is that form or a reference
+        # (a name where a user id belongs cannot be written).
+        pattern = schema.get("pattern")
+        return {"anyOf": [{"type": "string", "pattern": pattern}, _REFERENCE]} if _anchored(pattern) else {"type": "string"}
     if kind in _SCALARS or kind == "null":
         return {"anyOf": [{"type": kind}, _REFERENCE]}
     if kind == "array":
@@ -89,6 +92,11 @@ def _value_schema(schema: dict[str, Any], root: dict[str, Any], depth: int = 0) 
     if kind == "object":
         return {"anyOf": [{"type": "object"}, _REFERENCE]}
     return _ANY
+
+
+def _anchored(pattern: Any) -> bool:
+    """A pattern llama.cpp's converter takes: anchored at both ends, no escapes it would copy as they are."""
+    return isinstance(pattern, str) and pattern.startswith("^") and pattern.endswith("$") and "\\" not in pattern
 
 
 FINISH = "finish"

@@ -115,7 +115,7 @@ def describe_source(source: PlanSource) -> str:
         flags = ", required" if name in required else ""
         about = f": {schema['description']}" if schema.get("description") else ""
         args.append(f"{name} ({shape(schema, source.parameters)}{flags}){about}")
-    line = f"- {source.name}: {source.description.strip()}. Arguments: {'; '.join(args) or 'none'}."
+    line = f"- {source.name}: {source.description.strip().rstrip('.')}. Arguments: {'; '.join(args) or 'none'}."
     if source.output is not None:
         line += f" Output: {shape(source.output, source.output)}."
     return line

@@ -159,6 +159,10 @@ def _type_problems(value: Any, schema: dict[str, Any], root: dict[str, Any], wha
     known = [t for t in types if t in _PYTHON_TYPES]
     if known and not any(_fits(value, t) for t in known):
         return [f"argument {what} should be {_type_name(schema, root)}, not {_show(value)}"]
+    pattern = schema.get("pattern")
+    if isinstance(value, str) and isinstance(pattern, str) and not find_references(value) and not re.search(pattern, value):
+        about = f" ({schema['description']})" if schema.get("description") else ""
+        return [f"argument {what} should match {pattern}{about}, not {_show(value)}; write such a value or refer to the step that returns one"]
     problems = []
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
         for j, item in enumerate(value):

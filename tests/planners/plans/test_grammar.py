@@ -89,3 +89,15 @@ def test_the_schema_admits_every_gold_plan_the_validator_accepts(nestful: tuple[
     assert not validator.is_valid([{"name": "no_such_tool", "arguments": {}, "label": "var1"}])
     assert not validator.is_valid([{"name": RESULT, "arguments": {"x": "plain text"}}])
     assert not validator.is_valid([{"name": "calculate_gcd", "arguments": {"num1": "12", "num2": 8}, "label": "var1"}])
+
+
+def test_an_argument_with_a_known_form_takes_that_form_or_a_reference() -> None:
+    arguments = {"type": "object", "properties": {"user_id": {"type": "string", "pattern": "^[a-z]+_[0-9]+$", "description": "a user id like ana_12"}}, "required": ["user_id"]}
+    users = PlanSource("get_user", "a user's profile", arguments, None, "function")
+    schema = plan_json_schema([users])
+    user_id = schema["items"]["anyOf"][0]["properties"]["arguments"]["properties"]["user_id"]
+    assert user_id == {"anyOf": [{"type": "string", "pattern": "^[a-z]+_[0-9]+$"}, {"type": "string", "pattern": REFERENCE_PATTERN}]}
+    bad = validate_plan([{"label": "var1", "name": "get_user", "arguments": {"user_id": "Ana Diaz"}}, {"name": RESULT, "arguments": {"u": "$var1$"}}], [users])
+    assert bad.argument_problems and 'should match ^[a-z]+_[0-9]+$ (a user id like ana_12), not the string "Ana Diaz"' in bad.argument_problems[0]
+    good = validate_plan([{"label": "var1", "name": "get_user", "arguments": {"user_id": "ana_12"}}, {"name": RESULT, "arguments": {"u": "$var1$"}}], [users])
+    assert good.ok
