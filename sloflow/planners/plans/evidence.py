@@ -45,16 +45,28 @@ def compact(output: Any, chars: int) -> str:
     return text if len(text) <= chars else text[: max(chars - 3, 0)] + "..."
 
 
-def answer_messages(question: str, evidence: Sequence[Evidence], total_chars: int = EVIDENCE_CHARS) -> list[Message]:
-    """Ask for a short answer from the evidence only, citing the labels it uses."""
+ANSWER_INSTRUCTIONS = (
+    "Answer the question from the evidence only. Be brief: one to three sentences. "
+    "Cite the evidence you use by its label in brackets, like [var1]. "
+    "If the evidence does not hold the answer, say what is missing."
+)
+
+
+def answer_messages(
+    question: str, evidence: Sequence[Evidence], conversation: Sequence[Message] = (), total_chars: int = EVIDENCE_CHARS
+) -> list[Message]:
+    """Ask for a short answer from the evidence only, citing the labels it uses.
+
+    After `conversation` (the planner's, which the worker that planned still holds in its prompt
+    cache) the instructions come in the last user turn, so only the evidence is new prefill, and
+    the worker keeps the planner's instructions and sources cached for the next request.
+    """
     each = max(total_chars // max(len(evidence), 1), 200)
     shown = "\n\n".join(e.describe(each) for e in evidence) or "(no evidence was gathered)"
-    system = (
-        "Answer the question from the evidence below only. Be brief: one to three sentences. "
-        "Cite the evidence you use by its label in brackets, like [var1]. "
-        "If the evidence does not hold the answer, say what is missing."
-    )
-    return [Message(role="system", content=system), Message(role="user", content=f"Evidence:\n{shown}\n\nQuestion: {question.strip()}")]
+    ask = f"Evidence:\n{shown}\n\nQuestion: {question.strip()}"
+    if conversation:
+        return [*conversation, Message(role="user", content=f"The calls ran. {ANSWER_INSTRUCTIONS} Write prose, not JSON.\n\n{ask}")]
+    return [Message(role="system", content=ANSWER_INSTRUCTIONS), Message(role="user", content=ask)]
 
 
 def citations(answer: str, evidence: Sequence[Evidence]) -> list[str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sloflow.errors import DeadlineExceeded, SloflowError
+from sloflow.llm.types import Message
 from sloflow.planners.plans.catalog import PlanSource, plan_sources
 from sloflow.planners.plans.default import default_plan
 from sloflow.planners.plans.fanout import close_at_repeat, collapse_enumerations
@@ -35,6 +36,7 @@ class Planned:
     outcome: Outcome
     attempts: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    prompt: list[Message] = field(default_factory=list)  # the planner's first prompt, for an answer to continue
 
 
 async def make_plan(
@@ -49,7 +51,16 @@ async def make_plan(
 ) -> Planned:
     """Plan in one generation; on a validation failure repair once (if `repair`), then run the sound
     part of the last plan (the calls that can run), else the default plan."""
-    known: list[PlanSource] = plan_sources(sources)
+    known = plan_sources(sources)
+    planned = await _make_plan(llm, question, known, examples, repair=repair, max_tokens=max_tokens, model=model)
+    planned.prompt = planner_prompt(question, known, examples)
+    return planned
+
+
+async def _make_plan(
+    llm: Any, question: str, known: list[PlanSource], examples: Sequence[PlanExample], *, repair: bool, max_tokens: int, model: str | None
+) -> Planned:
+    """`make_plan` without the prompt bookkeeping."""
     schema = plan_json_schema(known, max_steps=PLAN_STEPS)
     attempts: list[Any] = []
     candidates: list[Plan] = []  # each attempt as read, item-by-item steps folded into one

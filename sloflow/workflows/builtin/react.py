@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from sloflow.errors import DeadlineExceeded, SloflowError
 from sloflow.llm.types import Message
 from sloflow.planners.plans.catalog import plan_sources
-from sloflow.planners.plans.evidence import Evidence, answer_messages, citations, compact, fallback_answer
+from sloflow.planners.plans.evidence import ANSWER_INSTRUCTIONS, Evidence, citations, compact, fallback_answer
 from sloflow.planners.plans.grammar import FINISH, action_json_schema
 from sloflow.planners.plans.prompts import describe_source
 from sloflow.planners.plans.references import plain
@@ -108,8 +108,10 @@ async def answer(s: ReactState, ctx: Any) -> dict[str, Any]:
     if s.answer:
         return {}
     evidence = _evidence(s)
+    # The agent's own conversation, which its worker still holds, plus the instructions: only they are new prefill.
+    ask = Message(role="user", content=f"The steps are over. {ANSWER_INSTRUCTIONS} Write prose, not JSON.\n\nQuestion: {s.question.strip()}")
     try:
-        text = (await ctx.llm.text(answer_messages(s.question, evidence), max_tokens=160, model=s.models.get("answer"))).strip()
+        text = (await ctx.llm.text([*_messages(s, chosen_sources(s, ctx)), ask], max_tokens=160, model=s.models.get("answer"))).strip()
     except DeadlineExceeded:
         return {"answer": fallback_answer(evidence), "notes": [*s.notes, "answer: the deadline passed before the answer was written"]}
     return {"answer": text, "citations": citations(text, evidence), "notes": [*s.notes, f"answer: written after {len(s.steps)} steps without a finish"]}

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from sloflow.errors import DeadlineExceeded, InvalidRequest
+from sloflow.llm.types import Message
 from sloflow.planners.plans import RESULT, execute_plan, find_references, parse_plan, plan_sources
 from sloflow.planners.plans.evidence import Evidence, answer_messages, citations, fallback_answer
 from sloflow.planners.plans.planner import make_plan
@@ -40,6 +41,7 @@ class ReaperState(BaseModel):
     models: dict[Literal["plan", "answer"], str] = Field(default_factory=dict, description="a model per LLM stage")
 
     plan: list[dict[str, Any]] = Field(default_factory=list)
+    plan_prompt: list[dict[str, str]] = Field(default_factory=list, description="what the planner was asked (role, content)")
     plan_outcome: Literal["", "valid", "repaired", "default"] = ""
     examples_used: int = 0
     calls: list[dict[str, Any]] = Field(default_factory=list)
@@ -94,6 +96,7 @@ async def plan(s: ReaperState, ctx: Any) -> dict[str, Any]:
     count_outcome("reaper", f"plan_{planned.outcome}")
     return {
         "plan": planned.plan.to_nestful(),
+        "plan_prompt": [m.model_dump() for m in planned.prompt],
         "plan_outcome": planned.outcome,
         "examples_used": len(examples),
         "notes": [*s.notes, *planned.notes],
@@ -121,7 +124,10 @@ async def answer(s: ReaperState, ctx: Any) -> dict[str, Any]:
     evidence = _evidence(s)
     notes = list(s.notes)
     try:
-        text = await ctx.llm.text(answer_messages(s.question, evidence), max_tokens=ANSWER_TOKENS, model=s.models.get("answer"))
+        # The answer continues the planner's conversation: the worker that planned prefills only the evidence.
+        planned = [Message(**m) for m in s.plan_prompt] + [Message(role="assistant", content=parse_plan(s.plan).to_json())] if s.plan_prompt else []
+        messages = answer_messages(s.question, evidence, planned)
+        text = await ctx.llm.text(messages, max_tokens=ANSWER_TOKENS, model=s.models.get("answer"))
     except DeadlineExceeded:
         notes.append("answer: the deadline passed before the answer was written; it lists the evidence gathered")
         return {"answer": fallback_answer(evidence), "notes": notes}

@@ -187,6 +187,14 @@ async def test_a_plan_that_starts_to_loop_is_closed_there_and_runs(retail: Sourc
     assert [c["label"] for c in out["plan"][:-1]] == ["var1", "var2", "var3"] and out["plan"][-1]["name"] == "var_result"
 
 
+async def test_the_answer_continues_the_planners_conversation(retail: SourceRegistry) -> None:
+    llm = Scripted([GOOD_PLAN])
+    await runtime(llm, retail, None).run("reaper", {"question": QUESTION}, slo=60)
+    plan, answer = (request.messages for request, _ in llm.calls)
+    assert answer[: len(plan)] == plan  # a worker that planned prefills only the plan and the evidence
+    assert answer[len(plan)].role == "assistant" and answer[-1].role == "user" and "[var1] get_order_details" in answer[-1].content
+
+
 async def test_memory_off_is_not_consulted(retail: SourceRegistry) -> None:
     class Watching(PlanMemory):
         asked = 0
