@@ -106,8 +106,7 @@ async def _make_plan(
             if rebuilt is not None and not rebuilt.dropped and not borrowed and validate_plan(rebuilt.plan, known).ok:
                 # Every call is sound but for optional arguments that can be left out, or var_result:
                 # no need to ask again.
-                what = f"optional arguments {', '.join(rebuilt.dropped_arguments)} left out" if rebuilt.dropped_arguments else "var_result rebuilt over them"
-                notes.append(f"planning: the plan's calls were sound ({'; '.join(problems)[:300]}); it ran with {what}")
+                notes.append(f"planning: the plan's calls were sound ({'; '.join(problems)[:300]}); it ran with {rebuilt.changes}")
                 return Planned(rebuilt.plan, "repaired", attempts, notes)
             if validation.runnable and validation.plan is not None:
                 runnable.insert(0, (validation.plan, borrowed))  # a repaired plan goes before the first

@@ -7,29 +7,42 @@ what is sound keeps them, and the dropped steps are named in the run's notes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sloflow.planners.plans.catalog import plan_sources
+from sloflow.planners.plans.catalog import PlanSource, plan_sources
 from sloflow.planners.plans.plan import RESULT, Plan, Step, parse_plan
-from sloflow.planners.plans.references import find_references
+from sloflow.planners.plans.references import REFERENCE, Reference, find_references, reference_of
+from sloflow.planners.plans.validate import path_problem
 
 
 @dataclass
 class Pruned:
-    """The runnable rest of a plan, the labels (or positions) of the steps dropped from it, and the
-    optional arguments left out (`var1.optimize_route`)."""
+    """The runnable rest of a plan, the labels (or positions) of the steps dropped from it, the
+    optional arguments left out (`var1.optimize_route`) and the references re-pointed (`$var2.time$ -> $var1.time$`)."""
 
     plan: Plan
     dropped: list[str] = field(default_factory=list)
     dropped_arguments: list[str] = field(default_factory=list)
+    repointed: list[str] = field(default_factory=list)
+
+    @property
+    def changes(self) -> str:
+        """What was changed besides dropping steps, for the run's notes."""
+        parts = [f"references {', '.join(self.repointed)} re-pointed"] if self.repointed else []
+        parts += [f"optional arguments {', '.join(self.dropped_arguments)} left out"] if self.dropped_arguments else []
+        return "; ".join(parts) or "var_result rebuilt over them"
 
 
 def prune_plan(raw: Plan | str | list[Any] | dict[str, Any], sources: Iterable[Any], drop: Iterable[str] = ()) -> Pruned | None:
     """The calls that can run, in order, with a var_result over what is left; None if no call is left.
 
-    An optional argument that refers to a label that is not an earlier kept call is left out (a
+    A reference to a field that its step cannot give (it is the step itself, a later one, or one
+    whose declared output lacks the field) is re-pointed to the nearest earlier kept call whose
+    declared output has that field (`"time": "$var2.time$"` in var2, after a route step var1 that
+    returns `time`). An optional argument that still refers to a label that is not an earlier kept call is left out (a
     grammar that admits a boolean or a reference there gets `"optimize": "$var1.time$"` in var1
     from a model that meant "time"). A call is dropped when its source is unknown, it has no label
     or a label used before, it is one of `drop` (labels), or a required argument refers to a label
@@ -45,8 +58,12 @@ def prune_plan(raw: Plan | str | list[Any] | dict[str, Any], sources: Iterable[A
     kept: list[Step] = []
     dropped: list[str] = []
     dropped_arguments: list[str] = []
+    repointed: list[str] = []
     for i, step in enumerate(plan.calls):
         labels = {s.label for s in kept}
+        arguments = _repoint(step.arguments, kept, known, set(dropped), repointed)
+        if arguments != step.arguments:
+            step = step.model_copy(update={"arguments": arguments})
         if step.name in known:
             required = set(known[step.name].parameters.get("required") or [])
             loose = [k for k, v in step.arguments.items() if k not in required and not {r.label for r in find_references(v)} <= labels]
@@ -60,7 +77,46 @@ def prune_plan(raw: Plan | str | list[Any] | dict[str, Any], sources: Iterable[A
             dropped.append(step.label or f"step {i + 1}")
     if not kept:
         return None
-    return Pruned(Plan(steps=[*kept, _result(plan.result, kept)]), dropped, dropped_arguments)
+    return Pruned(Plan(steps=[*kept, _result(plan.result, kept)]), dropped, dropped_arguments, repointed)
+
+
+def _repoint(value: Any, kept: list[Step], known: dict[str, PlanSource], gone: set[str], repointed: list[str]) -> Any:
+    """`value` with each reference that cannot hold pointed at the nearest earlier kept call declaring its field.
+
+    A reference to a dropped step stays (and drops its step): it meant that step's output.
+    """
+    if isinstance(value, dict):
+        return {k: _repoint(v, kept, known, gone, repointed) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_repoint(v, kept, known, gone, repointed) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def fix(match: re.Match[str]) -> str:
+        ref = reference_of(match)
+        holder = next((s for s in kept if s.label == ref.label), None)
+        if not ref.path or ref.label in gone or (holder is not None and _declares(known.get(holder.name), ref)):
+            return ref.text
+        if holder is not None and (known.get(holder.name) is None or known[holder.name].output is None):
+            return ref.text  # its output is not declared: nothing says the field is missing
+        for step in reversed(kept):
+            if _declares(known.get(step.name), ref):
+                fixed = f"${step.label}{match.group(2)}$"
+                repointed.append(f"{ref.text} -> {fixed}")
+                return fixed
+        return ref.text
+
+    return REFERENCE.sub(fix, value)
+
+
+def _declares(source: PlanSource | None, ref: Reference) -> bool:
+    """Whether `source`'s declared output names the first field of `ref` and has its whole path."""
+    output = source.output if source is not None else None
+    if output is None:
+        return False
+    top = output.get("items") if output.get("type") == "array" and isinstance(output.get("items"), dict) else output
+    first = ref.path[0]
+    return first in (top.get("properties") or {}) and path_problem(ref, source) is None  # type: ignore[arg-type]
 
 
 def _result(result: Step | None, kept: list[Step]) -> Step:

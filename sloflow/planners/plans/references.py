@@ -35,7 +35,8 @@ class Reference:
     text: str
 
 
-def _reference(match: re.Match[str]) -> Reference:
+def reference_of(match: re.Match[str]) -> Reference:
+    """The Reference a match of REFERENCE stands for."""
     path = tuple(field or index for field, index in _SEGMENT.findall(match.group(2)))
     return Reference(match.group(1), path, match.group(0))
 
@@ -43,7 +44,7 @@ def _reference(match: re.Match[str]) -> Reference:
 def find_references(value: Any) -> list[Reference]:
     """Every reference in a JSON-like value (strings inside lists and dicts too), in order."""
     if isinstance(value, str):
-        return [_reference(m) for m in REFERENCE.finditer(value)]
+        return [reference_of(m) for m in REFERENCE.finditer(value)]
     if isinstance(value, Mapping):
         return [r for v in value.values() for r in find_references(v)]
     if isinstance(value, (list, tuple)):
@@ -56,7 +57,7 @@ def whole_reference(value: Any) -> Reference | None:
     if not isinstance(value, str):
         return None
     match = REFERENCE.fullmatch(value)
-    return _reference(match) if match else None
+    return reference_of(match) if match else None
 
 
 def plain(value: Any) -> Any:
@@ -115,7 +116,7 @@ def resolve(value: Any, outputs: Mapping[str, Any]) -> Any:
         whole = whole_reference(value)
         if whole is not None:
             return _value_of(whole, outputs)
-        return REFERENCE.sub(lambda m: _format(_value_of(_reference(m), outputs)), value)
+        return REFERENCE.sub(lambda m: _format(_value_of(reference_of(m), outputs)), value)
     if isinstance(value, Mapping):
         return {k: resolve(v, outputs) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

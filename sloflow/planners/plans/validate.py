@@ -221,13 +221,13 @@ def _references(i: int, step: Step, plan: Plan, by_name: Mapping[str, PlanSource
         else:
             source = by_name.get(plan.steps[j].name)
             if source is not None and source.output is not None:
-                problem = _path_problem(ref, source)
+                problem = path_problem(ref, source)
                 if problem:
                     problems.append(f"{who} refers to {ref.text}, but {problem}")
     return problems
 
 
-def _path_problem(ref: Reference, source: PlanSource) -> str | None:
+def path_problem(ref: Reference, source: PlanSource) -> str | None:
     """Why `ref.path` does not exist in the declared output schema of `source`, else None."""
     root = source.output or {}
     schema, here = root, ref.label

@@ -61,3 +61,17 @@ def test_steps_asked_to_be_dropped_go_with_their_dependants(shop_sources: list[P
     ]
     pruned = prune_plan(plan, shop_sources, drop=["var1"])
     assert pruned is not None and pruned.dropped == ["var1", "var2"] and [s.label for s in pruned.plan.calls] == ["var3"]
+
+
+def test_a_reference_to_a_field_its_step_cannot_give_is_re_pointed_to_the_earlier_step_that_declares_it(shop_sources: list[PlanSource]) -> None:
+    plan = [
+        {"label": "var1", "name": "order_status", "arguments": {"order_id": 7}},  # declares status and items
+        {"label": "var2", "name": "manuals", "arguments": {"query": "care of $var2.status$"}},  # its own output
+        {"label": "var3", "name": "reviews", "arguments": {"query": "$var2.items.sku$"}},  # manuals' hits have no items
+        {"label": "var4", "name": "reviews", "arguments": {"query": "$var9.nothing$"}},  # no step declares it: dropped
+    ]
+    pruned = prune_plan(plan, shop_sources)
+    assert pruned is not None and pruned.dropped == ["var4"]
+    assert pruned.repointed == ["$var2.status$ -> $var1.status$", "$var2.items.sku$ -> $var1.items.sku$"]
+    assert [s.arguments["query"] for s in pruned.plan.calls[1:]] == ["care of $var1.status$", "$var1.items.sku$"]
+    assert validate_plan(pruned.plan, shop_sources).ok
