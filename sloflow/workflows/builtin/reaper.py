@@ -123,11 +123,17 @@ async def answer(s: ReaperState, ctx: Any) -> dict[str, Any]:
     """One answer from the evidence with its provenance; remembers a plan that fully worked."""
     evidence = _evidence(s)
     notes = list(s.notes)
+    # The answer continues the planner's conversation: the worker that planned prefills only the evidence.
+    planned = [Message(**m) for m in s.plan_prompt] + [Message(role="assistant", content=parse_plan(s.plan).to_json())] if s.plan_prompt else []
     try:
-        # The answer continues the planner's conversation: the worker that planned prefills only the evidence.
-        planned = [Message(**m) for m in s.plan_prompt] + [Message(role="assistant", content=parse_plan(s.plan).to_json())] if s.plan_prompt else []
-        messages = answer_messages(s.question, evidence, planned)
-        text = await ctx.llm.text(messages, max_tokens=ANSWER_TOKENS, model=s.models.get("answer"))
+        try:
+            text = await ctx.llm.text(answer_messages(s.question, evidence, planned), max_tokens=ANSWER_TOKENS, model=s.models.get("answer"))
+        except InvalidRequest:
+            if not planned:
+                raise
+            # Refused before any prefill, e.g. conversation and evidence exceed a small model's context.
+            notes.append("answer: the planner's conversation and the evidence did not fit the answer model's context; it was asked without the conversation")
+            text = await ctx.llm.text(answer_messages(s.question, evidence), max_tokens=ANSWER_TOKENS, model=s.models.get("answer"))
     except DeadlineExceeded:
         notes.append("answer: the deadline passed before the answer was written; it lists the evidence gathered")
         return {"answer": fallback_answer(evidence), "notes": notes}

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from sloflow.demo.retail import POLICY_INDEX, register_retail_demo
+from sloflow.errors import InvalidRequest
 from sloflow.llm.client import CallContext
 from sloflow.llm.types import Chunk, Completion, GenerateRequest
 from sloflow.planners.plans.memory import PlanMemory
@@ -193,6 +194,21 @@ async def test_the_answer_continues_the_planners_conversation(retail: SourceRegi
     plan, answer = (request.messages for request, _ in llm.calls)
     assert answer[: len(plan)] == plan  # a worker that planned prefills only the plan and the evidence
     assert answer[len(plan)].role == "assistant" and answer[-1].role == "user" and "[var1] get_order_details" in answer[-1].content
+
+
+async def test_an_answer_that_does_not_fit_after_the_planners_conversation_is_asked_without_it(retail: SourceRegistry) -> None:
+    class SmallContext(Scripted):
+        async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
+            if request.json_schema is None and len(request.messages or []) > 2:
+                self.calls.append((request, ctx))
+                raise InvalidRequest("Requested tokens (2072) exceed context window of 2048")
+            return await super().generate(request, ctx)
+
+    llm = SmallContext([GOOD_PLAN])
+    run = await runtime(llm, retail, None).run("reaper", {"question": QUESTION}, slo=60)
+    assert run.status is RunStatus.succeeded and run.output["answer"]
+    assert [len(request.messages or []) for request, _ in llm.calls[1:]] == [4, 2]  # the continued prompt, then the short one
+    assert any("did not fit the answer model's context" in n for n in run.output["notes"])
 
 
 async def test_memory_off_is_not_consulted(retail: SourceRegistry) -> None:
