@@ -15,10 +15,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from sloflow.errors import DeadlineExceeded, SloflowError
+from sloflow.errors import DeadlineExceeded, InvalidRequest, SloflowError
 from sloflow.llm.types import Message
 from sloflow.planners.plans.catalog import plan_sources
-from sloflow.planners.plans.evidence import ANSWER_INSTRUCTIONS, Evidence, citations, compact, fallback_answer
+from sloflow.planners.plans.evidence import ANSWER_INSTRUCTIONS, Evidence, answer_messages, citations, compact, fallback_answer
 from sloflow.planners.plans.grammar import FINISH, action_json_schema
 from sloflow.planners.plans.prompts import describe_source
 from sloflow.planners.plans.references import plain
@@ -110,11 +110,17 @@ async def answer(s: ReactState, ctx: Any) -> dict[str, Any]:
     evidence = _evidence(s)
     # The agent's own conversation, which its worker still holds, plus the instructions: only they are new prefill.
     ask = Message(role="user", content=f"The steps are over. {ANSWER_INSTRUCTIONS} Write prose, not JSON.\n\nQuestion: {s.question.strip()}")
+    notes = [*s.notes, f"answer: written after {len(s.steps)} steps without a finish"]
     try:
-        text = (await ctx.llm.text([*_messages(s, chosen_sources(s, ctx)), ask], max_tokens=160, model=s.models.get("answer"))).strip()
+        try:
+            text = await ctx.llm.text([*_messages(s, chosen_sources(s, ctx)), ask], max_tokens=160, model=s.models.get("answer"))
+        except InvalidRequest:  # the conversation and its last observation exceed the model's context
+            notes.append("answer: the conversation did not fit the answer model's context; it was asked from the compacted observations")
+            text = await ctx.llm.text(answer_messages(s.question, evidence), max_tokens=160, model=s.models.get("answer"))
     except DeadlineExceeded:
         return {"answer": fallback_answer(evidence), "notes": [*s.notes, "answer: the deadline passed before the answer was written"]}
-    return {"answer": text, "citations": citations(text, evidence), "notes": [*s.notes, f"answer: written after {len(s.steps)} steps without a finish"]}
+    text = text.strip()
+    return {"answer": text, "citations": citations(text, evidence), "notes": notes}
 
 
 react.then(step, answer)

@@ -211,6 +211,20 @@ async def test_an_answer_that_does_not_fit_after_the_planners_conversation_is_as
     assert any("did not fit the answer model's context" in n for n in run.output["notes"])
 
 
+async def test_react_answers_from_compacted_observations_when_its_conversation_does_not_fit(retail: SourceRegistry) -> None:
+    class SmallContext(Scripted):
+        async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
+            if request.json_schema is None and len(request.messages or []) > 2:
+                self.calls.append((request, ctx))
+                raise InvalidRequest("Requested tokens (2072) exceed context window of 2048")
+            return await super().generate(request, ctx)
+
+    action = {"thought": "look it up", "name": "get_order_details", "arguments": {"order_id": "#W1001"}}
+    run = await runtime(SmallContext([action]), retail, None).run("react", {"question": QUESTION, "max_steps": 1}, slo=60)
+    assert run.status is RunStatus.succeeded and run.output["answer"]
+    assert any("did not fit the answer model's context" in n for n in run.output["notes"])
+
+
 async def test_memory_off_is_not_consulted(retail: SourceRegistry) -> None:
     class Watching(PlanMemory):
         asked = 0
