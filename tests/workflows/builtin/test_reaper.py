@@ -54,6 +54,16 @@ class Scripted:
         yield Chunk(completion=out)
 
 
+class SmallContext(Scripted):
+    """A model whose context holds no text prompt longer than a system and a user message."""
+
+    async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
+        if request.json_schema is None and len(request.messages or []) > 2:
+            self.calls.append((request, ctx))
+            raise InvalidRequest("Requested tokens (2072) exceed context window of 2048")
+        return await super().generate(request, ctx)
+
+
 @pytest.fixture
 def retail(sources: SourceRegistry, tmp_path: Path) -> SourceRegistry:
     register_retail_demo(sources, tmp_path)
@@ -197,13 +207,6 @@ async def test_the_answer_continues_the_planners_conversation(retail: SourceRegi
 
 
 async def test_an_answer_that_does_not_fit_after_the_planners_conversation_is_asked_without_it(retail: SourceRegistry) -> None:
-    class SmallContext(Scripted):
-        async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
-            if request.json_schema is None and len(request.messages or []) > 2:
-                self.calls.append((request, ctx))
-                raise InvalidRequest("Requested tokens (2072) exceed context window of 2048")
-            return await super().generate(request, ctx)
-
     llm = SmallContext([GOOD_PLAN])
     run = await runtime(llm, retail, None).run("reaper", {"question": QUESTION}, slo=60)
     assert run.status is RunStatus.succeeded and run.output["answer"]
@@ -212,13 +215,6 @@ async def test_an_answer_that_does_not_fit_after_the_planners_conversation_is_as
 
 
 async def test_react_answers_from_compacted_observations_when_its_conversation_does_not_fit(retail: SourceRegistry) -> None:
-    class SmallContext(Scripted):
-        async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
-            if request.json_schema is None and len(request.messages or []) > 2:
-                self.calls.append((request, ctx))
-                raise InvalidRequest("Requested tokens (2072) exceed context window of 2048")
-            return await super().generate(request, ctx)
-
     action = {"thought": "look it up", "name": "get_order_details", "arguments": {"order_id": "#W1001"}}
     run = await runtime(SmallContext([action]), retail, None).run("react", {"question": QUESTION, "max_steps": 1}, slo=60)
     assert run.status is RunStatus.succeeded and run.output["answer"]
