@@ -104,8 +104,8 @@ async def _make_plan(
             rebuilt = prune_plan(previous, known) if repair else None
             # Nothing dropped means the same calls, so the same borrowed values as above.
             if rebuilt is not None and not rebuilt.dropped and not borrowed and validate_plan(rebuilt.plan, known).ok:
-                # Every call is sound but for optional arguments that can be left out, or var_result:
-                # no need to ask again.
+                # Every call is sound once references are re-pointed and optional arguments left out,
+                # or only var_result was wrong: no need to ask again.
                 notes.append(f"planning: the plan's calls were sound ({'; '.join(problems)[:300]}); it ran with {rebuilt.changes}")
                 return Planned(rebuilt.plan, "repaired", attempts, notes)
             if validation.runnable and validation.plan is not None:
