@@ -53,6 +53,8 @@ def collapse_enumerations(plan: Plan) -> tuple[Plan, list[str]]:
 def close_at_repeat(text: str) -> str | None:
     """The plan generated so far, closed after its last whole step, once that step repeats an earlier
     one or enumerates the next item of a list; None while it does not (generation goes on)."""
+    if not text.rstrip().endswith("}"):  # called per token: parse only when a step may just have closed
+        return None
     steps = _whole_steps(text)
     if len(steps) < 2:
         return None

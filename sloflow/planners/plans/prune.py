@@ -111,12 +111,11 @@ def _repoint(value: Any, kept: list[Step], known: dict[str, PlanSource], gone: s
 
 def _declares(source: PlanSource | None, ref: Reference) -> bool:
     """Whether `source`'s declared output names the first field of `ref` and has its whole path."""
-    output = source.output if source is not None else None
-    if output is None:
+    if source is None or source.output is None:
         return False
+    output = source.output
     top = output.get("items") if output.get("type") == "array" and isinstance(output.get("items"), dict) else output
-    first = ref.path[0]
-    return first in (top.get("properties") or {}) and path_problem(ref, source) is None  # type: ignore[arg-type]
+    return ref.path[0] in (top.get("properties") or {}) and path_problem(ref, source) is None
 
 
 def _result(result: Step | None, kept: list[Step]) -> Step:
