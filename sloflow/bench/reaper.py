@@ -246,16 +246,41 @@ def _norm(value: Any) -> Any:
     return text[1:] if text.startswith("#") else text  # "#W123" and "W123" name the same order
 
 
-def evidence_recall(executed: list[dict[str, Any]], gold: list[dict[str, Any]]) -> float:
-    """The share of gold calls among the executed calls (name and normalised arguments; multiset)."""
+def evidence_recall(executed: list[dict[str, Any]], gold: list[dict[str, Any]], *, repeats: bool = False) -> float:
+    """The share of gold calls that were executed (name and normalised arguments equal).
+
+    A gold session often makes the same read call twice (it looked an order up again); the evidence
+    is the same, so by default one execution covers every repeat. `repeats=True` asks one execution
+    per repeat (a multiset), as the figures before 2026-12-02 afternoon did.
+    """
     have = Counter((c["name"], _norm(c["arguments"])) for c in executed)
     found = 0
     for g in gold:
         key = (g["name"], _norm(g["arguments"]))
         if have[key] > 0:
-            have[key] -= 1
+            have[key] -= 1 if repeats else 0
             found += 1
     return found / len(gold)
+
+
+def reachable_share(request: str, trace: list[tuple[str, dict[str, Any], Any]], listing: Any) -> float:
+    """The share of gold calls whose argument values the request, the product listing or another reachable gold call's output holds.
+
+    A plan's values come from the question or from what its sources return (an id the question does
+    not give is refused as invented), so no plan recalls a gold call with a value the customer only
+    gave later in the session (a wrong zip code first, then the right one).
+    """
+    seen = f"{request} {json.dumps(listing, ensure_ascii=False)}".casefold()
+    pending = list(trace)
+    reached = 0
+    while True:  # to a fixpoint: a call reached may give the values of one before it
+        ready = [c for c in pending if all(str(_norm(v)).lstrip("#") in seen for v in c[1].values())]
+        if not ready:
+            return reached / len(trace)
+        for call in ready:
+            pending.remove(call)
+            reached += 1
+            seen += " " + json.dumps(call[2], ensure_ascii=False).casefold()
 
 
 def executed_calls(workflow: str, output: dict[str, Any]) -> list[dict[str, Any]]:
@@ -291,7 +316,7 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
         registry.add(react.react)
         runtime = Runtime(MemoryRunStore(), None, client=client, tools=reaper.tools(sources, memory), registry=registry)
         say(f"retail: {len(requests)} of {len(evaluated)} requests of even customers run; memory warmed with the gold calls of {len(warm)} requests of odd customers")
-        figures: dict[str, dict[str, list[float]]] = {w: {"recall": [], "seconds": [], "calls": [], "met": [], "prefill": [], "decode": [], "floor": []} for w in ("reaper", "react")}
+        figures: dict[str, dict[str, list[float]]] = {w: {"recall": [], "recall_repeats": [], "seconds": [], "calls": [], "met": [], "prefill": [], "decode": [], "floor": []} for w in ("reaper", "react")}
         # One workflow over every request, then the other: a worker serving one workflow keeps its
         # prompts' shared prefix cached, which alternating the two would evict at every request.
         for workflow in ("reaper", "react"):
@@ -303,6 +328,7 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
                 recall = evidence_recall(calls, gold)
                 f = figures[workflow]
                 f["recall"].append(recall)
+                f["recall_repeats"].append(evidence_recall(calls, gold, repeats=True))
                 f["seconds"].append(seconds)
                 f["calls"].append(client.calls[run.id])
                 f["met"].append(float(bool(run.deadline_met)))
@@ -320,6 +346,10 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
         "retail_items": len(requests),
         "retail_evidence_recall": round(statistics.fmean(figures["reaper"]["recall"]), 4),
         "react_evidence_recall": round(statistics.fmean(figures["react"]["recall"]), 4),
+        "retail_evidence_recall_repeats": round(statistics.fmean(figures["reaper"]["recall_repeats"]), 4),
+        "react_evidence_recall_repeats": round(statistics.fmean(figures["react"]["recall_repeats"]), 4),
+        # the most any plan could recall: gold values the request or earlier gold outputs hold
+        "retail_evidence_recall_reachable": round(statistics.fmean(reachable_share(r, trace, store.list_all_product_types()) for _, r, _, trace in requests), 4),
         "p50_latency_ratio_react_over_reaper": round(p50["react"] / p50["reaper"], 2),
         "reaper_p50_s": round(p50["reaper"], 2),
         "reaper_p95_s": round(percentile(figures["reaper"]["seconds"], 95), 2),

@@ -67,7 +67,7 @@ async def _make_plan(
     notes: list[str] = []
     previous: Any = None
     problems: list[str] = []
-    runnable: list[tuple[Plan, dict[str, str]]] = []  # plans with argument problems only (and their borrowed values), best first
+    runnable: list[tuple[Plan, dict[str, str]]] = []  # plans with argument problems only (and their unfounded values), best first
     for attempt in ("plan", "repair"):
         if attempt == "repair" and not repair:
             break
@@ -89,9 +89,9 @@ async def _make_plan(
             if isinstance(previous, Plan):
                 candidates.append(previous)
             validation = validate_plan(previous, known)
-            borrowed = borrowed_values(validation.plan, question, examples) if validation.plan is not None else {}
-            validation.problems += borrowed.values()
-            validation.argument_problems += borrowed.values()
+            unfounded = unfounded_values(validation.plan, question, examples, known) if validation.plan is not None else {}
+            validation.problems += unfounded.values()
+            validation.argument_problems += unfounded.values()
             if validation.ok and validation.plan is not None:
                 outcome: Outcome = "valid" if attempt == "plan" else "repaired"
                 calls = len(validation.plan.calls)
@@ -102,28 +102,28 @@ async def _make_plan(
                 return Planned(validation.plan, outcome, attempts, notes)
             problems = validation.problems
             rebuilt = prune_plan(previous, known) if repair else None
-            # Nothing dropped means the same calls, so the same borrowed values as above.
-            if rebuilt is not None and not rebuilt.dropped and not borrowed and validate_plan(rebuilt.plan, known).ok:
+            # Nothing dropped means the same calls, so the same unfounded values as above.
+            if rebuilt is not None and not rebuilt.dropped and not unfounded and validate_plan(rebuilt.plan, known).ok:
                 # Every call is sound once references are re-pointed and optional arguments left out,
                 # or only var_result was wrong: no need to ask again.
                 notes.append(f"planning: the plan's calls were sound ({'; '.join(problems)[:300]}); it ran with {rebuilt.changes}")
                 return Planned(rebuilt.plan, "repaired", attempts, notes)
             if validation.runnable and validation.plan is not None:
-                runnable.insert(0, (validation.plan, borrowed))  # a repaired plan goes before the first
+                runnable.insert(0, (validation.plan, unfounded))  # a repaired plan goes before the first
     if runnable and repair:
         # Only arguments are in doubt: the sources check them, and a refused call fails its own
-        # branch of the plan, not the whole question. A value borrowed from another question is
-        # never sent to a source: those steps (and the steps using them) are left out.
-        plan, borrowed = runnable[0]
-        clean = prune_plan(plan, known, drop=borrowed) if borrowed else None
+        # branch of the plan, not the whole question. A value the question does not give is never
+        # sent to a source: those steps (and the steps using them) are left out.
+        plan, unfounded = runnable[0]
+        clean = prune_plan(plan, known, drop=unfounded) if unfounded else None
         if clean is not None:
             notes.append(
-                f"planning: the plan still used values of an example's question ({'; '.join(borrowed.values())[:300]}); "
+                f"planning: the plan still used values the question does not give ({'; '.join(unfounded.values())[:300]}); "
                 f"it ran without {', '.join(clean.dropped)}"
             )
             return Planned(clean.plan, "repaired", attempts, notes)
-        if borrowed:
-            notes.append(f"planning: every call of the plan used values of an example's question ({'; '.join(borrowed.values())[:300]}); the default plan ran")
+        if unfounded:
+            notes.append(f"planning: every call of the plan used values the question does not give ({'; '.join(unfounded.values())[:300]}); the default plan ran")
             return Planned(default_plan(question, known), "default", attempts, notes)
         notes.append(f"planning: the plan still has argument problems ({'; '.join(problems)[:300]}); it ran, the sources checking them")
         return Planned(plan, "repaired", attempts, notes)
@@ -139,25 +139,34 @@ async def _make_plan(
     return Planned(default_plan(question, known), "default", attempts, notes)
 
 
-def borrowed_values(plan: Plan, question: str, examples: Sequence[PlanExample]) -> dict[str, str]:
-    """Step label -> problem, for steps with an id-like literal argument copied from an example's question that this question does not contain.
+def unfounded_values(plan: Plan, question: str, examples: Sequence[PlanExample], known: Sequence[PlanSource] = ()) -> dict[str, str]:
+    """Step label -> problem, for steps with a literal identifier the question does not give.
 
-    A small planner copies the ids of the nearest stored plan (another customer's order number):
-    a value with a digit in it (ids, zip codes, dates) is borrowed when it occurs in an example's
-    request but not in this question. Words are left alone: defaults like "metric" may rightly
-    recur without being asked for.
+    Two kinds, both never sent to a source. An identifier-form argument (its schema declares a
+    `pattern`, like the retail demo's user and order ids) holding a literal this question does not
+    contain was invented (`yusuf_rossi_19122` for a user the question names by name and zip): it
+    must come from the question or from a step that finds it. And a small planner copies the ids of
+    the nearest stored plan (another customer's order number): a value with a digit in it (ids, zip
+    codes, dates) is borrowed when it occurs in an example's request but not in this question.
+    Other words are left alone: defaults like "metric" may rightly recur without being asked for.
     """
     asked = question.casefold()
+    forms = {s.name: s.parameters.get("properties") or {} for s in known}
     problems: dict[str, str] = {}
     for step in plan.calls:
         for name, value in step.arguments.items():
             text = str(value).strip().casefold().lstrip("#")
-            if len(text) < 4 or "$" in text or not any(c.isdigit() for c in text) or text in asked:
+            if step.label in problems or "$" in text or text in asked:
                 continue
-            if step.label not in problems and any(text in e.request.casefold() for e in examples):
+            if len(text) >= 4 and any(c.isdigit() for c in text) and any(text in e.request.casefold() for e in examples):
                 problems[str(step.label)] = (
                     f"step {step.label} ({step.name}) uses {name}={value!r}, which comes from an example's question, not this one; "
                     "take the values this question gives, or the output of an earlier step"
+                )
+            elif isinstance(value, str) and "pattern" in forms.get(step.name, {}).get(name, {}):
+                problems[str(step.label)] = (
+                    f"step {step.label} ({step.name}) uses {name}={value!r}, which this question does not give; "
+                    "take it from the question, or find it with an earlier step and refer to that step's output"
                 )
     return problems
 

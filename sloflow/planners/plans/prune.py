@@ -99,6 +99,10 @@ def _repoint(value: Any, kept: list[Step], known: dict[str, PlanSource], gone: s
             return ref.text
         if holder is not None and (known.get(holder.name) is None or known[holder.name].output is None):
             return ref.text  # its output is not declared: nothing says the field is missing
+        if holder is not None and _scalar(known[holder.name]):
+            # `$var1.user_id$` over a step that returns the user id itself: the field is the value.
+            repointed.append(f"{ref.text} -> ${ref.label}$")
+            return f"${ref.label}$"
         for step in reversed(kept):
             if _declares(known.get(step.name), ref):
                 fixed = f"${step.label}{match.group(2)}$"
@@ -107,6 +111,11 @@ def _repoint(value: Any, kept: list[Step], known: dict[str, PlanSource], gone: s
         return ref.text
 
     return REFERENCE.sub(fix, value)
+
+
+def _scalar(source: PlanSource) -> bool:
+    """Whether `source` is declared to return one string, number or boolean (no fields to name)."""
+    return (source.output or {}).get("type") in ("string", "integer", "number", "boolean")
 
 
 def _declares(source: PlanSource | None, ref: Reference) -> bool:

@@ -75,3 +75,14 @@ def test_a_reference_to_a_field_its_step_cannot_give_is_re_pointed_to_the_earlie
     assert pruned.repointed == ["$var2.status$ -> $var1.status$", "$var2.items.sku$ -> $var1.items.sku$"]
     assert [s.arguments["query"] for s in pruned.plan.calls[1:]] == ["care of $var1.status$", "$var1.items.sku$"]
     assert validate_plan(pruned.plan, shop_sources).ok
+
+
+def test_a_field_of_a_step_that_returns_one_value_is_that_value(shop_sources: list[PlanSource]) -> None:
+    find = PlanSource("find_order", "the id of a customer's last order", {"type": "object", "properties": {"name": {"type": "string"}}}, {"type": "integer"})
+    plan = [
+        {"label": "var1", "name": "find_order", "arguments": {"name": "Ana"}},
+        {"label": "var2", "name": "order_status", "arguments": {"order_id": "$var1.order_id$"}},  # var1 is the id itself
+    ]
+    pruned = prune_plan(plan, [*shop_sources, find])
+    assert pruned is not None and not pruned.dropped and pruned.repointed == ["$var1.order_id$ -> $var1$"]
+    assert pruned.plan.calls[1].arguments == {"order_id": "$var1$"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,23 @@ async def test_an_id_copied_from_a_remembered_plan_is_sent_back_for_repair(retai
     assert "'#W1001', which comes from an example's question" in problems
 
 
+async def test_an_id_the_question_does_not_give_is_sent_back_for_repair(retail: SourceRegistry, tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "demo" / "retail.sqlite") as conn:
+        first, last, zip_code = conn.execute("SELECT first_name, last_name, zip FROM users LIMIT 1").fetchone()
+    question = f"I am {first} {last} in zip {zip_code}: what did I order?"
+    invented = [{"label": "var1", "name": "get_user_details", "arguments": {"user_id": "ana_diaz_10001"}}, {"name": "var_result", "arguments": {"user": "$var1$"}}]
+    found = [
+        {"label": "var1", "name": "find_user_id_by_name_zip", "arguments": {"first_name": first, "last_name": last, "zip": zip_code}},
+        {"label": "var2", "name": "get_user_details", "arguments": {"user_id": "$var1.user_id$"}},  # the field of a plain id: the id
+        {"name": "var_result", "arguments": {"user": "$var2$"}},
+    ]
+    llm = Scripted([invented, found])
+    out = (await runtime(llm, retail, None).run("reaper", {"question": question, "memory": False}, slo=60)).output
+    assert "'ana_diaz_10001', which this question does not give" in llm.calls[1][0].messages[-1].content
+    assert out["plan_outcome"] == "repaired" and out["plan"][1]["arguments"] == {"user_id": "$var1$"}
+    assert [(c["source"], c["status"]) for c in out["calls"]] == [("find_user_id_by_name_zip", "ok"), ("get_user_details", "ok")]
+
+
 async def test_a_borrowed_id_the_repair_keeps_is_never_sent_to_a_source(retail: SourceRegistry, memory: PlanMemory) -> None:
     await runtime(Scripted([GOOD_PLAN]), retail, memory).run("reaper", {"question": QUESTION, "namespace": "t-keep"}, slo=60)
     other = "Can I still return order #W1002, and what is your return policy?"
@@ -178,7 +196,7 @@ async def test_a_borrowed_id_the_repair_keeps_is_never_sent_to_a_source(retail: 
     out = run.output
     # var1 carries the other question's order id; var2 and var3 use var1's output: none of them runs.
     assert out["plan_outcome"] == "default" and all("#W1001" not in json.dumps(c["arguments"]) for c in out["calls"])
-    assert any("values of an example's question" in n for n in out["notes"])
+    assert any("values the question does not give" in n for n in out["notes"])
 
 
 async def test_an_optional_argument_referring_to_its_own_step_is_left_out_without_a_repair(retail: SourceRegistry) -> None:
