@@ -189,6 +189,10 @@ def _score(predicted: list[dict[str, Any]], gold: list[dict[str, Any]]) -> dict[
 class FrozenPlanMemory(PlanMemory):
     """Plan memory that runs read but do not extend: every evaluated request sees the warm split only."""
 
+    def warm(self, namespace: str, request: str, plan: Any, sources: Any) -> int:
+        """Store a plan before the runs (the only way in)."""
+        return super().remember(namespace, request, plan, sources)
+
     def remember(self, namespace: str, request: str, plan: Any, sources: Any) -> int:
         return -1
 
@@ -310,7 +314,7 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
         requests = evaluated[:limit]
         memory = FrozenPlanMemory()
         for _, request, _, trace in warm:
-            memory.remember(NAMESPACE, request, plan_from_calls(trace), sources.catalog())
+            memory.warm(NAMESPACE, request, plan_from_calls(trace), sources.catalog())
         registry = Registry()
         registry.add(reaper.reaper)
         registry.add(react.react)

@@ -63,7 +63,7 @@ async def _make_plan(
     """`make_plan` without the prompt bookkeeping."""
     schema = plan_json_schema(known, max_steps=PLAN_STEPS)
     attempts: list[Any] = []
-    candidates: list[Plan] = []  # each attempt as read, item-by-item steps folded into one
+    candidates: list[tuple[Plan, dict[str, str]]] = []  # each attempt as read (item-by-item steps folded into one), and its unfounded values
     notes: list[str] = []
     previous: Any = None
     problems: list[str] = []
@@ -86,10 +86,10 @@ async def _make_plan(
         attempts.append(previous)
         if previous is not None:
             previous = _folded(previous, notes)
-            if isinstance(previous, Plan):
-                candidates.append(previous)
             validation = validate_plan(previous, known)
             unfounded = unfounded_values(validation.plan, question, examples, known) if validation.plan is not None else {}
+            if isinstance(previous, Plan):
+                candidates.append((previous, unfounded))
             validation.problems += unfounded.values()
             validation.argument_problems += unfounded.values()
             if validation.ok and validation.plan is not None:
@@ -128,11 +128,11 @@ async def _make_plan(
         notes.append(f"planning: the plan still has argument problems ({'; '.join(problems)[:300]}); it ran, the sources checking them")
         return Planned(plan, "repaired", attempts, notes)
     if repair:
-        pruned = [p for p in (prune_plan(c, known) for c in reversed(candidates)) if p is not None]
+        pruned = [p for p in (prune_plan(c, known, drop=u) for c, u in reversed(candidates)) if p is not None]
         if pruned:
             best = max(pruned, key=lambda p: len(p.plan.calls))  # the repair first among equals
             kept = f"{len(best.plan.calls)} calls ran"
-            kept += f" without {', '.join(best.dropped)} (they could not run, or used a step that could not)" if best.dropped else " under a rebuilt var_result"
+            kept += f" without {', '.join(best.dropped)} (they could not run, used a value the question does not give, or used a step that did)" if best.dropped else " under a rebuilt var_result"
             notes.append(f"planning: no valid plan ({'; '.join(problems)[:300]}); its sound part of {kept}")
             return Planned(best.plan, "repaired", attempts, notes)
     notes.append("planning: no valid plan (" + "; ".join(problems)[:300] + "); the default plan (every index searched) ran")

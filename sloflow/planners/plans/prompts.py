@@ -22,7 +22,7 @@ Answer with a JSON list of steps and nothing else.
 - An argument may use the output of an earlier step: "$var1$" is the whole output, "$var1.field$" one field, "$var1.0.text$" a field of its first item.
 - A reference may also stand inside a longer string: "reviews of $var1.name$".
 - A field of a list is that field of every item: "$var1.items.id$" is the id of each item; given where one value is expected, the step runs once per item. Write an index ("$var1.items.0.id$") only when the question is about that one item.
-- Copy ids, names and numbers the question gives into the arguments as they are.
+- Copy ids, names and numbers the question gives into the arguments as they are. Never make up an id: one the question does not give comes from an earlier step that looks it up.
 - Steps that do not use each other's outputs run at the same time; a step may only use the outputs of steps before it.
 - The last step is {"name": "var_result", "arguments": {"<what>": "$var1$", ...}}: the outputs the answer needs.
 - Call only the sources below, with the arguments they take."""

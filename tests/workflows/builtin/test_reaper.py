@@ -189,6 +189,17 @@ async def test_an_id_the_question_does_not_give_is_sent_back_for_repair(retail: 
     assert [(c["source"], c["status"]) for c in out["calls"]] == [("find_user_id_by_name_zip", "ok"), ("get_user_details", "ok")]
 
 
+async def test_an_invented_id_in_a_plan_that_stays_broken_is_never_sent_to_a_source(retail: SourceRegistry) -> None:
+    # No var_result (a structural problem) and an invented user id, twice: the sound part runs without the invented step.
+    broken = [
+        {"label": "var1", "name": "get_user_details", "arguments": {"user_id": "ana_diaz_10001"}},
+        {"label": "var2", "name": POLICY_INDEX, "arguments": {"query": "returns"}},
+    ]
+    out = (await runtime(Scripted([broken, broken]), retail, None).run("reaper", {"question": QUESTION, "memory": False}, slo=60)).output
+    assert out["plan_outcome"] == "repaired" and [c["label"] for c in out["calls"]] == ["var2"]
+    assert any("without var1" in n for n in out["notes"])
+
+
 async def test_a_borrowed_id_the_repair_keeps_is_never_sent_to_a_source(retail: SourceRegistry, memory: PlanMemory) -> None:
     await runtime(Scripted([GOOD_PLAN]), retail, memory).run("reaper", {"question": QUESTION, "namespace": "t-keep"}, slo=60)
     other = "Can I still return order #W1002, and what is your return policy?"
