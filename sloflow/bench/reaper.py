@@ -30,7 +30,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +115,7 @@ def _llm(client: Any, name: str) -> StageLLM:
 # --- NESTFUL ---------------------------------------------------------------------------------
 
 
-async def nestful(client: Any, data: list[dict[str, Any]], spec: list[dict[str, Any]], limit: int | None, predictions: list[dict[str, Any]]) -> dict[str, Any]:
+async def nestful(client: Any, data: list[dict[str, Any]], spec: list[dict[str, Any]], limit: int | None, record: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     sources = nestful_sources(spec)
     warm = [(i, d) for i, d in enumerate(data) if i % 2 == 1]
     evaluate = [(i, d) for i, d in enumerate(data) if i % 2 == 0][:limit]
@@ -142,7 +142,7 @@ async def nestful(client: Any, data: list[dict[str, Any]], spec: list[dict[str, 
             else:
                 # The same item without memory, for reading the scores: the plan, and what the planner saw wrong.
                 line.update(no_memory_plan=predicted, no_memory_outcome=planned.outcome, no_memory_notes=planned.notes, no_memory_attempts=planned.attempts)
-                predictions.append(line)
+                record(line)
                 # The single-call baseline is that same first call (same prompt, no memory), taken
                 # as it came: no repair, no default plan.
                 first = planned.attempts[0] if planned.attempts else None
@@ -294,7 +294,7 @@ def executed_calls(workflow: str, output: dict[str, Any]) -> list[dict[str, Any]
     return [c for r in output.get("calls", []) for c in StepRecord(**r).calls()]
 
 
-async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: int | None, slo: float, predictions: list[dict[str, Any]]) -> dict[str, Any]:
+async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: int | None, slo: float, record: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     from sloflow.demo.retail import POLICY_INDEX, RetailStore, build_retail_db, register_retail
     from sloflow.retrieval.chunking import Document
     from sloflow.retrieval.databases import DatabaseRegistry
@@ -341,7 +341,7 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
                 f["decode"].append(llm["decode_s"])
                 f["floor"].append(llm["floor_s"])
                 out = run.output or {}
-                predictions.append(
+                record(
                     {"set": "retail", "id": task_id, "workflow": workflow, "calls": calls, "plan": out.get("plan"), "answer": out.get("answer"), "notes": out.get("notes", []), "llm": llm}
                 )
                 say(f"  {workflow} [{n}/{len(requests)}] task {task_id}: recall {recall:.2f} in {seconds:.1f} s, {client.calls[run.id]} calls")
@@ -392,7 +392,14 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict[str, Any]:
     retail_limit = opts.limit or (1 if quick else None)
     backend = EmbeddedBackend(opts.model, models_dir=get_settings().home / "models", threads=opts.threads, context_tokens=8192)
     client = CountingClient(backend)
-    predictions: list[dict[str, Any]] = []
+    # Each prediction is written as soon as its item is done: a long run can be read while it goes.
+    sink = opts.predictions.open("w", encoding="utf-8") if opts.predictions else None
+
+    def record(prediction: dict[str, Any]) -> None:
+        if sink is not None:
+            sink.write(json.dumps(prediction, ensure_ascii=False) + "\n")
+            sink.flush()
+
     figures: dict[str, Any] = {"model": opts.model, "quick": quick}
     started = time.perf_counter()
 
@@ -400,15 +407,15 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict[str, Any]:
         try:
             if opts.only in (None, "nestful"):
                 data, spec = json.loads(opts.nestful.read_text()), json.loads(opts.spec.read_text())
-                figures.update(await nestful(client, data, spec, nestful_limit, predictions))
+                figures.update(await nestful(client, data, spec, nestful_limit, record))
             if opts.only in (None, "retail"):
                 tasks = opts.tasks or opts.retail / "tasks_train.json"
-                figures.update(await retail(client, opts.retail, tasks, retail_limit, opts.slo, predictions))
+                figures.update(await retail(client, opts.retail, tasks, retail_limit, opts.slo, record))
         finally:
             await backend.close()
+            if sink is not None:
+                sink.close()
 
     asyncio.run(run())
-    if opts.predictions:
-        opts.predictions.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
     figures["seconds"] = round(time.perf_counter() - started, 1)
     return figures
