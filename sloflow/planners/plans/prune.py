@@ -99,7 +99,7 @@ def _repoint(value: Any, kept: list[Step], known: dict[str, PlanSource], gone: s
             return ref.text
         if holder is not None and (known.get(holder.name) is None or known[holder.name].output is None):
             return ref.text  # its output is not declared: nothing says the field is missing
-        if holder is not None and _scalar(known[holder.name]):
+        if holder is not None and _is_value(known[holder.name], ref):
             # `$var1.user_id$` over a step that returns the user id itself: the field is the value.
             repointed.append(f"{ref.text} -> ${ref.label}$")
             return f"${ref.label}$"
@@ -113,9 +113,14 @@ def _repoint(value: Any, kept: list[Step], known: dict[str, PlanSource], gone: s
     return REFERENCE.sub(fix, value)
 
 
-def _scalar(source: PlanSource) -> bool:
-    """Whether `source` is declared to return one string, number or boolean (no fields to name)."""
-    return (source.output or {}).get("type") in ("string", "integer", "number", "boolean")
+def _is_value(source: PlanSource, ref: Reference) -> bool:
+    """Whether `source` returns one plain value that `ref`'s only field names (`user_id` of a
+    source returning "the user id"); `$var1.orders$` of a user id is a missing step, not the id."""
+    output = source.output or {}
+    if output.get("type") not in ("string", "integer", "number", "boolean") or len(ref.path) != 1:
+        return False
+    said = f"{source.name} {output.get('description', '')}".replace("_", " ").casefold()
+    return ref.path[0].replace("_", " ").casefold() in said
 
 
 def _declares(source: PlanSource | None, ref: Reference) -> bool:

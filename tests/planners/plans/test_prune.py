@@ -78,7 +78,7 @@ def test_a_reference_to_a_field_its_step_cannot_give_is_re_pointed_to_the_earlie
 
 
 def test_a_field_of_a_step_that_returns_one_value_is_that_value(shop_sources: list[PlanSource]) -> None:
-    find = PlanSource("find_order", "the id of a customer's last order", {"type": "object", "properties": {"name": {"type": "string"}}}, {"type": "integer"})
+    find = PlanSource("find_order", "the id of a customer's last order", {"type": "object", "properties": {"name": {"type": "string"}}}, {"type": "integer", "description": "the order id"})
     plan = [
         {"label": "var1", "name": "find_order", "arguments": {"name": "Ana"}},
         {"label": "var2", "name": "order_status", "arguments": {"order_id": "$var1.order_id$"}},  # var1 is the id itself
@@ -86,3 +86,6 @@ def test_a_field_of_a_step_that_returns_one_value_is_that_value(shop_sources: li
     pruned = prune_plan(plan, [*shop_sources, find])
     assert pruned is not None and not pruned.dropped and pruned.repointed == ["$var1.order_id$ -> $var1$"]
     assert pruned.plan.calls[1].arguments == {"order_id": "$var1$"}
+    other = [plan[0], {"label": "var2", "name": "reviews", "arguments": {"query": "$var1.items$"}}]  # not what var1 is
+    kept = prune_plan(other, [*shop_sources, find])
+    assert kept is not None and not kept.repointed and kept.plan.calls[1].arguments == {"query": "$var1.items$"}
