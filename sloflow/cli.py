@@ -107,7 +107,7 @@ def bench(
 
 
 from sloflow.retrieval import commands as retrieval_commands  # noqa: E402
-from sloflow.scheduler import commands as scheduler_commands  # noqa: E402
+from sloflow.scheduler.sim import commands as scheduler_commands  # noqa: E402
 from sloflow.workflows import commands as workflow_commands  # noqa: E402
 
 app.add_typer(workflow_commands.app)

@@ -120,10 +120,10 @@ def test_start_ray_joins_a_loopback_cluster_by_explicit_address() -> None:
         from sloflow.llm.client import CallContext
         from sloflow.llm.types import GenerateRequest
         from sloflow.ray_start import start_ray
-        from sloflow.scheduler.client import SchedulerClient
-        from sloflow.scheduler.dispatcher import start_scheduler
-        from sloflow.scheduler.profile import WorkerProfile
-        from sloflow.scheduler.worker import WorkerSpec
+        from sloflow.scheduler.live.client import SchedulerClient
+        from sloflow.scheduler.live.dispatcher import start_scheduler
+        from sloflow.scheduler.live.worker import WorkerSpec
+        from sloflow.scheduler.policies.profile import WorkerProfile
 
         start_ray(get_settings())
         profile = WorkerProfile("emulated:joined", 0.0005, 0.002, slots=1, context_tokens=4096)

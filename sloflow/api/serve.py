@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def worker_specs(settings: Settings, model: str) -> dict:
     """One spec per LLM worker: embedded llama.cpp sharing the cores, or an OpenAI-compatible server."""
-    from sloflow.scheduler.worker import WorkerSpec
+    from sloflow.scheduler.live.worker import WorkerSpec
 
     if settings.backend == "openai":
         spec = WorkerSpec(
@@ -49,8 +49,8 @@ async def serve(settings: Settings, model: str, host: str, port: int, announce: 
     from sloflow.demo.retail import register_retail_demo
     from sloflow.planners.plans.memory import PlanMemory
     from sloflow.retrieval.sources import default_sources
-    from sloflow.scheduler.client import SchedulerClient
-    from sloflow.scheduler.dispatcher import start_scheduler
+    from sloflow.scheduler.live.client import SchedulerClient
+    from sloflow.scheduler.live.dispatcher import start_scheduler
     from sloflow.workflows.builtin import load_builtins, reaper, text2sql
     from sloflow.workflows.runtime import Runtime
 

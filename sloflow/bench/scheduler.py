@@ -22,16 +22,16 @@ from typing import Any
 
 from sloflow.bench.progress import say
 from sloflow.errors import ConfigError
-from sloflow.scheduler.call import Call
-from sloflow.scheduler.dispatch import DISPATCH_POLICIES, EarliestFinish
-from sloflow.scheduler.experiment import Workload, capacity, goodput, parse_cluster, save_profiles, simulate
-from sloflow.scheduler.policies import BASELINES, DEFAULT, make_scheduler
-from sloflow.scheduler.profile import WorkerProfile
-from sloflow.scheduler.queueing import QUEUE_POLICIES
-from sloflow.scheduler.simulator import BudgetModel, Simulation, percentile, standalone_s
-from sloflow.scheduler.traces import TRACES_DIR, CallShape, RequestShape, load_arrival_trace, load_workflow_trace, unit_poisson
-from sloflow.scheduler.tune import ALPHAS, tune_alpha
-from sloflow.scheduler.view import WorkerView
+from sloflow.scheduler.policies.call import Call
+from sloflow.scheduler.policies.dispatch import DISPATCH_POLICIES, EarliestFinish
+from sloflow.scheduler.policies.profile import WorkerProfile
+from sloflow.scheduler.policies.queueing import QUEUE_POLICIES
+from sloflow.scheduler.policies.scheduler import BASELINES, DEFAULT, make_scheduler
+from sloflow.scheduler.policies.view import WorkerView
+from sloflow.scheduler.sim.experiment import Workload, capacity, goodput, parse_cluster, save_profiles, simulate
+from sloflow.scheduler.sim.simulator import BudgetModel, Simulation, percentile, standalone_s
+from sloflow.scheduler.sim.traces import TRACES_DIR, CallShape, RequestShape, load_arrival_trace, load_workflow_trace, unit_poisson
+from sloflow.scheduler.sim.tune import ALPHAS, tune_alpha
 
 DATA = TRACES_DIR
 HEADLINE = (DEFAULT, *BASELINES)
@@ -224,10 +224,10 @@ def real_run(
     from sloflow.llm.models import is_available
     from sloflow.llm.types import GenerateRequest
     from sloflow.ray_start import start_ray
-    from sloflow.scheduler.client import SchedulerClient
-    from sloflow.scheduler.dispatcher import start_dispatcher
-    from sloflow.scheduler.replay import replay
-    from sloflow.scheduler.worker import WorkerSpec
+    from sloflow.scheduler.live.client import SchedulerClient
+    from sloflow.scheduler.live.dispatcher import start_dispatcher
+    from sloflow.scheduler.live.worker import WorkerSpec
+    from sloflow.scheduler.sim.replay import replay
 
     for m in ("smollm2-135m", "gemma3-270m"):
         if not is_available(m):

@@ -14,10 +14,10 @@ import ray
 from sloflow.errors import DeadlineExceeded
 from sloflow.llm.client import CallContext
 from sloflow.llm.types import GenerateRequest, Message
-from sloflow.scheduler.client import SchedulerClient
-from sloflow.scheduler.dispatcher import start_scheduler
-from sloflow.scheduler.profile import WorkerProfile
-from sloflow.scheduler.worker import WorkerSpec
+from sloflow.scheduler.live.client import SchedulerClient
+from sloflow.scheduler.live.dispatcher import start_scheduler
+from sloflow.scheduler.live.worker import WorkerSpec
+from sloflow.scheduler.policies.profile import WorkerProfile
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 _ids = itertools.count()

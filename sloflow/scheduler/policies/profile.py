@@ -21,7 +21,7 @@ from pathlib import Path
 from sloflow.errors import ConfigError
 from sloflow.llm.backend import Backend
 from sloflow.llm.types import GenerateRequest
-from sloflow.scheduler.call import Call
+from sloflow.scheduler.policies.call import Call
 
 
 @dataclass(frozen=True, slots=True)

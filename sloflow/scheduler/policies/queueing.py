@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sloflow.scheduler.call import Call
-from sloflow.scheduler.view import WorkerView
+from sloflow.scheduler.policies.call import Call
+from sloflow.scheduler.policies.view import WorkerView
 
 
 class QueuePolicy(Protocol):

@@ -6,8 +6,8 @@ import pytest
 
 from sloflow.llm.emulated import EmulatedBackend
 from sloflow.llm.types import GenerateRequest
-from sloflow.scheduler.call import Call
-from sloflow.scheduler.profile import measure_profile
+from sloflow.scheduler.policies.call import Call
+from sloflow.scheduler.policies.profile import measure_profile
 
 
 async def test_profiling_pass_recovers_the_speed_of_an_emulated_worker() -> None:
@@ -32,7 +32,7 @@ async def test_emulated_backend_is_labelled_and_reuses_a_cached_prefix() -> None
 
 
 def test_decode_cost_grows_with_the_context_it_attends_to() -> None:
-    from sloflow.scheduler.profile import WorkerProfile
+    from sloflow.scheduler.policies.profile import WorkerProfile
 
     flat = WorkerProfile("flat", 0.001, 0.01)
     attending = WorkerProfile("attending", 0.001, 0.01, decode_s_per_context_token=1e-5)
@@ -40,37 +40,6 @@ def test_decode_cost_grows_with_the_context_it_attends_to() -> None:
     # 20 output tokens decoded at a mean context of 100 + 20 / 2 tokens.
     assert attending.solo_s(100, 20) == pytest.approx(100 * 0.001 + 20 * (0.01 + 1e-5 * 110))
     assert attending.solo_s(100, 20, cached_tokens=60) < attending.solo_s(100, 20)
-
-
-def _tokenizer(name: str):  # type: ignore[no-untyped-def]
-    from sloflow.llm.models import is_available, model_path
-
-    if not is_available(name):
-        pytest.skip(f"{name} is not installed")
-    import llama_cpp
-
-    from sloflow.config import get_settings
-
-    return llama_cpp.Llama(model_path=str(model_path(name, get_settings().home / "models")), vocab_only=True, verbose=False)
-
-
-@pytest.mark.parametrize("model", ["smollm2-135m", "gemma3-270m"])
-def test_replay_prompts_hold_exactly_the_traced_tokens_and_share_only_the_template(model: str) -> None:
-    from sloflow.scheduler.replay import prompt_for
-    from sloflow.scheduler.traces import CallShape
-
-    tok = _tokenizer(model)
-    bos = 1 if tok._model.add_bos_token() else 0
-
-    def tokens(c: CallShape, salt: int) -> list[int]:
-        return tok.tokenize(prompt_for(c, salt).encode(), add_bos=True, special=False)
-
-    for c in (CallShape("Refiner", 77, 60, 46), CallShape("Refiner", 155, 48, 46), CallShape("Selector", 276, 12, 104), CallShape("x", 40, 4)):
-        assert len(tokens(c, 1)) == c.prompt_tokens + bos
-    a, b = tokens(CallShape("Refiner", 77, 60, 46), 1), tokens(CallShape("Refiner", 155, 48, 46), 2)
-    shared = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
-    assert 46 + bos <= shared <= 46 + bos + 1  # the template (a chance match of one more word at most)
-    assert tokens(CallShape("Refiner", 77, 60, 46), 1) != tokens(CallShape("Refiner", 77, 60, 46), 2)
 
 
 async def test_ignore_eos_decodes_exactly_max_tokens(small_llm) -> None:  # type: ignore[no-untyped-def]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sloflow.errors import InvalidRequest
-from sloflow.scheduler.call import Call, call_budget
-from sloflow.scheduler.dispatch import (
+from sloflow.scheduler.policies.call import Call, call_budget
+from sloflow.scheduler.policies.dispatch import (
     EarliestFinish,
     HexgenBalance,
     LeastHarm,
@@ -17,9 +17,9 @@ from sloflow.scheduler.dispatch import (
     added_delay_s,
     eligible,
 )
-from sloflow.scheduler.profile import WorkerProfile
-from sloflow.scheduler.queueing import EarliestDeadline, Fcfs, LeastSlack, TriagedDeadline, next_call
-from sloflow.scheduler.view import WorkerView
+from sloflow.scheduler.policies.profile import WorkerProfile
+from sloflow.scheduler.policies.queueing import EarliestDeadline, Fcfs, LeastSlack, TriagedDeadline, next_call
+from sloflow.scheduler.policies.view import WorkerView
 
 FAST = WorkerProfile("fast", prefill_s_per_token=0.001, decode_s_per_token=0.01, slots=1, context_tokens=4096)
 SLOW = WorkerProfile("slow", prefill_s_per_token=0.002, decode_s_per_token=0.02, slots=1, context_tokens=4096)

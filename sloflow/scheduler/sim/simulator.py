@@ -16,13 +16,13 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sloflow.scheduler.call import Call, call_budget
-from sloflow.scheduler.dispatch import eligible
-from sloflow.scheduler.policies import Scheduler
-from sloflow.scheduler.profile import WorkerProfile
-from sloflow.scheduler.queueing import next_call
-from sloflow.scheduler.traces import RequestShape
-from sloflow.scheduler.view import WorkerView
+from sloflow.scheduler.policies.call import Call, call_budget
+from sloflow.scheduler.policies.dispatch import eligible
+from sloflow.scheduler.policies.profile import WorkerProfile
+from sloflow.scheduler.policies.queueing import next_call
+from sloflow.scheduler.policies.scheduler import Scheduler
+from sloflow.scheduler.policies.view import WorkerView
+from sloflow.scheduler.sim.traces import RequestShape
 
 
 class BudgetModel:

@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sloflow.errors import ConfigError
-from sloflow.scheduler.profile import GPU_MEMORY_GB, WorkerProfile, gpu_table_profile
-from sloflow.scheduler.policies import Scheduler, make_scheduler
-from sloflow.scheduler.simulator import BudgetModel, SimResult, Simulation, standalone_s
-from sloflow.scheduler.traces import RequestShape, rescaled, sample_requests, unit_poisson
+from sloflow.scheduler.policies.profile import GPU_MEMORY_GB, WorkerProfile, gpu_table_profile
+from sloflow.scheduler.policies.scheduler import Scheduler, make_scheduler
+from sloflow.scheduler.sim.simulator import BudgetModel, SimResult, Simulation, standalone_s
+from sloflow.scheduler.sim.traces import RequestShape, rescaled, sample_requests, unit_poisson
 
 def parse_cluster(spec: str, gpu_tables: Path) -> list[tuple[str, WorkerProfile]]:
     """Workers from "A100x2,A6000,L40S" (GPU tables) or a JSON file of measured profiles."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sloflow.errors import ConfigError
-from sloflow.scheduler.dispatch import DISPATCH_POLICIES, DispatchPolicy, HexgenBalance, Rebalancer
-from sloflow.scheduler.queueing import QUEUE_POLICIES, QueuePolicy
+from sloflow.scheduler.policies.dispatch import DISPATCH_POLICIES, DispatchPolicy, HexgenBalance, Rebalancer
+from sloflow.scheduler.policies.queueing import QUEUE_POLICIES, QueuePolicy
 
 DEFAULT = "least-harm+triaged-edf+redispatch"  # sloflow's default scheduler
 BASELINES = ("rr+fcfs", "eft+fcfs", "hexgen+least-slack")

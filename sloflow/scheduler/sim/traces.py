@@ -13,7 +13,7 @@ from pathlib import Path
 from sloflow.errors import ConfigError
 
 # The shared data folder beside the project checkout (see shared/data/README.md).
-TRACES_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "traces"
+TRACES_DIR = Path(__file__).resolve().parents[4] / "shared" / "data" / "traces"
 
 # Calls of these steps that follow each other in a request run in parallel as one stage (HEXGEN).
 PARALLEL_STEPS = ("generate_candidate", "evaluate")

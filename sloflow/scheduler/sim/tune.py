@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sloflow.scheduler.experiment import Workload, simulate
-from sloflow.scheduler.profile import WorkerProfile
+from sloflow.scheduler.policies.profile import WorkerProfile
+from sloflow.scheduler.sim.experiment import Workload, simulate
 
 ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
 OUR_VARIANTS = (

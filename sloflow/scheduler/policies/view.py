@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sloflow.scheduler.call import Call
-from sloflow.scheduler.profile import WorkerProfile
+from sloflow.scheduler.policies.call import Call
+from sloflow.scheduler.policies.profile import WorkerProfile
 
 
 @dataclass(slots=True)

@@ -1,10 +1,15 @@
-"""The one thing the scheduler places: a `Call`, and the per-call budget the runtime gives it."""
+"""The one thing the scheduler places: a `Call`, how an LLM request becomes one, and its budget."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from sloflow.llm.client import CallContext
+from sloflow.llm.types import GenerateRequest, approx_tokens
 
 Priority = Literal["interactive", "background"]
 
@@ -52,3 +57,37 @@ def call_budget(remaining_s: float, stage_s: float, later_stages_s: Sequence[flo
     if remaining_s <= 0 or total <= 0:
         return max(remaining_s, 0.0)
     return remaining_s * stage_s / total
+
+
+def to_call(request: GenerateRequest, ctx: CallContext, now: float | None = None) -> Call:
+    """The `Call` the scheduler places for `request` made under `ctx`.
+
+    The call's own deadline is its budget from now (at most the request's deadline); token counts
+    are estimated from the text (four characters a token), since the dispatcher must decide before
+    any worker has tokenized it.
+    """
+    now = time.time() if now is None else now
+    if request.messages is not None:
+        texts = [m.content for m in request.messages]
+        prefix = sum(approx_tokens(t) for t in texts[:-1])  # everything before the last message is shared
+    else:
+        texts = [request.prompt or ""]
+        prefix = 0
+    deadline = ctx.deadline
+    if deadline is not None and ctx.budget_s is not None:
+        deadline = min(deadline, now + ctx.budget_s)
+    return Call(
+        id=uuid.uuid4().hex,
+        prompt_tokens=sum(approx_tokens(t) for t in texts),
+        output_tokens=request.max_tokens,
+        release=now,
+        deadline=deadline,
+        request_deadline=ctx.deadline,
+        run_id=ctx.run_id,
+        workflow=ctx.workflow,
+        stage=ctx.stage,
+        tenant=ctx.tenant,
+        prefix_key=ctx.prefix_key,
+        prefix_tokens=prefix if ctx.prefix_key else 0,
+        model=ctx.model,
+    )

@@ -26,13 +26,13 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from sloflow.errors import BackendError, NotFound, SloflowError
 from sloflow.llm.types import Chunk, Completion, GenerateRequest, approx_tokens
-from sloflow.scheduler.call import Call
-from sloflow.scheduler.dispatch import eligible
-from sloflow.scheduler.metrics import DispatcherMetrics
-from sloflow.scheduler.policies import DEFAULT, make_scheduler
-from sloflow.scheduler.profile import WorkerProfile
-from sloflow.scheduler.view import WorkerView
-from sloflow.scheduler.worker import Outcome, WorkerActor, WorkerSpec
+from sloflow.scheduler.live.metrics import DispatcherMetrics
+from sloflow.scheduler.live.worker import Outcome, WorkerActor, WorkerSpec
+from sloflow.scheduler.policies.call import Call
+from sloflow.scheduler.policies.dispatch import eligible
+from sloflow.scheduler.policies.profile import WorkerProfile
+from sloflow.scheduler.policies.scheduler import DEFAULT, make_scheduler
+from sloflow.scheduler.policies.view import WorkerView
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,11 @@ import ray
 from sloflow.errors import ConfigError
 from sloflow.llm.backend import Backend
 from sloflow.llm.types import Chunk, Completion, GenerateRequest
-from sloflow.scheduler.call import Call
-from sloflow.scheduler.metrics import WorkerMetrics
-from sloflow.scheduler.profile import WorkerProfile, measure_profile
-from sloflow.scheduler.queueing import QUEUE_POLICIES, next_call
-from sloflow.scheduler.view import WorkerView
+from sloflow.scheduler.live.metrics import WorkerMetrics
+from sloflow.scheduler.policies.call import Call
+from sloflow.scheduler.policies.profile import WorkerProfile, measure_profile
+from sloflow.scheduler.policies.queueing import QUEUE_POLICIES, next_call
+from sloflow.scheduler.policies.view import WorkerView
 
 log = logging.getLogger(__name__)
 

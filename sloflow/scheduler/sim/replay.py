@@ -28,8 +28,9 @@ from typing import Any
 
 from sloflow.llm.client import CallContext, LLMClient
 from sloflow.llm.types import Completion, GenerateRequest
-from sloflow.scheduler.simulator import BudgetModel
-from sloflow.scheduler.traces import CallShape, RequestShape
+from sloflow.scheduler.policies.call import to_call
+from sloflow.scheduler.sim.simulator import BudgetModel
+from sloflow.scheduler.sim.traces import CallShape, RequestShape
 
 # One token each (with a leading space, and "the" also without) for SmolLM2-135M and Gemma 3 270M.
 _VOCAB = (
@@ -116,8 +117,6 @@ async def _call(client: LLMClient, request: GenerateRequest, ctx: CallContext, s
     if dispatcher is None:
         return await client.generate(request, ctx)
     # The simulator's call: the trace's token counts and prefix, not the text-length guess of to_call.
-    from sloflow.scheduler.client import to_call
-
     call = replace(
         to_call(request, ctx),
         prompt_tokens=shape.prompt_tokens,

@@ -18,12 +18,12 @@ from pydantic import BaseModel
 from sloflow import Workflow
 from sloflow.api.app import create_app
 from sloflow.llm.types import Chunk, GenerateRequest, Message
-from sloflow.scheduler.client import SchedulerClient
-from sloflow.scheduler.profile import WorkerProfile
-from sloflow.scheduler.worker import WorkerSpec
+from sloflow.scheduler.live.client import SchedulerClient
+from sloflow.scheduler.live.worker import WorkerSpec
+from sloflow.scheduler.policies.profile import WorkerProfile
 from sloflow.workflows import MemoryRunStore, Registry, RunStatus, Runtime
 from tests.conftest import free_port
-from tests.scheduler.test_live import cluster, ctx
+from tests.scheduler.live.test_live import cluster, ctx
 
 pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.model]
 

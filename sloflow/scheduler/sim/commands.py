@@ -10,11 +10,11 @@ from typing import Annotated, Optional
 import typer
 
 from sloflow.errors import SloflowError
-from sloflow.scheduler.experiment import Workload, capacity, goodput, parse_cluster, simulate
-from sloflow.scheduler.policies import BASELINES, DEFAULT
-from sloflow.scheduler.simulator import percentile
-from sloflow.scheduler.traces import TRACES_DIR, load_arrival_trace, load_workflow_trace
-from sloflow.scheduler.tune import ALPHAS, tune_alpha, tune_variant
+from sloflow.scheduler.policies.scheduler import BASELINES, DEFAULT
+from sloflow.scheduler.sim.experiment import Workload, capacity, goodput, parse_cluster, simulate
+from sloflow.scheduler.sim.simulator import percentile
+from sloflow.scheduler.sim.traces import TRACES_DIR, load_arrival_trace, load_workflow_trace
+from sloflow.scheduler.sim.tune import ALPHAS, tune_alpha, tune_variant
 
 app = typer.Typer(help="Scheduler simulation and tuning.", no_args_is_help=True)
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from sloflow.errors import InvalidRequest
-from sloflow.scheduler.call import Call
-from sloflow.scheduler.view import WorkerView
+from sloflow.scheduler.policies.call import Call
+from sloflow.scheduler.policies.view import WorkerView
 
 
 def eligible(call: Call, workers: Sequence[WorkerView]) -> list[WorkerView]:

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from sloflow.llm.types import GenerateRequest, Message
-from sloflow.scheduler.client import SchedulerClient
-from sloflow.scheduler.worker import WorkerSpec
+from sloflow.scheduler.live.client import SchedulerClient
+from sloflow.scheduler.live.worker import WorkerSpec
 from tests.conftest import free_port
-from tests.scheduler.test_live import cluster, ctx
+from tests.scheduler.live.test_live import cluster, ctx
 from tests.serving import serving
 
 pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.model]

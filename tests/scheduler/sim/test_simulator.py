@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from sloflow.scheduler.experiment import Workload, capacity, goodput, parse_cluster, simulate
-from sloflow.scheduler.policies import DEFAULT, make_scheduler
-from sloflow.scheduler.profile import WorkerProfile
-from sloflow.scheduler.simulator import BudgetModel, Simulation, standalone_s
-from sloflow.scheduler.traces import CallShape, RequestShape, load_arrival_trace, load_workflow_trace, rescaled
-from sloflow.scheduler.tune import tune_alpha
+from sloflow.scheduler.policies.profile import WorkerProfile
+from sloflow.scheduler.policies.scheduler import DEFAULT, make_scheduler
+from sloflow.scheduler.sim.experiment import Workload, capacity, goodput, parse_cluster, simulate
+from sloflow.scheduler.sim.simulator import BudgetModel, Simulation, standalone_s
+from sloflow.scheduler.sim.traces import CallShape, RequestShape, load_arrival_trace, load_workflow_trace, rescaled
+from sloflow.scheduler.sim.tune import tune_alpha
 
 ONE = WorkerProfile("one", prefill_s_per_token=0.001, decode_s_per_token=0.01, slots=1, context_tokens=4096)
 
@@ -127,7 +127,7 @@ def test_sim_and_tune_commands_print_their_figures(traces_dir: Path) -> None:
 
     from typer.testing import CliRunner
 
-    from sloflow.scheduler.commands import app
+    from sloflow.scheduler.sim.commands import app
 
     runner = CliRunner()
     trace = str(traces_dir / "chess" / "formula1.json")
