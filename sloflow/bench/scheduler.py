@@ -16,7 +16,8 @@ import random
 import statistics
 import time
 import timeit
-from dataclasses import asdict, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,47 @@ from sloflow.scheduler.sim.tune import ALPHAS, tune_alpha
 DATA = TRACES_DIR
 HEADLINE = (DEFAULT, *BASELINES)
 SCALES = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
-TUNE_SEEDS = [11, 12, 13]  # alpha is tuned on these, figures are measured on others
+TUNE_SEEDS = (11, 12, 13)  # alpha is tuned on these, figures are measured on others
 CLUSTERS = {"4x": "A100x2,A6000,L40S", "8x": "A100x4,A6000x2,L40Sx2"}
+TRACES = ("trace1", "trace2", "trace3", "financial", "formula1", "trace4_modified2")
+AZURE_TRACE = "trace2"  # also run with Azure conversation arrivals (full run)
 DEFAULT_DISPATCH = DEFAULT.split("+")[0]
 
 
-def _combos() -> list[str]:
-    return [f"{d}+{q}" for d in DISPATCH_POLICIES for q in QUEUE_POLICIES] + [DEFAULT]
+def _combos() -> tuple[str, ...]:
+    return (*(f"{d}+{q}" for d in DISPATCH_POLICIES for q in QUEUE_POLICIES), DEFAULT)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run simulates: which traces on which clusters, with how many requests, seeds and alphas.
+
+    `plan_for` gives the command line's two; a test runs the same figure-building on a tiny one, so a
+    figure added in the wrong place fails in `make test`, not at the end of a full run.
+    """
+
+    quick: bool  # a quick run has no Azure arrivals, plot or real run
+    traces: tuple[str, ...]
+    clusters: tuple[str, ...]  # specs; `combos` run on the first, the headline schedulers on the others
+    combos: tuple[str, ...]
+    requests: int
+    seeds: tuple[int, ...]
+    other_seeds: tuple[int, ...]  # of the non-headline combinations and the attainment curve
+    tune_seeds: tuple[int, ...]
+    alphas: tuple[float, ...]
+
+
+def plan_for(quick: bool, requests: int | None = None) -> Plan:
+    """The full run, or the quick one (one trace on the 4-card cluster, fewer seeds and alphas)."""
+    if quick:  # non-headline combinations get one seed, to stay under a minute
+        return Plan(
+            quick=True, traces=("trace1",), clusters=(CLUSTERS["4x"],), combos=_combos(), requests=requests or 150,
+            seeds=(1, 2), other_seeds=(1,), tune_seeds=TUNE_SEEDS[:1], alphas=ALPHAS[::2],
+        )
+    return Plan(
+        quick=False, traces=TRACES, clusters=tuple(CLUSTERS.values()), combos=_combos(), requests=requests or 300,
+        seeds=(1, 2, 3), other_seeds=(1, 2, 3), tune_seeds=TUNE_SEEDS, alphas=ALPHAS,
+    )
 
 
 def decision_cost_us(workers: int = 16, queued: int = 1000, repeats: int = 300) -> dict[str, float]:
@@ -62,29 +97,26 @@ def decision_cost_us(workers: int = 16, queued: int = 1000, repeats: int = 300) 
     return out
 
 
-def _latency_at(cluster: list, scheduler: str, wl: Workload, rate: float, seeds: list[int], alpha: float) -> tuple[float, float]:
+def _latency_at(cluster: list, scheduler: str, wl: Workload, rate: float, seeds: Sequence[int], alpha: float) -> tuple[float, float]:
     runs = [simulate(cluster, scheduler, wl, rate, s, alpha=alpha) for s in seeds]
     lat = [x for r in runs for x in r.latencies]
     return percentile(lat, 50), percentile(lat, 95)
 
 
-def simulated(
-    trace_name: str, cluster_name: str, requests: int, scale: float, seeds: list[int], quick: bool, combos: list[str]
-) -> dict[str, Any]:
+def simulated(trace_name: str, cluster_spec: str, plan: Plan, scale: float, combos: Sequence[str]) -> dict[str, Any]:
     """Every figure for one (trace, cluster): tuned alpha, goodput, latency, attainment curve."""
-    cluster = parse_cluster(CLUSTERS[cluster_name], DATA / "gpu_latency")
-    wl = Workload(tuple(load_workflow_trace(DATA / "chess" / f"{trace_name}.json")), requests, scale)
+    cluster = parse_cluster(cluster_spec, DATA / "gpu_latency")
+    wl = Workload(tuple(load_workflow_trace(DATA / "chess" / f"{trace_name}.json")), plan.requests, scale)
     t0 = time.time()
-    # Non-headline combinations get one seed in --quick, to stay under a minute.
-    other_seeds = seeds[:1] if quick else seeds
+    seeds, other_seeds = plan.seeds, plan.other_seeds
     good = {"eft+fcfs": goodput(cluster, "eft+fcfs", wl, seeds)}
     # HEXGEN's alpha is tuned per trace and cluster at the load where goodputs are decided.
-    tuning = tune_alpha(cluster, wl, good["eft+fcfs"], TUNE_SEEDS[:1] if quick else TUNE_SEEDS, seeds, grid=ALPHAS[::2] if quick else ALPHAS)
+    tuning = tune_alpha(cluster, wl, good["eft+fcfs"], plan.tune_seeds, seeds, grid=plan.alphas)
     alpha = tuning.alpha
     for c in combos:
         if c not in good:
             good[c] = goodput(cluster, c, wl, seeds if c in HEADLINE else other_seeds, alpha=alpha, hint=good["eft+fcfs"])
-        say(f"  {trace_name}/{cluster_name} {c:40} goodput {good[c]:.4f} req/s")
+        say(f"  {trace_name}/{cluster_spec} {c:40} goodput {good[c]:.4f} req/s")
     rr_rate = good["rr+fcfs"]
     latency = {c: _latency_at(cluster, c, wl, rr_rate, seeds, alpha) for c in HEADLINE}
     curve_rate = good["eft+fcfs"]
@@ -97,10 +129,10 @@ def simulated(
     }
     ours = good[DEFAULT]
     cap = capacity(cluster, wl.trace)
-    say(f"  {trace_name}/{cluster_name}: alpha={alpha}, capacity {cap:.4f} req/s, {time.time() - t0:.0f}s")
+    say(f"  {trace_name}/{cluster_spec}: alpha={alpha}, capacity {cap:.4f} req/s, {time.time() - t0:.0f}s")
     return {
         "trace": trace_name,
-        "cluster": CLUSTERS[cluster_name],
+        "cluster": cluster_spec,
         "hexgen_alpha": alpha,
         "hexgen_alpha_held_out_attainment": round(tuning.held_out_attainment, 3),
         "goodput_req_s": {c: round(g, 4) for c, g in good.items()},
@@ -119,17 +151,17 @@ def simulated(
     }
 
 
-def azure_arrivals(trace_name: str, cluster_name: str, requests: int, scale: float, seeds: list[int]) -> dict[str, Any]:
+def azure_arrivals(trace_name: str, cluster_spec: str, requests: int, scale: float, seeds: Sequence[int]) -> dict[str, Any]:
     """Goodput of the headline schedulers with Azure conversation arrival times (bursty) rescaled."""
-    cluster = parse_cluster(CLUSTERS[cluster_name], DATA / "gpu_latency")
+    cluster = parse_cluster(cluster_spec, DATA / "gpu_latency")
     offsets = tuple(load_arrival_trace(DATA / "azure" / "AzureLLMInferenceTrace_conv.csv"))
     wl = Workload(tuple(load_workflow_trace(DATA / "chess" / f"{trace_name}.json")), requests, scale, arrivals=offsets)
     good = {c: goodput(cluster, c, wl, seeds) for c in HEADLINE}
-    say(f"  azure arrivals {trace_name}/{cluster_name}: " + ", ".join(f"{c} {g:.4f}" for c, g in good.items()))
+    say(f"  azure arrivals {trace_name}/{cluster_spec}: " + ", ".join(f"{c} {g:.4f}" for c, g in good.items()))
     ours = good[DEFAULT]
     return {
         "trace": trace_name,
-        "cluster": CLUSTERS[cluster_name],
+        "cluster": cluster_spec,
         "goodput_req_s": {c: round(g, 4) for c, g in good.items()},
         "goodput_ratio_vs_rr_fcfs": round(ours / good["rr+fcfs"], 3),
         "goodput_ratio_vs_hexgen": round(ours / good["hexgen+least-slack"], 3),
@@ -317,7 +349,8 @@ def real_run(
     return out
 
 
-def main(quick: bool = False, args: list[str] | None = None) -> dict:
+def options(args: list[str] | None = None) -> argparse.Namespace:
+    """The benchmark's command-line options."""
     parser = argparse.ArgumentParser(prog="sloflow bench scheduler")
     parser.add_argument("--scale", type=float, default=2.0, help="deadline = scale x standalone latency")
     parser.add_argument("--requests", type=int, default=None, help="requests per simulated run")
@@ -328,23 +361,30 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict:
     parser.add_argument("--real-rate", type=float, default=0.35, help="Poisson rate (req/s) of the real run")
     parser.add_argument("--real-schedulers", default=",".join(HEADLINE), help="comma-separated schedulers of the real run")
     parser.add_argument("--real-log", type=Path, default=None, help="write every real call beside its simulated twin (JSON lines)")
-    opts = parser.parse_args(args or [])
+    return parser.parse_args(args or [])
+
+
+def main(quick: bool = False, args: list[str] | None = None) -> dict:
+    opts = options(args)
+    return figures_for(plan_for(quick, opts.requests), opts)
+
+
+def figures_for(plan: Plan, opts: argparse.Namespace) -> dict[str, Any]:
+    """Run `plan` and build the final JSON figures: settings, per-run figures, the weakest of each ratio."""
     if not (DATA / "chess").is_dir():
         raise ConfigError(f"the scheduler benchmark needs the traces under {DATA}")
     started = time.time()
-    requests = opts.requests or (150 if quick else 300)
-    seeds = [1, 2] if quick else [1, 2, 3]
-    traces = ["trace1"] if quick else ["trace1", "trace2", "trace3", "financial", "formula1", "trace4_modified2"]
+    quick, seeds = plan.quick, list(plan.seeds)
     figures: dict[str, Any] = {
         "quick": quick,
-        "simulated_cluster": CLUSTERS["4x"] if quick else list(CLUSTERS.values()),
-        "traces": traces,
+        "simulated_cluster": plan.clusters[0] if quick else list(plan.clusters),
+        "traces": list(plan.traces),
         "deadline_scale": opts.scale,
         "target_attainment": 0.9,
-        "requests_per_run": requests,
+        "requests_per_run": plan.requests,
         "seeds": seeds,
-        "seeds_other_combos": seeds[:1] if quick else seeds,
-        "hexgen_alpha_tuned_on_seeds": TUNE_SEEDS[:1] if quick else TUNE_SEEDS,
+        "seeds_other_combos": list(plan.other_seeds),
+        "hexgen_alpha_tuned_on_seeds": list(plan.tune_seeds),
         "arrivals": "poisson",
         "service_time_noise_sigma": 0.1,
         "goodput_definition": "max Poisson rate with >= 90% of requests within scale x standalone latency (bisection, 2%)",
@@ -355,10 +395,10 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict:
     figures["decision_us_median"] = cost[DEFAULT_DISPATCH]
     figures["decision_us_median_eft"] = cost[EarliestFinish.name]
     runs = []
-    for trace in [] if opts.only_real else traces:
-        for cluster in ["4x"] if quick else ["4x", "8x"]:
-            combos = _combos() if cluster == "4x" else list(HEADLINE)
-            runs.append(simulated(trace, cluster, requests, opts.scale, seeds, quick, combos))
+    for trace in [] if opts.only_real else plan.traces:
+        for cluster in plan.clusters:
+            combos = plan.combos if cluster == plan.clusters[0] else HEADLINE
+            runs.append(simulated(trace, cluster, plan, opts.scale, combos))
     for key in ("goodput_ratio_vs_rr_fcfs", "goodput_ratio_vs_hexgen", "goodput_ratio_vs_eft_fcfs", "p95_ratio_vs_rr_fcfs"):
         if not runs:
             break
@@ -369,7 +409,7 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict:
             figures["load_at_1_8x_rr_fcfs_there"] = weakest["load_at_1_8x_rr_fcfs"]
     figures["runs"] = runs
     if runs and not quick:
-        figures["azure_arrivals"] = azure_arrivals("trace2", "4x", requests, opts.scale, seeds)
+        figures["azure_arrivals"] = azure_arrivals(AZURE_TRACE, plan.clusters[0], plan.requests, opts.scale, seeds)
         plot(runs[0], opts.plot)
         figures["plot"] = str(opts.plot)
     if quick or opts.no_real:

@@ -1,0 +1,61 @@
+"""The scheduler benchmark's figure-building, run end to end on a tiny workload (seconds, not minutes).
+
+A full run takes a quarter of an hour before it builds its JSON; this runs the same path (every
+simulated figure, the weakest-ratio summary, Azure arrivals, the plot) so that a figure added in the
+wrong place fails here. The real llama.cpp run is left out: it needs Ray and minutes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sloflow.bench.scheduler import DATA, DEFAULT, HEADLINE, Plan, figures_for, options
+
+# Two small clusters so the headline-only path runs too; one non-headline combination on the first.
+TINY = Plan(
+    quick=False, traces=("trace1",), clusters=("A100,L40S", "A6000,L40S"), combos=(*HEADLINE, "eft+edf"), requests=20,
+    seeds=(1,), other_seeds=(1,), tune_seeds=(11,), alphas=(0.5,),
+)
+RATIOS = ("goodput_ratio_vs_rr_fcfs", "goodput_ratio_vs_hexgen", "goodput_ratio_vs_eft_fcfs", "p95_ratio_vs_rr_fcfs")
+
+
+@pytest.fixture(scope="module")
+def figures(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    if not (DATA / "chess").is_dir() or not (DATA / "azure").is_dir():
+        pytest.skip(f"scheduler traces are missing under {DATA}")
+    plot = tmp_path_factory.mktemp("bench") / "attainment.png"
+    return figures_for(TINY, options(["--no-real", "--plot", str(plot)]))
+
+
+def test_the_figures_are_one_json_line_of_finite_numbers(figures: dict) -> None:
+    line = json.dumps(figures, allow_nan=False)  # a goodput that ran off to infinity fails here
+    assert "\n" not in line and json.loads(line) == figures
+
+
+def test_every_simulated_run_has_the_same_figures_for_every_headline_scheduler(figures: dict) -> None:
+    runs = figures["runs"]
+    assert [(r["trace"], r["cluster"]) for r in runs] == [("trace1", c) for c in TINY.clusters]
+    assert all(r.keys() == runs[0].keys() for r in runs)
+    assert set(runs[0]["goodput_req_s"]) == {*HEADLINE, "eft+edf"} and set(runs[1]["goodput_req_s"]) == set(HEADLINE)
+    for r in runs:
+        assert set(r["p95_s"]) == set(r["attainment_vs_scale"]) == set(HEADLINE)
+        assert r["goodput_req_s"][DEFAULT] > 0 and r["capacity_req_s"] > 0
+
+
+def test_the_headline_is_the_weakest_run_of_each_ratio(figures: dict) -> None:
+    for key in RATIOS:
+        weakest = min(figures["runs"], key=lambda r: r[key])
+        assert figures[key] == weakest[key]
+        assert figures[f"{key}_weakest_on"] == f"{weakest['trace']} / {weakest['cluster']}"
+    assert figures["load_at_1_8x_rr_fcfs_there"] > 0
+
+
+def test_the_full_run_extras_are_built_and_the_real_run_is_skipped(figures: dict) -> None:
+    azure = figures["azure_arrivals"]
+    assert azure["cluster"] == TINY.clusters[0] and set(azure["goodput_req_s"]) == set(HEADLINE)
+    assert Path(figures["plot"]).stat().st_size > 0
+    assert figures["real_run"] is False
+    assert figures["simulated_cluster"] == list(TINY.clusters) and figures["requests_per_run"] == TINY.requests
