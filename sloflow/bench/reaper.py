@@ -262,8 +262,9 @@ def evidence_recall(executed: list[dict[str, Any]], gold: list[dict[str, Any]], 
     for g in gold:
         key = (g["name"], _norm(g["arguments"]))
         if have[key] > 0:
-            have[key] -= 1 if repeats else 0
             found += 1
+            if repeats:
+                have[key] -= 1
     return found / len(gold)
 
 
@@ -278,7 +279,7 @@ def reachable_share(request: str, trace: list[tuple[str, dict[str, Any], Any]], 
     pending = list(trace)
     reached = 0
     while True:  # to a fixpoint: a call reached may give the values of one before it
-        ready = [c for c in pending if all(str(_norm(v)).lstrip("#") in seen for v in c[1].values())]
+        ready = [c for c in pending if all(str(_norm(v)) in seen for v in c[1].values())]
         if not ready:
             return reached / len(trace)
         for call in ready:
@@ -311,6 +312,7 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
         if policy.exists():
             sources.indexes.create(POLICY_INDEX, IndexConfig(faiss_kind="flat", description="the store's policy")).add_documents([Document("policy", policy.read_text())])
         evaluated, warm = split_by_customer(retail_requests(json.loads(tasks_file.read_text())), store)
+        listing = store.list_all_product_types()  # for the reachable share: every product id a plan could find
         requests = evaluated[:limit]
         memory = FrozenPlanMemory()
         for _, request, _, trace in warm:
@@ -353,7 +355,7 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
         "retail_evidence_recall_repeats": round(statistics.fmean(figures["reaper"]["recall_repeats"]), 4),
         "react_evidence_recall_repeats": round(statistics.fmean(figures["react"]["recall_repeats"]), 4),
         # the most any plan could recall: gold values the request or earlier gold outputs hold
-        "retail_evidence_recall_reachable": round(statistics.fmean(reachable_share(r, trace, store.list_all_product_types()) for _, r, _, trace in requests), 4),
+        "retail_evidence_recall_reachable": round(statistics.fmean(reachable_share(r, trace, listing) for _, r, _, trace in requests), 4),
         "p50_latency_ratio_react_over_reaper": round(p50["react"] / p50["reaper"], 2),
         "reaper_p50_s": round(p50["reaper"], 2),
         "reaper_p95_s": round(percentile(figures["reaper"]["seconds"], 95), 2),
