@@ -134,11 +134,14 @@ def build_retail_db(path: Path, data: dict[str, dict[str, Any]] | None = None, s
     return write_database(path, fill)
 
 
-# The forms of the store's ids: a planner's grammar admits such a value or a reference to a step
+# The forms of the store's values: a planner's grammar admits such a value or a reference to a step
 # that returns one, and a call with anything else is refused with the form to use.
-UserId = Annotated[str, Field(pattern=r"^[a-z]+_[a-z]+_[0-9]+$", description="a user id like ana_diaz_1234, from find_user_id_by_*")]
+UserId = Annotated[str, Field(pattern=r"^[a-z]+_[a-z]+_[0-9]+$", description="a user id like ana_diaz_1234: the one the question gives, else from find_user_id_by_*")]
 OrderId = Annotated[str, Field(pattern=r"^#?W[0-9]+$", description="an order id like #W1234567")]
 ProductId = Annotated[str, Field(pattern=r"^[0-9]+$", description="a product id (digits), from an order's items or list_all_product_types")]
+Email = Annotated[str, Field(pattern=r"^[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+[.][A-Za-z]+$", description="an email address like ana.diaz@example.com")]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z .'-]*$", description="a person's name as the question spells it")]
+Zip = Annotated[str, Field(pattern=r"^[0-9]{5}$", description="a five-digit zip code")]
 
 
 class RetailStore:
@@ -161,11 +164,11 @@ class RetailStore:
             raise NotFound(f"{what} not found")
         return row[0]
 
-    def find_user_id_by_email(self, email: str) -> str:
+    def find_user_id_by_email(self, email: Email) -> str:
         """Find a user id by the user's email address."""
         return self._one("SELECT user_id FROM users WHERE lower(email) = lower(?)", (email.strip(),), f"user with email {email!r}")
 
-    def find_user_id_by_name_zip(self, first_name: str, last_name: str, zip: str) -> str:
+    def find_user_id_by_name_zip(self, first_name: Name, last_name: Name, zip: Zip) -> str:
         """Find a user id by first name, last name and zip code."""
         return self._one(
             "SELECT user_id FROM users WHERE lower(first_name) = lower(?) AND lower(last_name) = lower(?) AND zip = ?",

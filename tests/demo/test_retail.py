@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sloflow.demo.retail import POLICY_INDEX, RetailStore, build_retail_db, register_retail_demo
-from sloflow.errors import NotFound
+from sloflow.errors import InvalidRequest, NotFound
 from sloflow.retrieval.sources import SourceRegistry
 
 
@@ -43,3 +43,21 @@ async def test_the_demo_registers_functions_and_the_policy(sources: SourceRegist
     assert order["order_id"] == "#W1001"
     hits = await sources.call(POLICY_INDEX, {"query": "can a delivered order be returned?", "k": 2})
     assert hits and "return" in hits[0].text.lower()
+
+
+@pytest.mark.parametrize(
+    ("source", "arguments", "field"),
+    [
+        ("find_user_id_by_email", {"email": "ana_diaz_1234"}, "email"),  # a user id where the email goes
+        ("find_user_id_by_name_zip", {"first_name": "ana_diaz_1234", "last_name": "Diaz", "zip": "12345"}, "first_name"),
+        ("find_user_id_by_name_zip", {"first_name": "Ana", "last_name": "Diaz", "zip": "Austin"}, "zip"),
+    ],
+)
+async def test_a_lookup_value_in_the_wrong_form_is_refused_with_the_form(
+    sources: SourceRegistry, tmp_path: Path, source: str, arguments: dict[str, str], field: str
+) -> None:
+    register_retail_demo(sources, tmp_path)
+    with pytest.raises(InvalidRequest, match=f"{field}: String should match pattern"):
+        await sources.call(source, arguments)
+    catalog = {s.name: s for s in sources.catalog()}
+    assert catalog[source].parameters["properties"][field]["pattern"]  # so the planner's grammar holds the form too

@@ -1,5 +1,6 @@
 """The retrieval planner: the whole plan in one constrained generation, one repair, then the sound
-part of the plan (`prune`), and only if nothing of it can run, the default plan.
+part of the plan (`prune`), and only if nothing of it can run, the default plan. Each attempt's
+literal values of a declared form are first grounded in the question (`grounding`).
 
 `make_plan` takes any `llm` with the `ctx.llm.json` signature, so a workflow stage passes its
 `ctx.llm` (the calls then carry the run's deadline) and a benchmark can pass a bare client.
@@ -18,6 +19,7 @@ from sloflow.planners.plans.catalog import PlanSource, plan_sources
 from sloflow.planners.plans.default import default_plan
 from sloflow.planners.plans.fanout import close_at_repeat, collapse_enumerations
 from sloflow.planners.plans.grammar import plan_json_schema
+from sloflow.planners.plans.grounding import ground_values
 from sloflow.planners.plans.plan import Plan, PlanExample, parse_plan
 from sloflow.planners.plans.prompts import planner_prompt, repair_prompt
 from sloflow.planners.plans.prune import prune_plan
@@ -86,6 +88,9 @@ async def _make_plan(
         attempts.append(previous)
         if previous is not None:
             previous = _folded(previous, notes)
+            if isinstance(previous, Plan):
+                previous, grounded = ground_values(previous, question, known)
+                notes += [f"planning: {change}" for change in grounded]
             validation = validate_plan(previous, known)
             unfounded = unfounded_values(validation.plan, question, examples, known) if validation.plan is not None else {}
             if isinstance(previous, Plan):

@@ -1,14 +1,15 @@
 """Keep the sound part of a broken plan: drop the steps that cannot run and the steps that use them.
 
 A small planner's plan is often right but for one step (an unknown source, a reference to itself
-or to a later step). Replacing the whole plan with the default throws the good steps away; running
-what is sound keeps them, and the dropped steps are named in the run's notes.
+or to a later step, a step it skipped). Replacing the whole plan with the default throws the good
+steps away; running what is sound keeps them, and what was changed is named in the run's notes.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from itertools import count
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,17 +22,20 @@ from sloflow.planners.plans.validate import path_problem
 @dataclass
 class Pruned:
     """The runnable rest of a plan, the labels (or positions) of the steps dropped from it, the
-    optional arguments left out (`var1.optimize_route`) and the references re-pointed (`$var2.time$ -> $var1.time$`)."""
+    optional arguments left out (`var1.optimize_route`), the references re-pointed (`$var2.time$ -> $var1.time$`)
+    and the skipped steps put in (`var5 = get_user_details(user_id=$var1$)`)."""
 
     plan: Plan
     dropped: list[str] = field(default_factory=list)
     dropped_arguments: list[str] = field(default_factory=list)
     repointed: list[str] = field(default_factory=list)
+    bridged: list[str] = field(default_factory=list)
 
     @property
     def changes(self) -> str:
         """What was changed besides dropping steps, for the run's notes."""
-        parts = [f"references {', '.join(self.repointed)} re-pointed"] if self.repointed else []
+        parts = [f"skipped steps {', '.join(self.bridged)} put in"] if self.bridged else []
+        parts += [f"references {', '.join(self.repointed)} re-pointed"] if self.repointed else []
         parts += [f"optional arguments {', '.join(self.dropped_arguments)} left out"] if self.dropped_arguments else []
         return "; ".join(parts) or "var_result rebuilt over them"
 
@@ -42,7 +46,9 @@ def prune_plan(raw: Plan | str | list[Any] | dict[str, Any], sources: Iterable[A
     A reference to a field that its step cannot give (it is the step itself, a later one, or one
     whose declared output lacks the field) is re-pointed to the nearest earlier kept call whose
     declared output has that field (`"time": "$var2.time$"` in var2, after a route step var1 that
-    returns `time`). An optional argument that still refers to a label that is not an earlier kept call is left out (a
+    returns `time`), or else, when the step returns one plain value (a user id) and exactly one
+    source takes that value and declares the field (`orders` of get_user_details(user_id)), through
+    that source, put in as the step the planner skipped. An optional argument that still refers to a label that is not an earlier kept call is left out (a
     grammar that admits a boolean or a reference there gets `"optimize": "$var1.time$"` in var1
     from a model that meant "time"). A call is dropped when its source is unknown, it has no label
     or a label used before, it is one of `drop` (labels), or a required argument refers to a label
@@ -59,11 +65,13 @@ def prune_plan(raw: Plan | str | list[Any] | dict[str, Any], sources: Iterable[A
     dropped: list[str] = []
     dropped_arguments: list[str] = []
     repointed: list[str] = []
+    bridged: list[str] = []
+    taken = {s.label for s in plan.steps if s.label}
     for i, step in enumerate(plan.calls):
-        labels = {s.label for s in kept}
-        arguments = _repoint(step.arguments, kept, known, set(dropped), repointed)
+        arguments = _repoint(step.arguments, kept, known, set(dropped), repointed, (taken, bridged))
         if arguments != step.arguments:
             step = step.model_copy(update={"arguments": arguments})
+        labels = {s.label for s in kept}  # after _repoint, which may have put a skipped step in
         if step.name in known:
             required = set(known[step.name].parameters.get("required") or [])
             loose = [k for k, v in step.arguments.items() if k not in required and not {r.label for r in find_references(v)} <= labels]
@@ -77,18 +85,22 @@ def prune_plan(raw: Plan | str | list[Any] | dict[str, Any], sources: Iterable[A
             dropped.append(step.label or f"step {i + 1}")
     if not kept:
         return None
-    return Pruned(Plan(steps=[*kept, _result(plan.result, kept)]), dropped, dropped_arguments, repointed)
+    return Pruned(Plan(steps=[*kept, _result(plan.result, kept)]), dropped, dropped_arguments, repointed, bridged)
 
 
-def _repoint(value: Any, kept: list[Step], known: dict[str, PlanSource], gone: set[str], repointed: list[str]) -> Any:
-    """`value` with each reference that cannot hold pointed at the nearest earlier kept call declaring its field.
+def _repoint(
+    value: Any, kept: list[Step], known: dict[str, PlanSource], gone: set[str], repointed: list[str], bridging: tuple[set[str], list[str]]
+) -> Any:
+    """`value` with each reference that cannot hold pointed at the nearest earlier kept call declaring
+    its field, or at a skipped step put in for it (appended to `kept`; `bridging` is the labels taken
+    and the list of steps put in).
 
     A reference to a dropped step stays (and drops its step): it meant that step's output.
     """
     if isinstance(value, dict):
-        return {k: _repoint(v, kept, known, gone, repointed) for k, v in value.items()}
+        return {k: _repoint(v, kept, known, gone, repointed, bridging) for k, v in value.items()}
     if isinstance(value, list):
-        return [_repoint(v, kept, known, gone, repointed) for v in value]
+        return [_repoint(v, kept, known, gone, repointed, bridging) for v in value]
     if not isinstance(value, str):
         return value
 
@@ -108,16 +120,44 @@ def _repoint(value: Any, kept: list[Step], known: dict[str, PlanSource], gone: s
                 fixed = f"${step.label}{match.group(2)}$"
                 repointed.append(f"{ref.text} -> {fixed}")
                 return fixed
-        return ref.text
+        bridge = _bridge(holder, ref, kept, known, *bridging) if holder is not None else None
+        return f"${bridge}{match.group(2)}$" if bridge is not None else ref.text
 
     return REFERENCE.sub(fix, value)
+
+
+def _bridge(holder: Step, ref: Reference, kept: list[Step], known: dict[str, PlanSource], taken: set[str], bridged: list[str]) -> str | None:
+    """The label of a step put in after `holder` that turns its one plain value into an output with
+    `ref`'s field: the only source whose one required argument the value names (`user_id` for
+    "the user id") and whose declared output has that field. None when there is not exactly one."""
+    source = known[holder.name]
+    output = source.output or {}
+    if output.get("type") not in _PLAIN:
+        return None
+    said = f"{source.name} {output.get('description', '')}".replace("_", " ").casefold()
+    fits = [
+        (s, required[0])
+        for s in known.values()
+        if len(required := list(s.parameters.get("required") or [])) == 1 and required[0].replace("_", " ").casefold() in said and _declares(s, ref)
+    ]
+    if len(fits) != 1:
+        return None
+    bridge, argument = fits[0]
+    label = next(f"var{n}" for n in count(1) if f"var{n}" not in taken)
+    taken.add(label)
+    kept.append(Step(label=label, name=bridge.name, arguments={argument: f"${holder.label}$"}))
+    bridged.append(f"{label} = {bridge.name}({argument}=${holder.label}$)")
+    return label
+
+
+_PLAIN = ("string", "integer", "number", "boolean")
 
 
 def _is_value(source: PlanSource, ref: Reference) -> bool:
     """Whether `source` returns one plain value that `ref`'s only field names (`user_id` of a
     source returning "the user id"); `$var1.orders$` of a user id is a missing step, not the id."""
     output = source.output or {}
-    if output.get("type") not in ("string", "integer", "number", "boolean") or len(ref.path) != 1:
+    if output.get("type") not in _PLAIN or len(ref.path) != 1:
         return False
     said = f"{source.name} {output.get('description', '')}".replace("_", " ").casefold()
     return ref.path[0].replace("_", " ").casefold() in said

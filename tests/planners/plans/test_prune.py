@@ -88,4 +88,45 @@ def test_a_field_of_a_step_that_returns_one_value_is_that_value(shop_sources: li
     assert pruned.plan.calls[1].arguments == {"order_id": "$var1$"}
     other = [plan[0], {"label": "var2", "name": "reviews", "arguments": {"query": "$var1.items$"}}]  # not what var1 is
     kept = prune_plan(other, [*shop_sources, find])
-    assert kept is not None and not kept.repointed and kept.plan.calls[1].arguments == {"query": "$var1.items$"}
+    # but what the order's status step gives: that skipped step is put in
+    assert kept is not None and not kept.repointed and kept.bridged == ["var3 = order_status(order_id=$var1$)"]
+    assert kept.plan.calls[2].arguments == {"query": "$var3.items$"}
+
+
+def _lookup_sources() -> list[PlanSource]:
+    one = lambda name: {"type": "object", "properties": {name: {"type": "string"}}, "required": [name]}  # noqa: E731
+    return [
+        PlanSource("find_user_id", "a user id by email", one("email"), {"type": "string", "description": "the user id"}),
+        PlanSource("get_user", "a user's profile", one("user_id"), {"type": "object", "properties": {"orders": {"type": "array", "items": {"type": "string"}}}}),
+        PlanSource("get_order", "an order", one("order_id"), {"type": "object", "properties": {"status": {"type": "string"}}}),
+    ]
+
+
+def test_a_skipped_step_between_a_value_and_a_field_is_put_in() -> None:
+    sources = _lookup_sources()
+    plan = [
+        {"label": "var1", "name": "find_user_id", "arguments": {"email": "ana@example.com"}},
+        {"label": "var2", "name": "get_order", "arguments": {"order_id": "$var1.orders$"}},  # the profile step was skipped
+        {"label": "var3", "name": "get_order", "arguments": {"order_id": "$var1.orders.-1$"}},
+        {"name": "var_result", "arguments": {"orders": "$var2$", "last": "$var3$"}},
+    ]
+    assert not validate_plan(plan, sources).ok
+    pruned = prune_plan(plan, sources)
+    assert pruned is not None and not pruned.dropped and pruned.bridged == ["var4 = get_user(user_id=$var1$)"]
+    assert [(s.label, s.name, s.arguments) for s in pruned.plan.calls] == [
+        ("var1", "find_user_id", {"email": "ana@example.com"}),
+        ("var4", "get_user", {"user_id": "$var1$"}),
+        ("var2", "get_order", {"order_id": "$var4.orders$"}),
+        ("var3", "get_order", {"order_id": "$var4.orders.-1$"}),  # the step put in serves both
+    ]
+    assert validate_plan(pruned.plan, sources).ok and "skipped steps" in pruned.changes
+
+
+def test_no_step_is_put_in_when_the_value_does_not_say_which_source_takes_it() -> None:
+    sources = _lookup_sources()
+    plan = [
+        {"label": "var1", "name": "find_user_id", "arguments": {"email": "ana@example.com"}},
+        {"label": "var2", "name": "get_order", "arguments": {"order_id": "$var1.status$"}},  # no source takes a user id and returns status
+    ]
+    pruned = prune_plan(plan, sources)
+    assert pruned is not None and pruned.bridged == [] and pruned.plan.calls[-1].arguments == {"order_id": "$var1.status$"}

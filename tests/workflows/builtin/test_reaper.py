@@ -162,14 +162,24 @@ async def test_an_id_copied_from_a_remembered_plan_is_sent_back_for_repair(retai
     first = await runtime(Scripted([GOOD_PLAN]), retail, memory).run("reaper", {"question": QUESTION, "namespace": "t-borrow"}, slo=60)
     assert first.output["plan_outcome"] == "valid"
     own = [dict(GOOD_PLAN[0], arguments={"order_id": "#W1002"}), *GOOD_PLAN[1:]]
-    llm = Scripted([GOOD_PLAN, own])  # first the remembered plan's order id, then this question's
-    run = await runtime(llm, retail, memory).run(
-        "reaper", {"question": "What is the status of order #W1002 and can I still return it?", "namespace": "t-borrow"}, slo=60
-    )
+    llm = Scripted([GOOD_PLAN, own])  # first the remembered plan's order id, then one of this question's
+    # Two order ids in the question: which one was meant is not certain, so the planner is asked again.
+    question = "What is the status of order #W1002 and of #W1003, and can I still return them?"
+    run = await runtime(llm, retail, memory).run("reaper", {"question": question, "namespace": "t-borrow"}, slo=60)
     out = run.output
     assert out["examples_used"] == 1 and out["plan_outcome"] == "repaired" and out["plan"] == own
     problems = llm.calls[1][0].messages[-1].content
     assert "'#W1001', which comes from an example's question" in problems
+
+
+async def test_an_id_copied_from_a_remembered_plan_becomes_the_questions_only_id_without_asking_again(retail: SourceRegistry, memory: PlanMemory) -> None:
+    await runtime(Scripted([GOOD_PLAN]), retail, memory).run("reaper", {"question": QUESTION, "namespace": "t-ground"}, slo=60)
+    llm = Scripted([GOOD_PLAN])
+    question = "What is the status of order #W1002 and can I still return it?"
+    out = (await runtime(llm, retail, memory).run("reaper", {"question": question, "namespace": "t-ground"}, slo=60)).output
+    assert len(llm.calls) == 2 and out["plan_outcome"] == "valid"  # the plan and the answer
+    assert out["calls"][0]["arguments"] == {"order_id": "#W1002"} and all("#W1001" not in json.dumps(c["arguments"]) for c in out["calls"])
+    assert any("the question's only value of that form" in n for n in out["notes"])
 
 
 async def test_an_id_the_question_does_not_give_is_sent_back_for_repair(retail: SourceRegistry, tmp_path: Path) -> None:
@@ -202,7 +212,7 @@ async def test_an_invented_id_in_a_plan_that_stays_broken_is_never_sent_to_a_sou
 
 async def test_a_borrowed_id_the_repair_keeps_is_never_sent_to_a_source(retail: SourceRegistry, memory: PlanMemory) -> None:
     await runtime(Scripted([GOOD_PLAN]), retail, memory).run("reaper", {"question": QUESTION, "namespace": "t-keep"}, slo=60)
-    other = "Can I still return order #W1002, and what is your return policy?"
+    other = "Can I still return order #W1002 or #W1003, and what is your return policy?"
     run = await runtime(Scripted([GOOD_PLAN, GOOD_PLAN]), retail, memory).run("reaper", {"question": other, "namespace": "t-keep"}, slo=60)
     out = run.output
     # var1 carries the other question's order id; var2 and var3 use var1's output: none of them runs.
