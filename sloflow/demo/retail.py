@@ -138,7 +138,7 @@ def build_retail_db(path: Path, data: dict[str, dict[str, Any]] | None = None, s
 # that returns one, and a call with anything else is refused with the form to use.
 UserId = Annotated[str, Field(pattern=r"^[a-z]+_[a-z]+_[0-9]+$", description="a user id like ana_diaz_1234: the one the question gives, else from find_user_id_by_*")]
 OrderId = Annotated[str, Field(pattern=r"^#?W[0-9]+$", description="an order id like #W1234567")]
-ProductId = Annotated[str, Field(pattern=r"^[0-9]+$", description="a product id (digits), from an order's items or list_all_product_types")]
+ProductId = Annotated[str, Field(pattern=r"^[0-9]{10}$", description="a product id (ten digits), from an order's items or list_all_product_types")]
 Email = Annotated[str, Field(pattern=r"^[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+[.][A-Za-z]+$", description="an email address like ana.diaz@example.com")]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z .'-]*$", description="a person's name as the question spells it")]
 Zip = Annotated[str, Field(pattern=r"^[0-9]{5}$", description="a five-digit zip code")]

@@ -106,11 +106,11 @@ async def _make_plan(
                     notes.append(f"planning: a valid plan of {calls} calls in one generation")
                 return Planned(validation.plan, outcome, attempts, notes)
             problems = validation.problems
-            rebuilt = prune_plan(previous, known) if repair else None
-            # Nothing dropped means the same calls, so the same unfounded values as above.
-            if rebuilt is not None and not rebuilt.dropped and not unfounded and validate_plan(rebuilt.plan, known).ok:
-                # Every call is sound once references are re-pointed and optional arguments left out,
-                # or only var_result was wrong: no need to ask again.
+            rebuilt = prune_plan(previous, known, drop=unfounded) if repair else None
+            # Nothing dropped means every unfounded value was replaced by what an earlier step finds.
+            if rebuilt is not None and not rebuilt.dropped and validate_plan(rebuilt.plan, known).ok:
+                # Every call is sound once references are re-pointed, skipped steps put in and
+                # optional arguments left out, or only var_result was wrong: no need to ask again.
                 notes.append(f"planning: the plan's calls were sound ({'; '.join(problems)[:300]}); it ran with {rebuilt.changes}")
                 return Planned(rebuilt.plan, "repaired", attempts, notes)
             if validation.runnable and validation.plan is not None:
@@ -122,10 +122,8 @@ async def _make_plan(
         plan, unfounded = runnable[0]
         clean = prune_plan(plan, known, drop=unfounded) if unfounded else None
         if clean is not None:
-            notes.append(
-                f"planning: the plan still used values the question does not give ({'; '.join(unfounded.values())[:300]}); "
-                f"it ran without {', '.join(clean.dropped)}"
-            )
+            what = f"without {', '.join(clean.dropped)}" if clean.dropped else f"with {clean.changes}"
+            notes.append(f"planning: the plan still used values the question does not give ({'; '.join(unfounded.values())[:300]}); it ran {what}")
             return Planned(clean.plan, "repaired", attempts, notes)
         if unfounded:
             notes.append(f"planning: every call of the plan used values the question does not give ({'; '.join(unfounded.values())[:300]}); the default plan ran")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from collections.abc import Callable
 from itertools import count
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,8 +53,12 @@ def prune_plan(raw: Plan | str | list[Any] | dict[str, Any], sources: Iterable[A
     grammar that admits a boolean or a reference there gets `"optimize": "$var1.time$"` in var1
     from a model that meant "time"). A call is dropped when its source is unknown, it has no label
     or a label used before, it is one of `drop` (labels), or a required argument refers to a label
-    that is not an earlier kept call; dropping goes on to every call using it. Other argument
-    problems do not drop a call: the source checks its arguments when it is called.
+    that is not an earlier kept call; dropping goes on to every call using it. Before a call of
+    `drop` goes, each identifier-form literal (a declared `pattern`) is looked for in the outputs
+    of the calls kept before it: a field that names the argument (`orders`, "order ids", for an
+    `order_id`) replaces the literal, so the call runs on what an earlier step found instead of a
+    made-up id. Other argument problems do not drop a call: the source checks its arguments when
+    it is called.
     """
     try:
         plan = parse_plan(raw)
@@ -71,7 +76,13 @@ def prune_plan(raw: Plan | str | list[Any] | dict[str, Any], sources: Iterable[A
         arguments = _repoint(step.arguments, kept, known, set(dropped), repointed, (taken, bridged))
         if arguments != step.arguments:
             step = step.model_copy(update={"arguments": arguments})
-        labels = {s.label for s in kept}  # after _repoint, which may have put a skipped step in
+        if step.label in unwanted and step.name in known:
+            found = _found_values(step, kept, known[step.name], known, (taken, bridged))
+            if found is not None:
+                repointed += [f"{step.label}.{k} {step.arguments[k]!r} -> {v}" for k, v in found.items() if v != step.arguments[k]]
+                step = step.model_copy(update={"arguments": found})
+                unwanted.discard(step.label)
+        labels = {s.label for s in kept}  # after the steps put in above
         if step.name in known:
             required = set(known[step.name].parameters.get("required") or [])
             loose = [k for k, v in step.arguments.items() if k not in required and not {r.label for r in find_references(v)} <= labels]
@@ -126,10 +137,66 @@ def _repoint(
     return REFERENCE.sub(fix, value)
 
 
-def _bridge(holder: Step, ref: Reference, kept: list[Step], known: dict[str, PlanSource], taken: set[str], bridged: list[str]) -> str | None:
-    """The label of a step put in after `holder` that turns its one plain value into an output with
-    `ref`'s field: the only source whose one required argument the value names (`user_id` for
-    "the user id") and whose declared output has that field. None when there is not exactly one."""
+def _found_values(
+    step: Step, kept: list[Step], source: PlanSource, known: dict[str, PlanSource], bridging: tuple[set[str], list[str]]
+) -> dict[str, Any] | None:
+    """`step`'s arguments with every literal replaced by a reference to the nearest kept call's
+    output field naming that argument (through a step put in after a plain value if need be); None
+    if one is not an identifier (a declared `pattern`) or has no such field: the step cannot be
+    trusted with any value of its own."""
+    arguments = dict(step.arguments)
+    properties = source.parameters.get("properties") or {}
+    for name, value in step.arguments.items():
+        if find_references(value):
+            continue
+        if not isinstance(value, str) or "pattern" not in (properties.get(name) or {}):
+            return None
+        reference = next((f"${s.label}.{paths[0]}$" for s in reversed(kept) if len(paths := _naming(known.get(s.name), name)) == 1), None)
+        for holder in reversed(kept) if reference is None else ():
+            label = _bridge(holder, lambda b, name=name: len(_naming(b, name)) == 1, kept, known, *bridging)
+            if label is not None:
+                reference = f"${label}.{_naming(known[kept[-1].name], name)[0]}$"  # the step just put in
+                break
+        if reference is None:
+            return None
+        arguments[name] = reference
+    return arguments
+
+
+def _naming(source: PlanSource | None, argument: str) -> list[str]:
+    """The dotted paths of `source`'s declared output fields that name `argument` (its name, or its
+    words in the field's name and description: `orders`, "order ids", for `order_id`)."""
+    words = argument.replace("_", " ").casefold()
+    found: list[str] = []
+
+    def walk(schema: dict[str, Any], path: tuple[str, ...]) -> None:
+        if schema.get("type") == "array" and isinstance(schema.get("items"), dict):
+            schema = schema["items"]  # a field of every item
+        for field_name, sub in (schema.get("properties") or {}).items():
+            items = sub.get("items") if isinstance(sub.get("items"), dict) else {}
+            plain = sub.get("type") in ("string", "integer") or (sub.get("type") == "array" and items.get("type") in ("string", "integer"))
+            said = f"{field_name} {sub.get('description', '')}".replace("_", " ").casefold()
+            if plain and (field_name == argument or words in said):
+                found.append(".".join((*path, field_name)))
+            elif len(path) < 3:
+                walk(sub, (*path, field_name))
+
+    if source is not None and source.output is not None:
+        walk(source.output, ())
+    return found
+
+
+def _bridge(
+    holder: Step,
+    gives: Reference | Callable[[PlanSource], bool],
+    kept: list[Step],
+    known: dict[str, PlanSource],
+    taken: set[str],
+    bridged: list[str],
+) -> str | None:
+    """The label of a step put in after `holder` that turns its one plain value into an output that
+    `gives` (a reference's field, or a test of the source): the only source whose one required
+    argument the value names (`user_id` for "the user id"). None when there is not exactly one."""
     source = known[holder.name]
     output = source.output or {}
     if output.get("type") not in _PLAIN:
@@ -138,7 +205,9 @@ def _bridge(holder: Step, ref: Reference, kept: list[Step], known: dict[str, Pla
     fits = [
         (s, required[0])
         for s in known.values()
-        if len(required := list(s.parameters.get("required") or [])) == 1 and required[0].replace("_", " ").casefold() in said and _declares(s, ref)
+        if len(required := list(s.parameters.get("required") or [])) == 1
+        and required[0].replace("_", " ").casefold() in said
+        and (gives(s) if callable(gives) else _declares(s, gives))
     ]
     if len(fits) != 1:
         return None

@@ -97,7 +97,7 @@ def _lookup_sources() -> list[PlanSource]:
     one = lambda name: {"type": "object", "properties": {name: {"type": "string"}}, "required": [name]}  # noqa: E731
     return [
         PlanSource("find_user_id", "a user id by email", one("email"), {"type": "string", "description": "the user id"}),
-        PlanSource("get_user", "a user's profile", one("user_id"), {"type": "object", "properties": {"orders": {"type": "array", "items": {"type": "string"}}}}),
+        PlanSource("get_user", "a user's profile", one("user_id"), {"type": "object", "properties": {"orders": {"type": "array", "items": {"type": "string"}, "description": "order ids"}}}),
         PlanSource("get_order", "an order", one("order_id"), {"type": "object", "properties": {"status": {"type": "string"}}}),
     ]
 
@@ -130,3 +130,23 @@ def test_no_step_is_put_in_when_the_value_does_not_say_which_source_takes_it() -
     ]
     pruned = prune_plan(plan, sources)
     assert pruned is not None and pruned.bridged == [] and pruned.plan.calls[-1].arguments == {"order_id": "$var1.status$"}
+
+
+def test_a_made_up_id_is_replaced_by_the_field_of_an_earlier_step_that_names_it() -> None:
+    sources = _lookup_sources()
+    for source in sources:  # ids have a declared form, as the retail demo's do
+        for schema in source.parameters["properties"].values():
+            schema["pattern"] = "^[a-z0-9_.@#]+$"
+    plan = [
+        {"label": "var1", "name": "find_user_id", "arguments": {"email": "ana@example.com"}},
+        {"label": "var2", "name": "get_order", "arguments": {"order_id": "#W2702727"}},  # another customer's order
+        {"name": "var_result", "arguments": {"order": "$var2$"}},
+    ]
+    pruned = prune_plan(plan, sources, drop=["var2"])
+    assert pruned is not None and not pruned.dropped
+    assert pruned.bridged == ["var3 = get_user(user_id=$var1$)"]  # the profile lists the order ids
+    assert [(s.label, s.arguments) for s in pruned.plan.calls][1:] == [("var3", {"user_id": "$var1$"}), ("var2", {"order_id": "$var3.orders$"})]
+    assert validate_plan(pruned.plan, sources).ok
+    # A made-up email names no earlier field: that step still goes.
+    gone = prune_plan(plan, sources, drop=["var1"])
+    assert gone is not None and gone.dropped == ["var1"] and [s.label for s in gone.plan.calls] == ["var2"]
