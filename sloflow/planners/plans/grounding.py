@@ -6,12 +6,17 @@ an email from the user id (`mia_garcia_4516@example.com` where the question give
 (a `pattern`) and the question holds exactly one value of that form that no other argument of the
 plan already takes, that value is what was meant. Anything less certain is left to validation,
 which refuses the value as unfounded and asks for a repair.
+
+Likewise a step that looks up what the question already gives (`find_user_id_by_email` for a
+customer who also wrote their user id): its output is the question's value, so the steps using it
+get that value and do not wait for, or fail with, the lookup (which still runs).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from sloflow.planners.plans.catalog import PlanSource
 from sloflow.planners.plans.plan import Plan
@@ -23,6 +28,8 @@ _EDGE = "A-Za-z0-9_"  # a value found in the question is not part of a longer wo
 def ground_values(plan: Plan, question: str, known: Sequence[PlanSource]) -> tuple[Plan, list[str]]:
     """The plan with ungrounded literals replaced by the question's only value of their form, and what changed."""
     forms = {s.name: s.parameters.get("properties") or {} for s in known}
+    outputs = {s.name: s.output or {} for s in known}
+    made_by = {s.label: s.name for s in plan.calls}
     asked = _key(question)
     used = {_key(v) for step in plan.calls for v in step.arguments.values() if isinstance(v, str)}
     changes: list[str] = []
@@ -31,8 +38,13 @@ def ground_values(plan: Plan, question: str, known: Sequence[PlanSource]) -> tup
         arguments = dict(step.arguments)
         for name, value in step.arguments.items():
             pattern = (forms.get(step.name, {}).get(name) or {}).get("pattern")
-            if not isinstance(value, str) or not isinstance(pattern, str) or find_references(value) or _key(value) in asked:
+            if not isinstance(value, str) or not isinstance(pattern, str) or _key(value) in asked:
                 continue
+            references = find_references(value)
+            if references and not (
+                len(references) == 1 and references[0].text == value and not references[0].path and _names(outputs.get(made_by.get(references[0].label, "")), name)
+            ):
+                continue  # a field of a step, or of a step that returns something else
             offered = list(dict.fromkeys(v for v in values_of_form(pattern, question) if _key(v) not in used))
             if len(offered) == 1:
                 arguments[name] = offered[0]
@@ -40,6 +52,12 @@ def ground_values(plan: Plan, question: str, known: Sequence[PlanSource]) -> tup
                 changes.append(f"{step.label} {name}={value!r} became {offered[0]!r}, the question's only value of that form")
         steps.append(step.model_copy(update={"arguments": arguments}))
     return (Plan(steps=steps), changes) if changes else (plan, [])
+
+
+def _names(output: dict[str, Any] | None, argument: str) -> bool:
+    """Whether `output` is one plain value that `argument` names ("the user id" for `user_id`)."""
+    output = output or {}
+    return output.get("type") in ("string", "integer") and argument.replace("_", " ").casefold() in str(output.get("description", "")).casefold()
 
 
 def values_of_form(pattern: str, text: str) -> list[str]:

@@ -8,6 +8,7 @@ from sloflow.planners.plans.plan import parse_plan
 
 EMAIL = r"^[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+[.][A-Za-z]+$"
 ORDER = r"^#?W[0-9]+$"
+USER = r"^[a-z]+_[a-z]+_[0-9]+$"
 
 
 def _sources() -> list[PlanSource]:
@@ -15,7 +16,8 @@ def _sources() -> list[PlanSource]:
         return {"type": "object", "properties": {k: {"type": "string", "pattern": p} for k, p in forms.items()}, "required": list(forms)}
 
     return [
-        PlanSource("find_user", "a user id by email", takes(email=EMAIL), {"type": "string"}),
+        PlanSource("find_user", "a user id by email", takes(email=EMAIL), {"type": "string", "description": "the user id"}),
+        PlanSource("get_user", "a user's profile", takes(user_id=USER), {"type": "object", "properties": {"orders": {"type": "array"}}}),
         PlanSource("get_order", "an order", takes(order_id=ORDER), None),
         PlanSource("notes", "search notes", {"type": "object", "properties": {"query": {"type": "string"}}}, None, "index"),
     ]
@@ -55,3 +57,12 @@ def test_a_value_is_found_only_as_a_whole_word() -> None:
     assert values_of_form(r"^[0-9]{5}$", "zip 19122, user ana_diaz_12345, phone 5551234567") == ["19122"]
     assert values_of_form(EMAIL, "write to (ana.diaz@example.com).") == ["ana.diaz@example.com"]
     assert values_of_form("^(unclosed$", "anything") == []
+
+
+def test_a_lookup_of_what_the_question_gives_is_not_waited_for() -> None:
+    question = "I am noah_ito_3850 (noah@example.com), you may know me as NoNo: my last order?"
+    plan = parse_plan(_plan(("find_user", {"email": "noah@example.com"}), ("get_user", {"user_id": "$var1$"}), ("get_order", {"order_id": "$var2.orders.-1$"})))
+    grounded, changes = ground_values(plan, question, _sources())
+    assert [s.arguments for s in grounded.calls] == [{"email": "noah@example.com"}, {"user_id": "noah_ito_3850"}, {"order_id": "$var2.orders.-1$"}]
+    assert changes == ["var2 user_id='$var1$' became 'noah_ito_3850', the question's only value of that form"]
+    assert ground_values(plan, "I am noah@example.com: my last order?", _sources()) == (plan, [])  # no user id given: the lookup serves
