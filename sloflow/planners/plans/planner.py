@@ -22,7 +22,7 @@ from sloflow.planners.plans.grammar import plan_json_schema
 from sloflow.planners.plans.grounding import ground_values
 from sloflow.planners.plans.plan import Plan, PlanExample, parse_plan
 from sloflow.planners.plans.prompts import planner_prompt, repair_prompt
-from sloflow.planners.plans.prune import prune_plan
+from sloflow.planners.plans.prune import Pruned, prune_plan
 from sloflow.planners.plans.validate import validate_plan
 
 Outcome = Literal["valid", "repaired", "default"]
@@ -106,7 +106,7 @@ async def _make_plan(
                     notes.append(f"planning: a valid plan of {calls} calls in one generation")
                 return Planned(validation.plan, outcome, attempts, notes)
             problems = validation.problems
-            rebuilt = prune_plan(previous, known, drop=unfounded) if repair else None
+            rebuilt = _prune(previous, known, question, unfounded, notes) if repair else None
             # Nothing dropped means every unfounded value was replaced by what an earlier step finds.
             if rebuilt is not None and not rebuilt.dropped and validate_plan(rebuilt.plan, known).ok:
                 # Every call is sound once references are re-pointed, skipped steps put in and
@@ -120,7 +120,7 @@ async def _make_plan(
         # branch of the plan, not the whole question. A value the question does not give is never
         # sent to a source: those steps (and the steps using them) are left out.
         plan, unfounded = runnable[0]
-        clean = prune_plan(plan, known, drop=unfounded) if unfounded else None
+        clean = _prune(plan, known, question, unfounded, notes) if unfounded else None
         if clean is not None:
             what = f"without {', '.join(clean.dropped)}" if clean.dropped else f"with {clean.changes}"
             notes.append(f"planning: the plan still used values the question does not give ({'; '.join(unfounded.values())[:300]}); it ran {what}")
@@ -131,7 +131,7 @@ async def _make_plan(
         notes.append(f"planning: the plan still has argument problems ({'; '.join(problems)[:300]}); it ran, the sources checking them")
         return Planned(plan, "repaired", attempts, notes)
     if repair:
-        pruned = [p for p in (prune_plan(c, known, drop=u) for c, u in reversed(candidates)) if p is not None]
+        pruned = [p for p in (_prune(c, known, question, u, notes) for c, u in reversed(candidates)) if p is not None]
         if pruned:
             best = max(pruned, key=lambda p: len(p.plan.calls))  # the repair first among equals
             kept = f"{len(best.plan.calls)} calls ran"
@@ -172,6 +172,15 @@ def unfounded_values(plan: Plan, question: str, examples: Sequence[PlanExample],
                     "take it from the question, or find it with an earlier step and refer to that step's output"
                 )
     return problems
+
+
+def _prune(plan: Any, known: list[PlanSource], question: str, unfounded: dict[str, str], notes: list[str]) -> Pruned | None:
+    """`prune_plan`, with the steps it put in grounded in the question like the planner's own steps."""
+    pruned = prune_plan(plan, known, drop=unfounded)
+    if pruned is not None and pruned.bridged:
+        pruned.plan, grounded = ground_values(pruned.plan, question, known)
+        notes += [f"planning: {change}" for change in grounded]
+    return pruned
 
 
 def _folded(raw: Any, notes: list[str]) -> Any:

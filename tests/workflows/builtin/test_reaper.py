@@ -353,3 +353,20 @@ async def test_reaper_end_to_end_with_the_embedded_model(retail: SourceRegistry,
     assert 2 <= len(client.contexts) <= 3  # plan (+ one repair) + answer
     assert all(c.deadline == run.deadline and c.run_id == run.id for c in client.contexts)
     assert [c.stage for c in client.contexts][-1] == "answer"
+
+
+async def test_a_step_put_in_after_a_failing_lookup_takes_the_user_id_the_question_gives(retail: SourceRegistry, tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "demo" / "retail.sqlite") as conn:
+        user_id, last, zip_code = conn.execute("SELECT user_id, last_name, zip FROM users LIMIT 1").fetchone()
+    question = f"I am {user_id} in zip {zip_code}, people call me Bibi: what is in my orders?"
+    skipped = [  # the nickname as the first name, and get_user_details skipped before $var1.orders$
+        {"label": "var1", "name": "find_user_id_by_name_zip", "arguments": {"first_name": "Bibi", "last_name": last, "zip": zip_code}},
+        {"label": "var2", "name": "get_order_details", "arguments": {"order_id": "$var1.orders$"}},
+        {"name": "var_result", "arguments": {"orders": "$var2$"}},
+    ]
+    llm = Scripted([skipped])
+    out = (await runtime(llm, retail, None).run("reaper", {"question": question, "memory": False}, slo=60)).output
+    assert len(llm.calls) == 2  # the plan and the answer: the plan was mended without asking again
+    status = {c["source"]: c["status"] for c in out["calls"]}
+    assert status == {"find_user_id_by_name_zip": "failed", "get_user_details": "ok", "get_order_details": "ok"}
+    assert any(f"became '{user_id}'" in n for n in out["notes"])
