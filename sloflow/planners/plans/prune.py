@@ -49,11 +49,13 @@ def prune_plan(raw: Plan | str | list[Any] | dict[str, Any], sources: Iterable[A
     declared output has that field (`"time": "$var2.time$"` in var2, after a route step var1 that
     returns `time`), or else, when the step returns one plain value (a user id) and exactly one
     source takes that value and declares the field (`orders` of get_user_details(user_id)), through
-    that source, put in as the step the planner skipped. An optional argument that still refers to a label that is not an earlier kept call is left out (a
-    grammar that admits a boolean or a reference there gets `"optimize": "$var1.time$"` in var1
-    from a model that meant "time"). A call is dropped when its source is unknown, it has no label
-    or a label used before, it is one of `drop` (labels), or a required argument refers to a label
-    that is not an earlier kept call; dropping goes on to every call using it. Before a call of
+    that source, put in as the step the planner skipped. An optional argument that still refers
+    to a label that is not an earlier kept call is left out (a grammar that admits a boolean or a
+    reference there gets `"optimize": "$var1.time$"` in var1 from a model that meant "time").
+
+    A call is dropped when its source is unknown, it has no label or a label used before, it is one
+    of `drop` (labels), or a required argument refers to a label that is not an earlier kept call;
+    dropping goes on to every call using it. Before a call of
     `drop` goes, each identifier-form literal (a declared `pattern`) is looked for in the outputs
     of the calls kept before it: a field that names the argument (`orders`, "order ids", for an
     `order_id`) replaces the literal, so the call runs on what an earlier step found instead of a
