@@ -200,8 +200,7 @@ class EmbeddedBackend:
                 # Cancelled (e.g. by ray.cancel): stop llama.cpp at its next token, and free the
                 # instance only once its thread has let go of it.
                 meter.stopped = True
-                with contextlib.suppress(Exception):
-                    await job
+                await _settled(job)
                 raise
             except InvalidRequest:
                 raise
@@ -251,9 +250,31 @@ class EmbeddedBackend:
             finally:
                 stop.set()
                 meter.stopped = True  # stops llama.cpp at its next token, not only at the next piece
-                await worker  # the instance is free only once its thread has stopped
+                await _settled(worker)  # the instance is free only once its thread has stopped
 
     async def close(self) -> None:
         for llm in self._instances:
             llm.close()
         self._instances.clear()
+
+
+async def _settled(job: asyncio.Future[Any]) -> None:
+    """Wait until `job` (a thread holding a llama.cpp instance) has finished, whatever it raised.
+
+    A second cancellation while waiting (a call cancelled twice: the client's hang-up and the
+    deadline) must not end the wait: the instance would go back to the pool while its thread
+    still decodes on it, and the next call on it crashed the process (segfault in llama.cpp).
+    """
+    cancelled = False
+    while not job.done():
+        try:
+            await asyncio.shield(job)
+        except asyncio.CancelledError:
+            cancelled = True
+        except Exception:
+            break
+    if not job.cancelled():
+        job.exception()  # retrieved, so asyncio does not log it as never retrieved
+    if cancelled:
+        raise asyncio.CancelledError
+

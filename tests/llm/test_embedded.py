@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -111,3 +112,32 @@ async def test_qwen_serving_model_answers_sql(tmp_path) -> None:
         assert "select" in out.text.lower() and out.completion_tokens > 0
     finally:
         await backend.close()
+
+
+async def test_a_call_cancelled_twice_frees_its_instance_only_after_its_thread_stops(small_llm: EmbeddedBackend) -> None:
+    # The client's hang-up and the deadline can both cancel one call; the second cancellation used
+    # to hand the llama.cpp instance to the next call while the first still decoded on it (segfault).
+    long = GenerateRequest(prompt="Count from one to one thousand: one, two,", max_tokens=400, ignore_eos=True)
+    for _ in range(3):
+        task = asyncio.create_task(small_llm.generate(long))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        out = await small_llm.generate(GenerateRequest(prompt="Hello", max_tokens=4))
+        assert out.completion_tokens > 0
+
+    async def consume() -> None:
+        async for _ in small_llm.stream(long):
+            pass
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.sleep(0.3)
+    consumer.cancel()
+    await asyncio.sleep(0)
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+    assert (await small_llm.generate(GenerateRequest(prompt="Hi", max_tokens=4))).completion_tokens > 0
