@@ -19,10 +19,15 @@ from urllib.parse import quote
 
 from sloflow.errors import Conflict, DeadlineExceeded, InvalidRequest, NotFound, UnsafeSql
 from sloflow.retrieval.names import check_name
-from sloflow.retrieval.sql_guard import check_sql, is_forbidden_function
+from sloflow.retrieval.sql_guard import MAX_VALUE_BYTES, check_sql, is_forbidden_function
 
 Engine = Literal["sqlite", "duckdb"]
 SAMPLE_VALUES = 3
+# What one query may return: rows are capped by LIMIT, bytes by these (a single printf() built a
+# 100 MB cell in a second). Rows are checked as they arrive; SQLite also refuses to build any value
+# over the total cap (memory), where the guard's check of sizes given as literals does not reach.
+MAX_RESULT_BYTES = 8 << 20
+_FETCH_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,39 @@ def _sqlite_authorizer(action: int, arg1: str | None, arg2: str | None, _db: str
     return sqlite3.SQLITE_OK
 
 
+def _size(value: Any) -> int:
+    if isinstance(value, (str, bytes, bytearray)):
+        return len(value)
+    return 8  # numbers, NULL, dates: small and fixed
+
+
+def _too_big(why: str, sql: str) -> UnsafeSql:
+    return UnsafeSql(
+        f"refused (result size): {why}; select fewer or shorter values (substr(), fewer columns, a smaller LIMIT)",
+        details={"rule": "result_size", "max_value_bytes": MAX_VALUE_BYTES, "max_result_bytes": MAX_RESULT_BYTES, "sql": sql},
+    )
+
+
+def _fetch_capped(cursor: Any, limit: int, sql: str) -> list[tuple[Any, ...]]:
+    """Up to `limit` rows, fetched in batches so an oversized result stops before it is all in memory."""
+    rows: list[tuple[Any, ...]] = []
+    total = 0
+    while len(rows) < limit:
+        batch = cursor.fetchmany(min(_FETCH_BATCH, limit - len(rows)))
+        if not batch:
+            break
+        for row in batch:
+            for value in row:
+                size = _size(value)
+                if size > MAX_VALUE_BYTES:
+                    raise _too_big(f"a value of the result has {size} bytes, over the cap of {MAX_VALUE_BYTES} per value", sql)
+                total += size
+        if total > MAX_RESULT_BYTES:
+            raise _too_big(f"the result exceeds {MAX_RESULT_BYTES} bytes in total", sql)
+        rows.extend(batch)
+    return rows
+
+
 class Database:
     """One registered database: its schema, and `run` for guarded read-only queries."""
 
@@ -131,6 +169,7 @@ class Database:
         conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True, check_same_thread=False)
         conn.execute("PRAGMA query_only = ON")
         conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_RESULT_BYTES)
         return conn
 
     def _introspect(self) -> list[Table]:
@@ -203,14 +242,18 @@ class Database:
                 conn.set_authorizer(_sqlite_authorizer)
                 conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
             cursor = conn.execute(safe)
-            rows = cursor.fetchmany(self.max_rows + 1)
+            rows = _fetch_capped(cursor, self.max_rows + 1, safe)
             columns = [d[0] for d in cursor.description or []]
+        except UnsafeSql:
+            raise
         except Exception as exc:
             if time.monotonic() >= deadline:
                 raise DeadlineExceeded(
                     f"the query ran past the {self.timeout_s:g} s limit and was stopped; narrow it with WHERE or a smaller LIMIT",
                     details={"sql": safe},
                 ) from None
+            if "too big" in str(exc):  # SQLite's SQLITE_LIMIT_LENGTH
+                raise _too_big(f"a value of the result would exceed {MAX_RESULT_BYTES} bytes", safe) from None
             if "not authorized" in str(exc) or "readonly" in str(exc).replace(" ", "").lower():
                 raise UnsafeSql(f"refused (engine): the database refused it as not read-only: {exc}", details={"rule": "engine", "sql": safe}) from None
             raise InvalidRequest(f"the database could not run the query: {exc}", details={"sql": safe}) from None

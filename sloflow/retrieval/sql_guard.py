@@ -77,6 +77,25 @@ def _check_shape(tree: exp.Expression, sql: str) -> None:
             raise _refuse("function", f"function {function_name(node)}() may read files or the system and is not allowed", sql)
 
 
+# Functions that build a value as long as a number they are given: a literal over the cap per
+# value is refused here, by name (SQLite would only return NULL for it, silently).
+_SIZED_FUNCTIONS = frozenset({"printf", "format", "repeat", "lpad", "rpad", "space"})
+MAX_VALUE_BYTES = 1 << 20
+
+
+def _check_sizes(tree: exp.Expression, sql: str) -> None:
+    for node in tree.find_all(exp.Func):
+        if function_name(node) not in _SIZED_FUNCTIONS:
+            continue
+        for lit in node.find_all(exp.Literal):
+            if not lit.is_string and lit.is_number and abs(float(lit.this)) > MAX_VALUE_BYTES:
+                raise _refuse(
+                    "result_size",
+                    f"{function_name(node)}() with {lit.this} would build a value over {MAX_VALUE_BYTES} bytes, the cap per value",
+                    sql,
+                )
+
+
 def _check_tables(tree: exp.Expression, tables: set[str], sql: str) -> None:
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     for table in tree.find_all(exp.Table):
@@ -126,6 +145,7 @@ def check_sql(sql: str, schema: Mapping[str, Mapping[str, str]], dialect: str = 
         raise _refuse("one_statement", f"exactly one statement is allowed; found {len(statements)}", sql)
     tree = statements[0]
     _check_shape(tree, sql)
+    _check_sizes(tree, sql)
     lowered = {t.lower(): {c.lower(): ty for c, ty in cols.items()} for t, cols in schema.items()}
     _check_tables(tree, set(lowered), sql)
     if dialect == "sqlite":

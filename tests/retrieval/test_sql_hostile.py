@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,25 @@ def test_the_read_only_connection_refuses_writes_even_if_the_guard_let_them_thro
             db.run(sql)
     assert _digest(shop_db) == before
     assert sorted(p.name for p in folder.iterdir()) == ["shop.sqlite"]
+
+
+def test_a_huge_cell_is_refused_by_its_size_not_returned(db: Database) -> None:
+    started = time.monotonic()
+    with pytest.raises(UnsafeSql) as caught:
+        db.run("SELECT printf('%.*c', 100000000, 'x') AS big")
+    assert caught.value.details["rule"] == "result_size" and "per value" in caught.value.message
+    with pytest.raises(UnsafeSql) as caught:  # a computed size: built, then refused as it arrives
+        db.run("SELECT printf('%.*c', (SELECT 2000 * 1000), 'x') AS big")
+    assert caught.value.details["rule"] == "result_size" and "per value" in caught.value.message
+    # one over the total cap is never built at all (SQLite's length limit): it comes back empty, not 100 MB
+    assert db.run("SELECT printf('%.*c', (SELECT 10000 * 10000), 'x') AS big").rows == [[None]]
+    assert time.monotonic() - started < 1.0
+
+
+def test_many_cells_under_the_value_cap_are_refused_by_the_total(shop_db: Path) -> None:
+    big = Database("shop", str(shop_db), timeout_s=5, max_rows=100)
+    sql = "SELECT printf('%.*c', 900000, 'x') AS cell FROM orders"  # 40 rows of 0.9 MB: 36 MB in all
+    with pytest.raises(UnsafeSql) as caught:
+        big.run(sql)
+    assert caught.value.details["rule"] == "result_size" and "in total" in caught.value.message
+    assert len(big.run("SELECT printf('%.*c', 900000, 'x') AS cell FROM orders LIMIT 5").rows) == 5
