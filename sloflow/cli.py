@@ -49,19 +49,30 @@ def serve(
         model = model or settings.model
         url = f"http://{host}:{port}"
         example = {"messages": [{"role": "user", "content": "Write a SQL query that counts the rows of table orders."}], "max_tokens": 64}
+        auth_header = ""
+
+        def announce_key(key: str | None, path: object) -> None:
+            nonlocal auth_header
+            auth_header = f" -H \"Authorization: Bearer $(cat {path})\""
+            if key is not None:
+                typer.echo(f"created the local admin key (kept in {path}, shown once):\n  {key}")
+            else:
+                typer.echo(f"the local admin key is in {path}")
 
         def announce(line: str) -> None:
             typer.echo(line)
             if line.startswith("sloflow serving"):
                 typer.echo("try:")
-                typer.echo(f"  curl -s {url}/v1/chat/completions -H 'Content-Type: application/json' \\\n    -d '{json.dumps(example)}'")
+                typer.echo(
+                    f"  curl -s {url}/v1/chat/completions{auth_header} -H 'Content-Type: application/json' \\\n    -d '{json.dumps(example)}'"
+                )
                 question = {"input": {"question": "Which country has the most customers?", "db": "shop"}}
                 typer.echo(
-                    f"  curl -s '{url}/v1/workflows/text2sql/runs?wait=true' -H 'Content-Type: application/json' \\\n"
+                    f"  curl -s '{url}/v1/workflows/text2sql/runs?wait=true'{auth_header} -H 'Content-Type: application/json' \\\n"
                     f"    -d '{json.dumps(question)}'"
                 )
 
-        asyncio.run(serving.serve(settings, model, host, port, announce))
+        asyncio.run(serving.serve(settings, model, host, port, announce, announce_key))
     except SloflowError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -87,18 +98,26 @@ def models(
         typer.echo(f"{m.name:20} {state:14} {m.source}")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
 def bench(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help=f"one of: {', '.join(BENCHMARKS)}")],
+    name: Annotated[Optional[str], typer.Argument(help=f"one of: {', '.join(BENCHMARKS)}", show_default=False)] = None,
     quick: Annotated[bool, typer.Option(help="a short run with the same fields")] = False,
 ) -> None:
-    """Run a benchmark: progress on stderr, one final JSON line on stdout."""
+    """Run a benchmark: progress on stderr, one final JSON line on stdout. `sloflow bench NAME --help` lists its options."""
+    asked_help = any(a in ("--help", "-h") for a in ctx.args) or name in ("--help", "-h")
+    if name is None or name in ("--help", "-h"):
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0 if asked_help else 2)
     if name not in BENCHMARKS:
         typer.secho(f"error: unknown benchmark {name!r}; use one of {sorted(BENCHMARKS)}", fg="red", err=True)
         raise typer.Exit(2)
-    setup_logging("WARNING")
     module = importlib.import_module(BENCHMARKS[name])
+    if asked_help:  # the benchmark's own options come from its parser; --quick is the command's
+        typer.echo("  --quick    a short run with the same fields\n")
+        module.main(quick=quick, args=["--help"])  # argparse prints its usage and exits
+        return
+    setup_logging("WARNING")
     try:
         figures = module.main(quick=quick, args=list(ctx.args))
     except SloflowError as exc:
@@ -106,6 +125,7 @@ def bench(
     sys.stdout.write(json.dumps(figures) + "\n")
 
 
+from sloflow.api import commands as key_commands  # noqa: E402
 from sloflow.retrieval import commands as retrieval_commands  # noqa: E402
 from sloflow.scheduler.sim import commands as scheduler_commands  # noqa: E402
 from sloflow.workflows import commands as workflow_commands  # noqa: E402
@@ -115,6 +135,7 @@ app.command("sim")(scheduler_commands.sim)
 app.command("tune")(scheduler_commands.tune)
 app.command("ingest")(retrieval_commands.ingest)
 app.add_typer(retrieval_commands.db_app, name="db")
+app.add_typer(key_commands.keys_app, name="keys")
 
 
 def main() -> None:

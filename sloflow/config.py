@@ -7,10 +7,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sloflow.errors import ConfigError
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def _default_home() -> Path:
@@ -49,9 +52,26 @@ class Settings(BaseSettings):
     # Run checkpoints: a SQLite path, postgresql://..., "memory" or "none"; default home/checkpoints.sqlite.
     checkpoints: str | None = None
 
+    # API keys: every /v1 route but health and ready needs `Authorization: Bearer KEY`. Only a
+    # personal server bound to loopback may turn this off (SLOFLOW_AUTH=false).
+    auth: bool = True
+    # Limits on what one request may send.
+    max_body_bytes: int = Field(16 << 20, ge=1024)
+    max_json_depth: int = Field(32, ge=4, le=200)
+    # Per-tenant quotas until an admin sets others (`PUT /v1/admin/tenants/{tenant}/quotas`).
+    quota_concurrent_runs: int = Field(8, ge=1)
+    quota_requests_per_min: int = Field(600, ge=1)
+    quota_tokens_per_min: int = Field(200_000, ge=1)
+
     # Ray: empty means a local, loopback-only Ray started by sloflow.
     ray_address: str | None = None
     ray_dashboard: bool = True
+
+    @model_validator(mode="after")
+    def _auth_off_only_on_loopback(self) -> Settings:
+        if not self.auth and self.host not in LOOPBACK_HOSTS:
+            raise ValueError(f"auth can be turned off only for a server bound to loopback, not {self.host}")
+        return self
 
     @field_validator("host")
     @classmethod

@@ -27,6 +27,38 @@ class InvalidRequest(SloflowError):
     code = "invalid_request"
 
 
+class Unauthorized(SloflowError):
+    """No API key, or one that is unknown or revoked."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(SloflowError):
+    """The key is valid but its role or plan does not allow this."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class PayloadTooLarge(SloflowError):
+    """The request body is larger than the server accepts."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class QuotaExceeded(SloflowError):
+    """A tenant is over one of its quotas; `retry_after_s` says when to try again."""
+
+    status_code = 429
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: float, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details={**(details or {}), "retry_after_s": round(retry_after_s, 3)})
+        self.retry_after_s = retry_after_s
+
+
 class NotFound(SloflowError):
     """A named thing (model, workflow, run, index, database) does not exist."""
 

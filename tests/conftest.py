@@ -49,7 +49,7 @@ async def small_llm(test_model_path: Path, models_dir: Path) -> AsyncIterator[Em
 
 @pytest.fixture(scope="session")
 async def api(small_llm: EmbeddedBackend) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(DirectClient(small_llm), [small_llm.name])
+    app = create_app(DirectClient(small_llm), [small_llm.name], open_access=True)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=120) as client:
         yield client

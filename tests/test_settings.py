@@ -31,3 +31,17 @@ def test_unknown_model_lists_the_choices(tmp_path) -> None:
         model_path("llama-9000", tmp_path)
     with pytest.raises(NotFound, match="does not exist"):
         model_path(str(tmp_path / "missing.gguf"), tmp_path)
+
+
+def test_auth_can_be_turned_off_only_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLOFLOW_AUTH", "false")
+    assert Settings().auth is False  # 127.0.0.1 by default
+    monkeypatch.setenv("SLOFLOW_HOST", "0.0.0.0")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="loopback"):
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    monkeypatch.delenv("SLOFLOW_AUTH")
+    assert Settings().auth is True

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sloflow.errors import SloflowError
+from sloflow.errors import QuotaExceeded, SloflowError, Unauthorized
 
 log = logging.getLogger(__name__)
 
 
-def _body(status: int, code: str, message: str, details: dict | None = None) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"code": code, "message": message, "details": details or {}})
+def _body(status: int, code: str, message: str, details: dict | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"code": code, "message": message, "details": details or {}}, headers=headers)
+
+
+def _headers(exc: SloflowError) -> dict[str, str] | None:
+    if isinstance(exc, QuotaExceeded):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": "Bearer"}
+    return None
 
 
 def _describe(errors: list[dict]) -> tuple[str, list[dict]]:
@@ -36,7 +45,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _sloflow(_: Request, exc: SloflowError) -> JSONResponse:
         if exc.status_code >= 500:
             log.warning("%s: %s", exc.code, exc.message)
-        return _body(exc.status_code, exc.code, exc.message, exc.details)
+        return _body(exc.status_code, exc.code, exc.message, exc.details, _headers(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -46,7 +55,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _body(exc.status_code, "http_error", str(exc.detail))
+        return _body(exc.status_code, "http_error", str(exc.detail), headers=exc.headers)  # e.g. a 405's Allow
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

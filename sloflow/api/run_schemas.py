@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from sloflow.workflows.records import RunRecord, RunStatus
 from sloflow.workflows.registry import AnyWorkflow
+
+# A deadline shorter than this cannot be met by any stage (one LLM call's set-up alone): refused at submission.
+MIN_SLO_S = 0.05
+MAX_SLO_S = 7 * 24 * 3600.0
 
 
 class WorkflowOut(BaseModel):
@@ -37,10 +41,14 @@ class WorkflowList(BaseModel):
 
 
 class RunCreate(BaseModel):
-    """Start a run: the workflow's input, and an SLO overriding its default."""
+    """Start a run: the workflow's input (its `input_schema` in GET /v1/workflows), and an SLO overriding its default."""
 
-    input: dict[str, Any] = Field(default_factory=dict)
-    slo: float | None = Field(None, gt=0, description="seconds from now; default: the workflow's own")
+    model_config = ConfigDict(extra="forbid", strict=True)  # a wrong type is refused, not coerced
+
+    input: dict[str, Any] = Field(default_factory=dict, description="the workflow's input; GET /v1/workflows gives its schema")
+    slo: float | None = Field(
+        None, ge=MIN_SLO_S, le=MAX_SLO_S, description=f"seconds from now, {MIN_SLO_S}-{MAX_SLO_S}; default: the workflow's own"
+    )
 
 
 class StageTiming(BaseModel):
@@ -89,3 +97,9 @@ class RunOut(BaseModel):
             error=record.error,
             stages=[StageTiming.model_validate(s) for s in record.stages],
         )
+
+
+class RunList(BaseModel):
+    """Runs, newest first."""
+
+    runs: list[RunOut]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import uvicorn
 
@@ -16,6 +17,7 @@ from sloflow.api.app import create_app
 from sloflow.config import Settings
 from sloflow.llm.models import model_path
 from sloflow.ray_start import start_ray
+from sloflow.tenancy import KeyStore, Quotas, local_key
 
 log = logging.getLogger(__name__)
 
@@ -41,49 +43,84 @@ def worker_specs(settings: Settings, model: str) -> dict:
     return {f"worker-{i}": spec for i in range(settings.workers)}
 
 
-async def serve(settings: Settings, model: str, host: str, port: int, announce: Callable[[str], None]) -> None:
-    """Start everything, serve until Ctrl-C, then stop it; unfinished runs resume at the next start."""
+def key_store(settings: Settings) -> KeyStore:
+    """The server's API keys and quotas, in `home/tenants.sqlite`, with the settings' default quotas."""
+    defaults = Quotas(
+        concurrent_runs=settings.quota_concurrent_runs,
+        requests_per_min=settings.quota_requests_per_min,
+        tokens_per_min=settings.quota_tokens_per_min,
+    )
+    return KeyStore(settings.home / "tenants.sqlite", defaults)
+
+
+async def serve(
+    settings: Settings, model: str, host: str, port: int, announce: Callable[[str], None], announce_key: Callable[[str | None, Path], None]
+) -> None:
+    """Start everything, serve until Ctrl-C, then stop it; unfinished runs resume at the next start.
+
+    With auth on, the local tenant's admin key is made on first start and kept in `home/local.key`;
+    `announce_key` gets it (the key itself only when it was just made) and its file.
+    """
     import ray
 
+    from sloflow.api.quotas import Meter, MeteredClient
     from sloflow.demo import register_demo_db
     from sloflow.demo.retail import register_retail_demo
     from sloflow.planners.plans.memory import PlanMemory
     from sloflow.retrieval.sources import default_sources
     from sloflow.scheduler.live.client import SchedulerClient
     from sloflow.scheduler.live.dispatcher import start_scheduler
-    from sloflow.workflows.builtin import load_builtins, reaper, text2sql
+    from sloflow.retrieval.tenant_sources import TenantSources
+    from sloflow.workflows.builtin import load_builtins
+    from sloflow.workflows.builtin.tools import TenantTools
     from sloflow.workflows.runtime import Runtime
 
     if settings.backend == "embedded":
         model_path(model, settings.home / "models")  # a clear error now rather than in a worker
     else:
         model = settings.openai_model
+    keys = key_store(settings)
+    if settings.auth:
+        key, path, made = local_key(keys, settings.home)
+        announce_key(key if made else None, path)
+    meter = Meter(keys)
     start_ray(settings, dashboard=settings.ray_dashboard)
     try:
         announce(f"starting {settings.workers} LLM worker(s) for {model} (each measures its speed first)")
         dispatcher = await asyncio.to_thread(start_scheduler, worker_specs(settings, model))
-        client = SchedulerClient(dispatcher)
+        profiles = [w["profile"] for w in await dispatcher.workers.remote()]
+        client = MeteredClient(SchedulerClient(dispatcher), meter)  # tokens and priority held to each tenant's quotas
         metrics_url = f"http://127.0.0.1:{ray.nodes()[0]['MetricsExportPort']}/metrics"
         load_builtins()
         sources = default_sources()
         register_demo_db(sources.databases, settings.home)
         register_retail_demo(sources, settings.home)
         memory = PlanMemory(path=settings.home / "plan_memory.sqlite")
-        tools = {**text2sql.tools(sources), **reaper.tools(sources, memory)}
-        async with Runtime.open(settings.home, checkpoints=settings.checkpoints, client=client, tools=tools) as runtime:
+        tenant_sources = TenantSources(sources)  # the demo data belong to the local tenant
+        tools_of = TenantTools(tenant_sources, memory)
+        async with Runtime.open(settings.home, checkpoints=settings.checkpoints, client=client, tools_of=tools_of) as runtime:
             resumed = await runtime.resume_unfinished()
             if resumed:
                 announce(f"resumed {len(resumed)} unfinished run(s)")
             app = create_app(
                 client,
                 [model],
+                keys=keys,
+                open_access=not settings.auth,
+                meter=meter,
                 runtime=runtime,
-                sources=sources,
+                sources=tenant_sources,
                 database_roots=[str(settings.home / "databases")],
                 metrics_url=metrics_url,
+                dispatcher=dispatcher,
+                profiles=profiles,
+                context_tokens=settings.context_tokens if settings.backend == "embedded" else None,
+                max_body_bytes=settings.max_body_bytes,
+                max_json_depth=settings.max_json_depth,
             )
             server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
             announce(f"sloflow serving {model} at http://{host}:{port}  (Ctrl-C to stop)")
             await server.serve()
     finally:
         ray.shutdown()
+        keys.close()

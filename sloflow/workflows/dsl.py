@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from langgraph.graph import StateGraph
     from langgraph.graph.state import CompiledStateGraph
 
+# A check at submission: (validated input, the run's tools) -> None, or raise a 4xx error.
+Admission = Callable[[Any, Mapping[str, Any]], None]
+
 
 @dataclass
 class Workflow:
@@ -42,6 +45,7 @@ class Workflow:
     entry: str | None = field(default=None, init=False)
     _planner: BudgetPlanner | None = field(default=None, init=False, repr=False)
     _names: dict[StageFn, str] = field(default_factory=dict, init=False, repr=False)
+    _admission: list[Admission] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.slo is not None and self.slo <= 0:
@@ -187,6 +191,20 @@ class Workflow:
     def input_schema(self) -> dict[str, Any]:
         """The JSON schema of a run's input."""
         return self._input.json_schema()
+
+    def admit(self, fn: Admission) -> Admission:
+        """Declare a check `fn(state, tools)` run at submission, with the run's tools, before any stage.
+
+        It raises `NotFound` or `InvalidRequest` for input the server can already tell will fail
+        (a database or index that is not registered), so the client hears it at `POST`.
+        """
+        self._admission.append(fn)
+        return fn
+
+    def check_admission(self, value: Any, tools: Mapping[str, Any]) -> None:
+        """Run the declared admission checks on a validated input."""
+        for fn in self._admission:
+            fn(value, tools)
 
     @property
     def stage_names(self) -> list[str]:

@@ -54,6 +54,9 @@ class GraphWorkflow:
         """`data` checked against the graph's input schema."""
         return check_input(self._input, self.name, data)
 
+    def check_admission(self, value: Any, tools: Any) -> None:
+        """A LangGraph graph declares no admission checks."""
+
     def input_schema(self) -> dict[str, Any]:
         """The JSON schema of a run's input."""
         return self._input.json_schema()

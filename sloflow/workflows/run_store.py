@@ -35,8 +35,16 @@ class RunStore(Protocol):
         """The run with its per-stage timings, or None."""
         ...
 
-    def runs(self, *, statuses: Iterable[RunStatus] | None = None, limit: int = 100) -> list[RunRecord]:
-        """The newest runs first, optionally only those in `statuses` (without stage timings)."""
+    def runs(self, *, statuses: Iterable[RunStatus] | None = None, limit: int = 100, tenant: str | None = None) -> list[RunRecord]:
+        """The newest runs first, optionally only those in `statuses` or of `tenant` (without stage timings)."""
+        ...
+
+    def idempotent(self, tenant: str, key: str) -> tuple[str, str] | None:
+        """(run id, request digest) of the run first created with this idempotency key, or None."""
+        ...
+
+    def keep_idempotent(self, tenant: str, key: str, digest: str, run_id: str) -> None:
+        """Remember which run an idempotency key created."""
         ...
 
     def append(self, run_id: str, ts: float, kind: str, stage: str | None, data: dict[str, Any]) -> None:
@@ -64,6 +72,7 @@ class MemoryRunStore:
         self._runs: dict[str, RunRecord] = {}
         # (ts, kind, stage, data) per event; an Event is built only when read (appends are hot)
         self._events: dict[str, list[tuple[float, str, str | None, dict[str, Any]]]] = {}
+        self._idempotent: dict[tuple[str, str], tuple[str, str]] = {}
 
     def create(self, record: RunRecord) -> None:
         self._runs[record.id] = copy(record)  # the caller's record must not change under it
@@ -90,10 +99,20 @@ class MemoryRunStore:
         found.stages = [{"stage": stage, **data} for _, kind, stage, data in self._events[run_id] if kind == "stage_finished"]
         return found
 
-    def runs(self, *, statuses: Iterable[RunStatus] | None = None, limit: int = 100) -> list[RunRecord]:
+    def runs(self, *, statuses: Iterable[RunStatus] | None = None, limit: int = 100, tenant: str | None = None) -> list[RunRecord]:
         wanted = set(statuses) if statuses is not None else None
-        found = [r for r in reversed(self._runs.values()) if wanted is None or r.status in wanted]
+        found = [
+            r for r in reversed(self._runs.values())
+            if (wanted is None or r.status in wanted) and (tenant is None or r.tenant == tenant)
+        ]
         return [copy(r) for r in found[:limit]]
+
+    def idempotent(self, tenant: str, key: str) -> tuple[str, str] | None:
+        found = self._idempotent.get((tenant, key))
+        return found if found is not None and found[0] in self._runs else None
+
+    def keep_idempotent(self, tenant: str, key: str, digest: str, run_id: str) -> None:
+        self._idempotent[(tenant, key)] = (run_id, digest)
 
     def append(self, run_id: str, ts: float, kind: str, stage: str | None, data: dict[str, Any]) -> None:
         self._events[run_id].append((ts, kind, stage, data))
@@ -114,6 +133,10 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at REAL, deadline_met INTEGER, output TEXT, error TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, created_at);
+CREATE INDEX IF NOT EXISTS runs_tenant ON runs (tenant, created_at);
+CREATE TABLE IF NOT EXISTS idempotency (
+    tenant TEXT NOT NULL, key TEXT NOT NULL, digest TEXT NOT NULL, run_id TEXT NOT NULL, PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL, id INTEGER NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL,
     stage TEXT, data TEXT NOT NULL, PRIMARY KEY (run_id, id)
@@ -180,17 +203,32 @@ class SqliteRunStore:
         record.stages = _stages(self._select_events(run_id, 0, "AND kind = 'stage_finished'"))
         return record
 
-    def runs(self, *, statuses: Iterable[RunStatus] | None = None, limit: int = 100) -> list[RunRecord]:
-        where, params = "", ()
+    def runs(self, *, statuses: Iterable[RunStatus] | None = None, limit: int = 100, tenant: str | None = None) -> list[RunRecord]:
+        conditions: list[str] = []
+        params: tuple[Any, ...] = ()
         if statuses is not None:
             wanted = tuple(s.value for s in statuses)
-            where, params = f"WHERE status IN ({', '.join('?' * len(wanted))})", wanted
+            conditions.append(f"status IN ({', '.join('?' * len(wanted))})")
+            params += wanted
+        if tenant is not None:
+            conditions.append("tenant = ?")
+            params += (tenant,)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         with self._lock:
             self._flush()
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM runs {where} ORDER BY created_at DESC LIMIT ?", (*params, limit)
             ).fetchall()
         return [_record(r) for r in rows]
+
+    def idempotent(self, tenant: str, key: str) -> tuple[str, str] | None:
+        with self._lock:
+            row = self._db.execute("SELECT run_id, digest FROM idempotency WHERE tenant = ? AND key = ?", (tenant, key)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def keep_idempotent(self, tenant: str, key: str, digest: str, run_id: str) -> None:
+        with self._lock:
+            self._flush(("INSERT OR REPLACE INTO idempotency (tenant, key, digest, run_id) VALUES (?, ?, ?, ?)", (tenant, key, digest, run_id)))
 
     def append(self, run_id: str, ts: float, kind: str, stage: str | None, data: dict[str, Any]) -> None:
         with self._lock:

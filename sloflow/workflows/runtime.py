@@ -9,19 +9,21 @@ event log; followers are woken by a per-run bell rather than by polling.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from pydantic_core import to_jsonable_python
+from pydantic_core import to_json, to_jsonable_python
 
 from sloflow.errors import Cancelled, Conflict, InvalidRequest, NotFound
 from sloflow.llm.client import LLMClient
+from sloflow.tenancy import LOCAL_TENANT
 from sloflow.workflows.checkpoints import open_checkpointer
 from sloflow.workflows.context import RunScope, Tools
 from sloflow.workflows.graph_workflow import GraphWorkflow
@@ -55,11 +57,14 @@ class Runtime:
         tools: Tools | None = None,
         registry: Registry | None = None,
         durability: Durability = "sync",
+        tools_of: Callable[[str | None], Tools] | None = None,
     ) -> None:
         self.store = store
         self.checkpointer = checkpointer
         self.client = client
         self.tools: Tools = tools or {}
+        # A run's tools are its tenant's (its indexes, databases, plan memory); `tools` without tenants.
+        self.tools_of = tools_of
         self.registry = registry if registry is not None else workflows
         # "sync" writes each step's checkpoint before the next step starts: after a crash no
         # finished stage runs again. LangGraph's default, "async", can lose the last step.
@@ -78,6 +83,7 @@ class Runtime:
         client: LLMClient | None = None,
         tools: Tools | None = None,
         registry: Registry | None = None,
+        tools_of: Callable[[str | None], Tools] | None = None,
     ) -> AsyncIterator[Runtime]:
         """A durable runtime keeping runs in `home`/runs.sqlite and checkpoints per `checkpoints`
 
@@ -87,7 +93,7 @@ class Runtime:
             saver = await stack.enter_async_context(open_checkpointer(checkpoints or home / "checkpoints.sqlite"))
             store = SqliteRunStore(home / "runs.sqlite")
             stack.callback(store.close)
-            runtime = cls(store, saver, client=client, tools=tools, registry=registry)
+            runtime = cls(store, saver, client=client, tools=tools, registry=registry, tools_of=tools_of)
             try:
                 yield runtime
             finally:
@@ -95,9 +101,27 @@ class Runtime:
 
     # --- starting and waiting ----------------------------------------------------------------
 
-    async def start(self, workflow: str, input: Any, *, slo: float | None = None, tenant: str | None = None) -> RunRecord:
-        """Start a run in its own task and return its record; `slo` overrides the workflow's default."""
+    async def start(
+        self, workflow: str, input: Any, *, slo: float | None = None, tenant: str | None = None, idempotency_key: str | None = None
+    ) -> RunRecord:
+        """Start a run in its own task and return its record; `slo` overrides the workflow's default.
+
+        With `idempotency_key`, a repeat of the same request by the same tenant returns the run the
+        first one started instead of a second run; the same key with another request is a `Conflict`.
+        """
+        if idempotency_key is not None:
+            digest = hashlib.sha256(to_json([workflow, input, slo])).hexdigest()
+            owner = tenant or LOCAL_TENANT
+            first = self.store.idempotent(owner, idempotency_key)
+            if first is not None:
+                if first[1] != digest:
+                    raise Conflict(
+                        f"Idempotency-Key {idempotency_key!r} was used for a different request (run {first[0]}); use a new key for a new run"
+                    )
+                return self.get(first[0])
         wf, record, value = self._admit(workflow, input, slo, tenant)
+        if idempotency_key is not None:
+            self.store.keep_idempotent(owner, idempotency_key, digest, record.id)
         live = self._track(wf, record)
         live.task = asyncio.create_task(self._execute(wf, record, value, live, resumed=False))
         return record
@@ -119,18 +143,26 @@ class Runtime:
             return await asyncio.shield(live.finished)
         return self.get(run_id)
 
-    def get(self, run_id: str) -> RunRecord:
-        """The run's record, or `NotFound`."""
+    def get(self, run_id: str, tenant: str | None = None) -> RunRecord:
+        """The run's record, or `NotFound`; with `tenant`, another tenant's run is not found either."""
         record = self.store.get(run_id)
-        if record is None:
+        if record is None or (tenant is not None and (record.tenant or LOCAL_TENANT) != tenant):
             raise NotFound(f"no run with id {run_id!r}")
         return record
 
+    def runs(self, tenant: str | None = None, limit: int = 100, statuses: tuple[RunStatus, ...] | None = None) -> list[RunRecord]:
+        """The newest runs first (of `tenant` only, when given)."""
+        return self.store.runs(statuses=statuses, limit=limit, tenant=tenant)
+
+    def active(self, tenant: str | None) -> int:
+        """How many runs of `tenant` are queued or running in this process."""
+        return sum(1 for live in self._live.values() if live.scope.tenant == tenant)
+
     # --- events ----------------------------------------------------------------------------
 
-    async def follow(self, run_id: str, after: int = 0) -> AsyncIterator[Event]:
+    async def follow(self, run_id: str, after: int = 0, tenant: str | None = None) -> AsyncIterator[Event]:
         """The run's events after id `after`, then new ones as they happen, until the run ends."""
-        self.get(run_id)
+        self.get(run_id, tenant)
         while True:
             live = self._live.get(run_id)
             if live is not None:
@@ -147,9 +179,9 @@ class Runtime:
 
     # --- cancelling and resuming -------------------------------------------------------------
 
-    async def cancel(self, run_id: str) -> RunRecord:
+    async def cancel(self, run_id: str, tenant: str | None = None) -> RunRecord:
         """Stop the run before its next stage and withdraw its pending LLM calls."""
-        record = self.get(run_id)
+        record = self.get(run_id, tenant)
         if record.status.finished:
             raise Conflict(f"run {run_id} has already {record.status.value}; only queued or running runs can be cancelled")
         live = self._live.get(run_id)
@@ -197,6 +229,9 @@ class Runtime:
             cached = self._graphs[wf.name] = (wf, wf.compile(self.checkpointer))
         return cached[1]
 
+    def _tools(self, tenant: str | None) -> Tools:
+        return self.tools_of(tenant) if self.tools_of is not None else self.tools
+
     def _emit(self, run_id: str, kind: str, stage: str | None, data: dict[str, Any]) -> None:
         self.store.append(run_id, time.time(), kind, stage, data)
         live = self._live.get(run_id)
@@ -209,6 +244,7 @@ class Runtime:
         """Check a new run's workflow, input and SLO, and record it as queued."""
         wf = self.registry.get(workflow)
         value = wf.validate_input(input)
+        wf.check_admission(value, self._tools(tenant))  # e.g. the database it names exists
         slo = wf.slo if slo is None else slo
         if slo is not None and slo <= 0:
             raise InvalidRequest(f"slo must be positive seconds, got {slo}")
@@ -236,7 +272,7 @@ class Runtime:
                 live.failed_stage = stage
             live.bell.set()
 
-        scope = RunScope(run_id, wf.name, record.deadline, self.client, self.tools, emit, record.tenant)
+        scope = RunScope(run_id, wf.name, record.deadline, self.client, self._tools(record.tenant), emit, record.tenant)
         live = self._live[run_id] = _LiveRun(scope)
         return live
 

@@ -10,7 +10,9 @@ import pytest
 from fastapi import FastAPI
 
 from sloflow.api import databases, indexes
+from sloflow.api.auth import OpenAccess
 from sloflow.api.errors import install_error_handlers
+from sloflow.retrieval.tenant_sources import TenantSources
 from sloflow.retrieval.sources import SourceRegistry
 
 
@@ -20,7 +22,8 @@ async def client(sources: SourceRegistry, shop_db: Path) -> AsyncIterator[httpx.
     install_error_handlers(app)
     app.include_router(indexes.router)
     app.include_router(databases.router)
-    app.state.sources = sources
+    app.state.sources = TenantSources(sources)
+    app.state.auth = OpenAccess()
     app.state.database_roots = [shop_db.parent]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
         yield c
@@ -45,7 +48,7 @@ async def test_ingest_search_and_delete_over_http(client: httpx.AsyncClient) -> 
 
 async def test_bad_index_requests_say_what_to_fix(client: httpx.AsyncClient) -> None:
     bad_name = await client.post("/v1/indexes", json={"name": "a b"})
-    assert bad_name.status_code == 400 and "index name" in bad_name.json()["message"]
+    assert bad_name.status_code == 422 and "name: String should match pattern" in bad_name.json()["message"]
     nested = await client.post("/v1/indexes/notes/documents", json={"documents": [{"id": "a", "text": "x", "metadata": {"k": [1]}}]})
     assert nested.status_code == 422 and nested.json()["code"] == "invalid_request"
     assert (await client.post("/v1/indexes", json={"name": "fine-name"})).status_code == 201
@@ -88,7 +91,8 @@ async def test_sources_list_registered_functions_with_their_schemas(sources: Sou
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(source_routes.router)
-    app.state.sources = sources
+    app.state.sources = TenantSources(sources)
+    app.state.auth = OpenAccess()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
         listed = {s["name"]: s for s in (await c.get("/v1/sources")).json()["sources"]}
         assert {"sql:shop", "schema:shop", "order_status"} <= set(listed)

@@ -12,6 +12,7 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
 
+from sloflow.api.auth import OpenAccess
 from sloflow.api.errors import install_error_handlers
 from sloflow.api.runs import router
 from sloflow.workflows import Registry, Runtime, Workflow
@@ -53,6 +54,7 @@ async def client(memory_runtime: Runtime, registry: Registry, gate: asyncio.Even
     install_error_handlers(app)
     app.include_router(router)
     app.state.runtime = memory_runtime
+    app.state.auth = OpenAccess()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
         yield c
 
@@ -101,8 +103,9 @@ async def test_bad_input_is_422_naming_the_field_and_unknown_names_404(client: h
     assert r.status_code == 422 and "slo" in r.json()["message"]
     r = await client.post("/v1/workflows/nope/runs", json={"input": {}})
     assert r.status_code == 404 and "nope" in r.json()["message"]
-    assert (await client.get("/v1/runs/missing")).status_code == 404
-    assert (await client.get("/v1/runs/missing/events")).status_code == 404
+    assert (await client.get("/v1/runs/missing")).status_code == 422  # not a run id
+    assert (await client.get("/v1/runs/" + "0" * 32)).status_code == 404
+    assert (await client.get("/v1/runs/" + "0" * 32 + "/events")).status_code == 404
 
 
 async def test_events_stream_with_ids_and_resume_from_last_event_id(client: httpx.AsyncClient):
@@ -139,6 +142,7 @@ async def test_a_live_event_stream_resumes_after_reconnecting_with_last_event_id
     install_error_handlers(app)
     app.include_router(router)
     app.state.runtime = memory_runtime
+    app.state.auth = OpenAccess()
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     serving = asyncio.create_task(server.serve())

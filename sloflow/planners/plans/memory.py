@@ -71,3 +71,22 @@ def plan_shape(plan: Plan) -> str:
     """A plan with its literal argument values blanked: sources, argument names and references remain."""
     steps = [[s.name, s.label, {k: v if find_references(v) else None for k, v in s.arguments.items()}] for s in plan.steps]
     return json.dumps(steps, sort_keys=True, default=str)
+
+
+class TenantPlanMemory:
+    """One tenant's view of a shared `PlanMemory`: every namespace it names lives inside its own."""
+
+    def __init__(self, memory: PlanMemory, tenant: str) -> None:
+        self.memory = memory
+        self.tenant = tenant
+
+    def _ns(self, namespace: str) -> str:
+        return json.dumps([self.tenant, namespace])  # no name a tenant can choose equals another's
+
+    def remember(self, namespace: str, request: str, plan: Plan, sources: Iterable[Any]) -> int:
+        """`PlanMemory.remember` within this tenant."""
+        return self.memory.remember(self._ns(namespace), request, plan, sources)
+
+    def examples(self, namespace: str, request: str, sources: Iterable[Any], k: int = 3, min_similarity: float = 0.0) -> list[PlanExample]:
+        """`PlanMemory.examples` within this tenant."""
+        return self.memory.examples(self._ns(namespace), request, sources, k, min_similarity)

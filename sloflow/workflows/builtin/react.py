@@ -23,7 +23,7 @@ from sloflow.planners.plans.grammar import FINISH, action_json_schema
 from sloflow.planners.plans.prompts import describe_source
 from sloflow.planners.plans.references import plain
 from sloflow.workflows.budget import Cost
-from sloflow.workflows.builtin.reaper import chosen_sources, tool
+from sloflow.workflows.builtin.reaper import chosen_sources, sources_are_registered, tool
 from sloflow.workflows.dsl import Workflow
 from sloflow.workflows.registry import register
 
@@ -61,6 +61,9 @@ react = Workflow(
     slo=120.0,
     description="question -> one LLM call per source call (thought, action, observation) until it answers: the baseline for reaper",
 )
+
+
+react.admit(sources_are_registered)
 
 
 def _messages(s: ReactState, sources: list[Any]) -> list[Message]:

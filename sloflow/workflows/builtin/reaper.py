@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from sloflow.errors import DeadlineExceeded, InvalidRequest
+from sloflow.errors import DeadlineExceeded, InvalidRequest, NotFound
 from sloflow.llm.types import Message
 from sloflow.planners.plans import RESULT, execute_plan, find_references, parse_plan, plan_sources
 from sloflow.planners.plans.evidence import Evidence, answer_messages, citations, fallback_answer
@@ -70,6 +71,20 @@ def tool(ctx: Any, name: str) -> Any:
     from sloflow.retrieval.sources import default_sources
 
     return tools(default_sources()).get(name)
+
+
+def sources_are_registered(s: Any, tools: Mapping[str, Any]) -> None:
+    """Admission: every source a run names must be one of the tenant's (reaper and react)."""
+    catalog = tools.get("catalog")
+    if s.sources is None or catalog is None:
+        return
+    known = {c.name for c in catalog()}
+    unknown = [n for n in s.sources if n not in known]
+    if unknown:
+        raise NotFound(f"sources {unknown} are not registered; GET /v1/sources lists them", details={"unknown": unknown})
+
+
+reaper.admit(sources_are_registered)
 
 
 def chosen_sources(s: ReaperState, ctx: Any) -> list[Any]:

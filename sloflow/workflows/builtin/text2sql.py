@@ -14,6 +14,7 @@ import asyncio
 import operator
 import statistics
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
@@ -94,6 +95,14 @@ text2sql = Workflow(
 def tools(sources: Any) -> dict[str, Any]:
     """The run tools this workflow uses, from a `SourceRegistry`."""
     return {"retrieve": sources.retrieve, "sql": sources.sql, "database": sources.databases.get}
+
+
+@text2sql.admit
+def _database_is_registered(s: SqlState, tools: Mapping[str, Any]) -> None:
+    """A run on a database the tenant has not registered is refused at submission (404)."""
+    database = tools.get("database")
+    if database is not None:
+        database(s.db)
 
 
 def _tool(ctx: Any, name: str) -> Any:

@@ -152,7 +152,7 @@ async def test_a_cancelled_embedded_generation_stops_decoding(small_llm) -> None
 @contextlib.asynccontextmanager
 async def chat_server(dispatcher: object) -> AsyncIterator[str]:
     """sloflow's API over the scheduler, served by uvicorn on loopback in this event loop."""
-    app = create_app(SchedulerClient(dispatcher), ["smollm2"])
+    app = create_app(SchedulerClient(dispatcher), ["smollm2"], open_access=True)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.ensure_future(server.serve())

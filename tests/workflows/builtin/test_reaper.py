@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from sloflow.demo.retail import POLICY_INDEX, register_retail_demo
-from sloflow.errors import InvalidRequest
+from sloflow.errors import InvalidRequest, NotFound
 from sloflow.llm.client import CallContext
 from sloflow.llm.types import Chunk, Completion, GenerateRequest
 from sloflow.planners.plans.memory import PlanMemory
@@ -298,9 +298,12 @@ async def test_at_the_deadline_reaper_answers_with_the_evidence_it_has(retail: S
     assert any("planning: the deadline passed" in n for n in out["notes"])
 
 
-async def test_unknown_sources_are_refused(retail: SourceRegistry) -> None:
-    run = await runtime(Scripted([GOOD_PLAN]), retail, None).run("reaper", {"question": QUESTION, "sources": ["nope"]}, slo=60)
-    assert run.status is RunStatus.failed and "nope" in run.error["message"]
+async def test_unknown_sources_are_refused_at_submission(retail: SourceRegistry) -> None:
+    rt = runtime(Scripted([GOOD_PLAN]), retail, None)
+    for workflow in ("reaper", "react"):
+        with pytest.raises(NotFound, match="nope"):
+            await rt.start(workflow, {"question": QUESTION, "sources": ["nope"]}, slo=60)
+    assert rt.runs() == []  # nothing was recorded
 
 
 async def test_react_calls_one_source_per_step_until_it_finishes(retail: SourceRegistry) -> None:
