@@ -4,6 +4,7 @@ over a quota while another tenant is served as before, and idempotent run creati
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import statistics
 import time
 
@@ -149,3 +150,29 @@ async def test_a_retry_with_the_same_idempotency_key_returns_the_first_run(deplo
         # The same key from another tenant is that tenant's own.
         theirs = await c.post("/v1/workflows/ask/runs", json=body, headers={**d.headers["b"], "Idempotency-Key": "order-42"})
         assert theirs.status_code == 202 and theirs.json()["id"] != first.json()["id"]
+
+
+async def test_a_background_plan_serves_a_tenants_run_calls_on_idle_capacity_only() -> None:
+    from sloflow.api.quotas import Meter, MeteredClient
+    from sloflow.llm.client import CallContext
+    from sloflow.llm.types import Completion, GenerateRequest
+    from sloflow.tenancy import KeyStore
+
+    seen: list[CallContext] = []
+
+    class Recording:
+        async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
+            seen.append(ctx)
+            return Completion(text="x", prompt_tokens=3, completion_tokens=1, ttft_s=0.0, total_s=0.0)
+
+        async def stream(self, request, ctx):  # pragma: no cover - not used here
+            raise NotImplementedError
+
+    keys = KeyStore(":memory:")
+    keys.set_quotas("cheap", max_priority="background")
+    client = MeteredClient(Recording(), Meter(keys))  # type: ignore[arg-type]
+    urgent = CallContext(run_id="r", stage="s", deadline=time.time() + 5, budget_s=2.0, tenant="cheap")
+    await client.generate(GenerateRequest(prompt="q", max_tokens=1), urgent)
+    await client.generate(GenerateRequest(prompt="q", max_tokens=1), dataclasses.replace(urgent, tenant="rich"))
+    assert seen[0].priority == "background" and seen[0].deadline is None  # capped by its plan
+    assert seen[1].priority == "interactive" and seen[1].deadline == urgent.deadline

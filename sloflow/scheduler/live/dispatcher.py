@@ -24,7 +24,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from sloflow.errors import BackendError, NotFound, SloflowError
+from sloflow.errors import BackendError, Conflict, NotFound, SloflowError
 from sloflow.llm.types import Chunk, Completion, GenerateRequest, approx_tokens
 from sloflow.scheduler.live.metrics import DispatcherMetrics
 from sloflow.scheduler.live.worker import Outcome, WorkerActor, WorkerSpec
@@ -100,7 +100,7 @@ class Dispatcher:
     async def add_worker(self, worker_id: str, spec: WorkerSpec) -> WorkerProfile:
         """Start a worker actor, wait for its profile, and begin dispatching to it."""
         if worker_id in self.handles:
-            raise BackendError(f"worker {worker_id!r} already exists; remove it first or pick another id")
+            raise Conflict(f"worker {worker_id!r} already exists; remove it first or pick another id")
         me = ray.get_runtime_context().current_actor
         handle = WorkerActor.options(**spec.actor_options(f"sloflow-worker-{worker_id}")).remote(
             worker_id, spec, self.scheduler.queue.name, me
