@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import statistics
 import time
 
 import httpx
@@ -69,6 +70,7 @@ async def test_over_its_rate_a_tenant_gets_429_with_retry_after_and_the_other_is
         return r.status_code, time.perf_counter() - t0
 
     async with d.client() as c:
+        alone = [(await timed(c, "b"))[1] for _ in range(30)]
         flooding = True
         a_statuses: list[int] = []
 
@@ -91,8 +93,10 @@ async def test_over_its_rate_a_tenant_gets_429_with_retry_after_and_the_other_is
         over = await c.get("/v1/tenants/me", headers=d.headers["a"])
         assert over.status_code == 429 and 1 <= int(over.headers["retry-after"]) <= 60
         assert over.json()["details"]["quota"] == "requests_per_min"
-        # b never waits for a's quota window (Retry-After above, up to a minute); how fast b is
-        # beside a flood is measured, not asserted, so the bound only catches such a wait
+        # b's latency is unaffected: a's refusals are cheap (no store, no model), so b waits at most
+        # for the few requests in flight beside it in this one event loop, milliseconds, never for
+        # a's window (Retry-After above, up to a minute). The slack keeps a loaded machine's jitter out.
+        assert statistics.median(t for _, t in during) < statistics.median(alone) * 4 + 0.1
         assert max(t for _, t in during) < 5.0
 
 
