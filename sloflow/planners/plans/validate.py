@@ -68,13 +68,14 @@ def validate_plan(raw: Plan | str | list[Any] | dict[str, Any], sources: Iterabl
         return Validation(None, [exc.message])
     by_name = {s.name: s for s in plan_sources(sources)}
     problems = _structure(plan)
+    forms = _forms(by_name.values())
     arguments: list[str] = []
     for i, step in enumerate(plan.steps):
         if not step.is_result:
             if step.name not in by_name:
                 problems.append(_unknown(step, _who(i, step), by_name))
             else:
-                arguments += _arguments(step, _who(i, step), by_name[step.name])
+                arguments += _arguments(step, _who(i, step), by_name[step.name], forms)
         problems += _references(i, step, plan, by_name)
     problems += _cycles(plan)
     return Validation(plan, problems + arguments, arguments)
@@ -115,8 +116,20 @@ def _unknown(step: Step, who: str, by_name: Mapping[str, PlanSource]) -> str:
     return f"{who} calls unknown source {step.name!r}{hint}; known sources: {known or 'none'}"
 
 
-def _arguments(step: Step, who: str, source: PlanSource) -> list[str]:
-    """The source gets its required arguments, each of the right type, and no others."""
+def _forms(sources: Iterable[PlanSource]) -> dict[str, str]:
+    """Argument name -> its declared `pattern`, for the names that keep one form across the sources
+    (`user_id` is a user id wherever it is taken)."""
+    seen: dict[str, set[str]] = {}
+    for source in sources:
+        for name, schema in (source.parameters.get("properties") or {}).items():
+            if isinstance(schema, dict) and isinstance(schema.get("pattern"), str):
+                seen.setdefault(name, set()).add(schema["pattern"])
+    return {name: next(iter(patterns)) for name, patterns in seen.items() if len(patterns) == 1}
+
+
+def _arguments(step: Step, who: str, source: PlanSource, forms: Mapping[str, str]) -> list[str]:
+    """The source gets its required arguments, each of the right type, and no others; an argument
+    of a declared form does not take a field named for another form (`email` given `$var1.user_id$`)."""
     schema = source.parameters
     properties: dict[str, Any] = schema.get("properties") or {}
     problems = []
@@ -128,6 +141,14 @@ def _arguments(step: Step, who: str, source: PlanSource) -> list[str]:
             problems.append(f"{who} ({step.name}) has no argument {name!r}; its arguments are: {', '.join(properties)}")
         elif name in properties:
             problems += [f"{who} ({step.name}): {p}" for p in _type_problems(value, properties[name], schema, repr(name))]
+            ref, pattern = whole_reference(value), properties[name].get("pattern")
+            field_form = forms.get(ref.path[-1]) if ref is not None and ref.path else None
+            if ref is not None and isinstance(pattern, str) and field_form is not None and field_form != pattern:
+                what = properties[name].get("description") or f"a value matching {pattern}"
+                problems.append(
+                    f"{who} ({step.name}): argument {name!r} takes {what}, but {ref.text} is a {ref.path[-1]}, another form; "
+                    f"write the {name} the question gives or refer to a step that returns one"
+                )
     return problems
 
 

@@ -133,3 +133,26 @@ def test_gold_plans_mostly_fit_their_spec_and_the_misfits_are_real(nestful: tupl
     assert sum(r.ok for r in results) >= 100
     route = next(r for record, r in zip(data, results) if record["input"].startswith("Calculate the best route between the locations"))
     assert route.problems == ["step var1 (calculate_route): argument 'optimize_route' should be a boolean, not the string \"time\""]
+
+
+def test_an_argument_of_one_form_given_a_field_named_for_another_is_an_argument_problem() -> None:
+    def takes(name: str, pattern: str) -> dict:
+        return {"type": "object", "properties": {name: {"type": "string", "pattern": pattern, "description": f"the {name}"}}, "required": [name]}
+
+    order = {"type": "object", "properties": {"user_id": {"type": "string"}, "status": {"type": "string"}}}
+    sources = [
+        PlanSource("get_order", "an order", takes("order_id", "^W[0-9]+$"), order),
+        PlanSource("find_user", "a user id by email", takes("email", "^[^@]+@[^@]+$"), {"type": "string"}),
+        PlanSource("get_user", "a profile", takes("user_id", "^[a-z_0-9]+$"), None),
+    ]
+    plan = [
+        {"label": "var1", "name": "get_order", "arguments": {"order_id": "W1"}},
+        {"label": "var2", "name": "find_user", "arguments": {"email": "$var1.user_id$"}},  # a user id is no email
+        {"label": "var3", "name": "get_user", "arguments": {"user_id": "$var1.user_id$"}},  # the same form: fine
+        {"name": "var_result", "arguments": {"user": "$var3$"}},
+    ]
+    validation = validate_plan(plan, sources)
+    assert validation.runnable and validation.argument_problems == [
+        "step var2 (find_user): argument 'email' takes the email, but $var1.user_id$ is a user_id, another form; "
+        "write the email the question gives or refer to a step that returns one"
+    ]
