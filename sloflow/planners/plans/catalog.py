@@ -49,6 +49,15 @@ class PlanSource:
     output: dict[str, Any] | None = None
     kind: str = "function"
 
+    def returns_one(self, name: str) -> bool:
+        """Whether this source returns one plain value that `name` names: `user_id` for a source
+        `find_user_id_by_email` that returns "the user id" (words of `name` in its name or output's description)."""
+        output = self.output or {}
+        if output.get("type") not in ("string", "integer", "number", "boolean"):
+            return False
+        said = f"{self.name} {output.get('description', '')}".replace("_", " ").casefold()
+        return name.replace("_", " ").casefold() in said
+
 
 def plan_sources(sources: Iterable[Any], outputs: Mapping[str, dict[str, Any]] | None = None) -> list[PlanSource]:
     """PlanSources from `Source`s (or PlanSources, kept); `outputs` declares output schemas by source name."""

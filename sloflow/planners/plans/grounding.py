@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
 from sloflow.planners.plans.catalog import PlanSource
 from sloflow.planners.plans.plan import Plan
-from sloflow.planners.plans.references import find_references
+from sloflow.planners.plans.references import find_references, whole_reference
 
 _EDGE = "A-Za-z0-9_"  # a value found in the question is not part of a longer word
 
@@ -28,8 +27,8 @@ _EDGE = "A-Za-z0-9_"  # a value found in the question is not part of a longer wo
 def ground_values(plan: Plan, question: str, known: Sequence[PlanSource]) -> tuple[Plan, list[str]]:
     """The plan with ungrounded literals replaced by the question's only value of their form, and what changed."""
     forms = {s.name: s.parameters.get("properties") or {} for s in known}
-    outputs = {s.name: s.output or {} for s in known}
-    made_by = {s.label: s.name for s in plan.calls}
+    by_name = {s.name: s for s in known}
+    made_by = {s.label: by_name.get(s.name) for s in plan.calls}
     asked = _key(question)
     used = {_key(v) for step in plan.calls for v in step.arguments.values() if isinstance(v, str)}
     changes: list[str] = []
@@ -40,11 +39,10 @@ def ground_values(plan: Plan, question: str, known: Sequence[PlanSource]) -> tup
             pattern = (forms.get(step.name, {}).get(name) or {}).get("pattern")
             if not isinstance(value, str) or not isinstance(pattern, str) or _key(value) in asked:
                 continue
-            references = find_references(value)
-            if references and not (
-                len(references) == 1 and references[0].text == value and not references[0].path and _names(outputs.get(made_by.get(references[0].label, "")), name)
-            ):
-                continue  # a field of a step, or of a step that returns something else
+            ref = whole_reference(value)
+            lookup = made_by.get(ref.label) if ref is not None and not ref.path else None
+            if find_references(value) and not (lookup is not None and lookup.returns_one(name)):
+                continue  # a field of a step, or a step that returns something else
             offered = list(dict.fromkeys(v for v in values_of_form(pattern, question) if _key(v) not in used))
             if len(offered) == 1:
                 arguments[name] = offered[0]
@@ -52,12 +50,6 @@ def ground_values(plan: Plan, question: str, known: Sequence[PlanSource]) -> tup
                 changes.append(f"{step.label} {name}={value!r} became {offered[0]!r}, the question's only value of that form")
         steps.append(step.model_copy(update={"arguments": arguments}))
     return (Plan(steps=steps), changes) if changes else (plan, [])
-
-
-def _names(output: dict[str, Any] | None, argument: str) -> bool:
-    """Whether `output` is one plain value that `argument` names ("the user id" for `user_id`)."""
-    output = output or {}
-    return output.get("type") in ("string", "integer") and argument.replace("_", " ").casefold() in str(output.get("description", "")).casefold()
 
 
 def values_of_form(pattern: str, text: str) -> list[str]:

@@ -131,9 +131,9 @@ async def _make_plan(
         notes.append(f"planning: the plan still has argument problems ({'; '.join(problems)[:300]}); it ran, the sources checking them")
         return Planned(plan, "repaired", attempts, notes)
     if repair:
-        pruned = [p for p in (_prune(c, known, question, u, notes) for c, u in reversed(candidates)) if p is not None]
+        pruned = [p for p in (prune_plan(c, known, drop=u) for c, u in reversed(candidates)) if p is not None]
         if pruned:
-            best = max(pruned, key=lambda p: len(p.plan.calls))  # the repair first among equals
+            best = _grounded(max(pruned, key=lambda p: len(p.plan.calls)), question, known, notes)  # the repair first among equals
             kept = f"{len(best.plan.calls)} calls ran"
             kept += f" without {', '.join(best.dropped)} (they could not run, used a value the question does not give, or used a step that did)" if best.dropped else " under a rebuilt var_result"
             notes.append(f"planning: no valid plan ({'; '.join(problems)[:300]}); its sound part of {kept}")
@@ -177,7 +177,12 @@ def unfounded_values(plan: Plan, question: str, examples: Sequence[PlanExample],
 def _prune(plan: Any, known: list[PlanSource], question: str, unfounded: dict[str, str], notes: list[str]) -> Pruned | None:
     """`prune_plan`, with the steps it put in grounded in the question like the planner's own steps."""
     pruned = prune_plan(plan, known, drop=unfounded)
-    if pruned is not None and pruned.bridged:
+    return _grounded(pruned, question, known, notes) if pruned is not None else None
+
+
+def _grounded(pruned: Pruned, question: str, known: list[PlanSource], notes: list[str]) -> Pruned:
+    """`pruned` with the steps pruning put in grounded in the question (noted)."""
+    if pruned.bridged:
         pruned.plan, grounded = ground_values(pruned.plan, question, known)
         notes += [f"planning: {change}" for change in grounded]
     return pruned

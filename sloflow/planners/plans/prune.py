@@ -8,10 +8,9 @@ steps away; running what is sound keeps them, and what was changed is named in t
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from collections.abc import Callable
-from itertools import count
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import count
 from typing import Any
 
 from sloflow.planners.plans.catalog import PlanSource, plan_sources
@@ -124,7 +123,7 @@ def _repoint(
             return ref.text
         if holder is not None and (known.get(holder.name) is None or known[holder.name].output is None):
             return ref.text  # its output is not declared: nothing says the field is missing
-        if holder is not None and _is_value(known[holder.name], ref):
+        if holder is not None and len(ref.path) == 1 and known[holder.name].returns_one(ref.path[0]):
             # `$var1.user_id$` over a step that returns the user id itself: the field is the value.
             repointed.append(f"{ref.text} -> ${ref.label}$")
             return f"${ref.label}$"
@@ -200,15 +199,11 @@ def _bridge(
     `gives` (a reference's field, or a test of the source): the only source whose one required
     argument the value names (`user_id` for "the user id"). None when there is not exactly one."""
     source = known[holder.name]
-    output = source.output or {}
-    if output.get("type") not in _PLAIN:
-        return None
-    said = f"{source.name} {output.get('description', '')}".replace("_", " ").casefold()
     fits = [
         (s, required[0])
         for s in known.values()
         if len(required := list(s.parameters.get("required") or [])) == 1
-        and required[0].replace("_", " ").casefold() in said
+        and source.returns_one(required[0])
         and (gives(s) if callable(gives) else _declares(s, gives))
     ]
     if len(fits) != 1:
@@ -219,19 +214,6 @@ def _bridge(
     kept.append(Step(label=label, name=bridge.name, arguments={argument: f"${holder.label}$"}))
     bridged.append(f"{label} = {bridge.name}({argument}=${holder.label}$)")
     return label
-
-
-_PLAIN = ("string", "integer", "number", "boolean")
-
-
-def _is_value(source: PlanSource, ref: Reference) -> bool:
-    """Whether `source` returns one plain value that `ref`'s only field names (`user_id` of a
-    source returning "the user id"); `$var1.orders$` of a user id is a missing step, not the id."""
-    output = source.output or {}
-    if output.get("type") not in _PLAIN or len(ref.path) != 1:
-        return False
-    said = f"{source.name} {output.get('description', '')}".replace("_", " ").casefold()
-    return ref.path[0].replace("_", " ").casefold() in said
 
 
 def _declares(source: PlanSource | None, ref: Reference) -> bool:
