@@ -76,10 +76,12 @@ def tool(ctx: Any, name: str) -> Any:
 def sources_are_registered(s: Any, tools: Mapping[str, Any]) -> None:
     """Admission: every source a run names must be one of the tenant's (reaper and react)."""
     catalog = tools.get("catalog")
-    if s.sources is None or catalog is None:
-        return
-    known = {c.name for c in catalog()}
-    unknown = [n for n in s.sources if n not in known]
+    if s.sources is not None and catalog is not None:
+        _refuse_unknown(s.sources, {c.name for c in catalog()})
+
+
+def _refuse_unknown(names: list[str], known: Mapping[str, Any] | set[str]) -> None:
+    unknown = [n for n in names if n not in known]
     if unknown:
         raise NotFound(f"sources {unknown} are not registered; GET /v1/sources lists them", details={"unknown": unknown})
 
@@ -93,9 +95,7 @@ def chosen_sources(s: ReaperState, ctx: Any) -> list[Any]:
     if s.sources is None:
         return catalog
     by_name = {c.name: c for c in catalog}
-    unknown = [n for n in s.sources if n not in by_name]
-    if unknown:
-        raise InvalidRequest(f"sources {unknown} are not registered; GET /v1/sources lists them")
+    _refuse_unknown(s.sources, by_name)  # admission refused them already, unless one went since
     return [by_name[n] for n in s.sources]
 
 
