@@ -32,7 +32,8 @@ class Evidence:
         args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in self.arguments.items())
         head = f"[{self.label}] {self.source}({args})"
         if self.error is not None:
-            return f"{head}: failed: {self.error[:200]}"
+            # Worded as the call's fault: a refused argument says nothing about the question's subject.
+            return f"{head}: not answered (the call was refused: {self.error[:200]})"
         return f"{head}:\n{compact(self.output, chars)}"
 
 
@@ -48,6 +49,7 @@ def compact(output: Any, chars: int) -> str:
 ANSWER_INSTRUCTIONS = (
     "Answer the question from the evidence only. Be brief: one to three sentences. "
     "Cite the evidence you use by its label in brackets, like [var1]. "
+    "A call that was not answered tells nothing about the question. "
     "If the evidence does not hold the answer, say what is missing."
 )
 

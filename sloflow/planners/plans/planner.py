@@ -1,6 +1,8 @@
 """The retrieval planner: the whole plan in one constrained generation, one repair, then the sound
 part of the plan (`prune`), and only if nothing of it can run, the default plan. Each attempt's
-literal values of a declared form are first grounded in the question (`grounding`).
+literal values of a declared form are first grounded in the question (`grounding`), its lookups
+of values it already holds dropped (`lookups`) and its sources swapped for the twin the question
+names (`synonyms`).
 
 `make_plan` takes any `llm` with the `ctx.llm.json` signature, so a workflow stage passes its
 `ctx.llm` (the calls then carry the run's deadline) and a benchmark can pass a bare client.
@@ -20,9 +22,11 @@ from sloflow.planners.plans.default import default_plan
 from sloflow.planners.plans.fanout import close_at_repeat, collapse_enumerations
 from sloflow.planners.plans.grammar import plan_json_schema
 from sloflow.planners.plans.grounding import ground_values
+from sloflow.planners.plans.lookups import drop_held_lookups
 from sloflow.planners.plans.plan import Plan, PlanExample, parse_plan
 from sloflow.planners.plans.prompts import planner_prompt, repair_prompt
 from sloflow.planners.plans.prune import Pruned, prune_plan
+from sloflow.planners.plans.synonyms import prefer_named_sources
 from sloflow.planners.plans.validate import validate_plan
 
 Outcome = Literal["valid", "repaired", "default"]
@@ -89,8 +93,8 @@ async def _make_plan(
         if previous is not None:
             previous = _folded(previous, notes)
             if isinstance(previous, Plan):
-                previous, grounded = ground_values(previous, question, known)
-                notes += [f"planning: {change}" for change in grounded]
+                previous, changed = _tidied(previous, question, known)
+                notes += [f"planning: {change}" for change in changed]
             validation = validate_plan(previous, known)
             unfounded = unfounded_values(validation.plan, question, examples, known) if validation.plan is not None else {}
             if isinstance(previous, Plan):
@@ -186,6 +190,15 @@ def _grounded(pruned: Pruned, question: str, known: list[PlanSource], notes: lis
         pruned.plan, grounded = ground_values(pruned.plan, question, known)
         notes += [f"planning: {change}" for change in grounded]
     return pruned
+
+
+def _tidied(plan: Plan, question: str, known: list[PlanSource]) -> tuple[Plan, list[str]]:
+    """The plan with its values grounded in the question, lookups of values it already holds
+    dropped, and each source swapped for a twin the question names more closely; what changed."""
+    plan, grounded = ground_values(plan, question, known)
+    plan, held = drop_held_lookups(plan, known)
+    plan, named = prefer_named_sources(plan, question, known)
+    return plan, [*grounded, *held, *named]
 
 
 def _folded(raw: Any, notes: list[str]) -> Any:
