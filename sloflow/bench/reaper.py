@@ -1,7 +1,7 @@
 """REAPER: plan accuracy on NESTFUL, and evidence recall and latency against a ReAct agent on tau2 retail.
 
 Usage: sloflow bench reaper [--quick] [--limit N] [--nestful FILE --spec FILE] [--retail DIR --tasks FILE]
-                            [--model NAME] [--predictions FILE]
+                            [--model NAME] [--predictions FILE] [--busy]
 
 NESTFUL (non-executable): the items are split by index parity. Plan memory is warmed with the
 gold plans of the odd items (standing for earlier requests whose plans worked); the even items
@@ -18,13 +18,16 @@ evaluated, odd ones are earlier sessions): plan memory is warmed with the odd cu
 calls written as plans (`plan_from_calls`: ids taken from earlier outputs become references), and
 is not extended while the even customers' requests run, so no request sees its own customer's
 plan. `reaper` and then `react` answer every evaluated request with the same model, one at a time.
-Evidence recall = the share of gold read calls executed with equal arguments.
+Evidence recall = the share of gold read calls executed with equal arguments. With `--busy` the
+retail part runs with `smollm2-135m` generating on one core beside it (`bench.load`), as another
+worker would: both workflows' latencies are then measured on a busy machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import tempfile
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from sloflow.bench import plan_scores
+from sloflow.bench.load import inference_load
 from sloflow.bench.progress import say
 from sloflow.bench.text2sql import percentile
 from sloflow.config import get_settings
@@ -388,6 +392,7 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--slo", type=float, default=300.0, help="deadline of each retail run (s)")
     parser.add_argument("--only", choices=["nestful", "retail"], default=None)
     parser.add_argument("--predictions", type=Path, default=None, help="write one JSON line per item")
+    parser.add_argument("--busy", action="store_true", help="run the retail part with a model generating on one core beside it")
     opts = parser.parse_args(args or [])
     # One item each: a NESTFUL item costs two plans, a retail task a reaper and a react run.
     nestful_limit = opts.limit or (1 if quick else None)
@@ -402,7 +407,7 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict[str, Any]:
             sink.write(json.dumps(prediction, ensure_ascii=False) + "\n")
             sink.flush()
 
-    figures: dict[str, Any] = {"model": opts.model, "quick": quick}
+    figures: dict[str, Any] = {"model": opts.model, "quick": quick, "retail_busy": opts.busy}
     started = time.perf_counter()
 
     async def run() -> None:
@@ -412,7 +417,8 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict[str, Any]:
                 figures.update(await nestful(client, data, spec, nestful_limit, record))
             if opts.only in (None, "retail"):
                 tasks = opts.tasks or opts.retail / "tasks_train.json"
-                figures.update(await retail(client, opts.retail, tasks, retail_limit, opts.slo, record))
+                with inference_load() if opts.busy else contextlib.nullcontext():
+                    figures.update(await retail(client, opts.retail, tasks, retail_limit, opts.slo, record))
         finally:
             await backend.close()
             if sink is not None:

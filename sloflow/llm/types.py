@@ -14,6 +14,19 @@ class Message(BaseModel):
     content: str
 
 
+def shared_prefix(messages: list[Message]) -> list[Message]:
+    """The leading messages that other calls share, and a worker's prompt cache may already hold.
+
+    The leading system messages (a stage's instructions, sources, examples): a planner's repair
+    and the answer that continues its conversation share them with the plan call, so all three
+    key the same worker. Without a system message, everything before the last message.
+    """
+    system = 0
+    while system < len(messages) - 1 and messages[system].role == "system":
+        system += 1
+    return messages[:system] if system else messages[:-1]
+
+
 class GenerateRequest(BaseModel):
     """What to generate: chat `messages` or a raw `prompt` (exactly one), and how."""
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from sloflow.errors import BackendError, Cancelled, ConfigError, DeadlineExceeded, OutputTruncated
 from sloflow.llm.client import CallContext, LLMClient
-from sloflow.llm.types import Completion, GenerateRequest, Message
+from sloflow.llm.types import Completion, GenerateRequest, Message, shared_prefix
 
 # Records an event of the run: (kind, stage, data).
 Emit = Callable[[str, str | None, dict[str, Any]], None]
@@ -114,14 +114,15 @@ class StageLLM:
     def _context(self, request: GenerateRequest, model: str | None) -> CallContext:
         """This stage's context for `request`: the model asked for, and a key of its shared prefix.
 
-        Everything before the last message (instructions, schema, examples) is what calls of a
-        stage share, so it keys prefix-aware dispatch to a worker whose prompt cache holds it.
+        The leading system messages (instructions, schema, examples: `shared_prefix`) are what
+        calls of a stage share, so they key prefix-aware dispatch to a worker whose prompt cache
+        holds them.
         """
         changes: dict[str, Any] = {}
         if model is not None:
             changes["model"] = model
         if request.messages is not None and len(request.messages) > 1 and self._call.prefix_key is None:
-            shared = json.dumps([[m.role, m.content] for m in request.messages[:-1]])
+            shared = json.dumps([[m.role, m.content] for m in shared_prefix(request.messages)])
             changes["prefix_key"] = hashlib.sha1(shared.encode()).hexdigest()[:16]
         return dataclasses.replace(self._call, **changes) if changes else self._call
 

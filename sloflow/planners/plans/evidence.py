@@ -15,7 +15,7 @@ from typing import Any
 from sloflow.llm.types import Message
 
 EVIDENCE_CHARS = 4000  # about 1,000 tokens over all evidence: its prefill stays a few seconds on a CPU
-_CITATION = re.compile(r"\[(var\d+|step\d+)\]")
+_CITATION = re.compile(r"\[(var\d+|step\d+)(?:\.[^\]\s]*)?\]")  # [var1], or a field of it: [var1.status]
 
 
 @dataclass(frozen=True)

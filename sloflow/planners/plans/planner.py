@@ -2,7 +2,8 @@
 part of the plan (`prune`), and only if nothing of it can run, the default plan. Each attempt's
 literal values of a declared form are first grounded in the question (`grounding`), its lookups
 of values it already holds dropped (`lookups`) and its sources swapped for the twin the question
-names (`synonyms`).
+names (`synonyms`). A plan that leaves out an index the question speaks of also searches it
+(`coverage`).
 
 `make_plan` takes any `llm` with the `ctx.llm.json` signature, so a workflow stage passes its
 `ctx.llm` (the calls then carry the run's deadline) and a benchmark can pass a bare client.
@@ -18,6 +19,7 @@ from typing import Any, Literal
 from sloflow.errors import DeadlineExceeded, SloflowError
 from sloflow.llm.types import Message
 from sloflow.planners.plans.catalog import PlanSource, plan_sources
+from sloflow.planners.plans.coverage import cover_asked_indexes
 from sloflow.planners.plans.default import default_plan
 from sloflow.planners.plans.fanout import close_at_repeat, collapse_enumerations
 from sloflow.planners.plans.grammar import plan_json_schema
@@ -56,9 +58,13 @@ async def make_plan(
     model: str | None = None,
 ) -> Planned:
     """Plan in one generation; on a validation failure repair once (if `repair`), then run the sound
-    part of the last plan (the calls that can run), else the default plan."""
+    part of the last plan (the calls that can run), else the default plan. Indexes the question
+    speaks of and the plan leaves out are searched with the question."""
     known = plan_sources(sources)
     planned = await _make_plan(llm, question, known, examples, repair=repair, max_tokens=max_tokens, model=model)
+    if planned.outcome != "default":  # the default plan searches every index already
+        planned.plan, covered = cover_asked_indexes(planned.plan, question, known)
+        planned.notes += [f"planning: {change}" for change in covered]
     planned.prompt = planner_prompt(question, known, examples)
     return planned
 

@@ -10,17 +10,14 @@ planner's choice.
 
 from __future__ import annotations
 
-import re
-
 from sloflow.planners.plans.catalog import PlanSource
 from sloflow.planners.plans.plan import Plan, Step
-
-_WORD = re.compile(r"[a-z0-9]+")
+from sloflow.planners.plans.wording import stems
 
 
 def prefer_named_sources(plan: Plan, question: str, known: list[PlanSource]) -> tuple[Plan, list[str]]:
     """The plan with each step's source swapped for a twin the question names more closely, and what changed."""
-    asked = {_stem(w) for w in _WORD.findall(question.casefold())}
+    asked = set(stems(question))
     by_name = {s.name: s for s in known}
     changes: list[str] = []
     steps: list[Step] = []
@@ -48,9 +45,5 @@ def _same_job(source: PlanSource, twin: PlanSource, step: Step) -> bool:
 
 def _named(source: PlanSource, asked: set[str]) -> float:
     """The share of the words of the source's name that the question uses."""
-    words = [_stem(w) for w in _WORD.findall(source.name.casefold().replace("_", " "))]
+    words = stems(source.name)
     return sum(w in asked for w in words) / len(words) if words else 0.0
-
-
-def _stem(word: str) -> str:
-    return word.removesuffix("s")[:6]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sloflow.llm.client import CallContext
-from sloflow.llm.types import GenerateRequest, approx_tokens
+from sloflow.llm.types import GenerateRequest, approx_tokens, shared_prefix
 
 Priority = Literal["interactive", "background"]
 
@@ -69,7 +69,7 @@ def to_call(request: GenerateRequest, ctx: CallContext, now: float | None = None
     now = time.time() if now is None else now
     if request.messages is not None:
         texts = [m.content for m in request.messages]
-        prefix = sum(approx_tokens(t) for t in texts[:-1])  # everything before the last message is shared
+        prefix = sum(approx_tokens(m.content) for m in shared_prefix(request.messages))
     else:
         texts = [request.prompt or ""]
         prefix = 0

@@ -143,9 +143,12 @@ async def test_when_the_repair_fails_too_the_sound_part_of_the_plan_runs(retail:
     run = await runtime(Scripted([broken, broken]), retail, None).run("reaper", {"question": QUESTION, "memory": False}, slo=60)
     out = run.output
     assert run.status is RunStatus.succeeded and out["plan_outcome"] == "repaired"
-    assert out["plan"] == [GOOD_PLAN[0], {"name": "var_result", "arguments": {"order": "$var1$"}}]
-    assert [(c["label"], c["status"]) for c in out["calls"]] == [("var1", "ok")]
+    # The policy search went with var2; the question asks about returns, so it comes back as a search of the question.
+    search = {"label": "var2", "name": POLICY_INDEX, "arguments": {"query": QUESTION, "k": 3}}
+    assert out["plan"] == [GOOD_PLAN[0], search, {"name": "var_result", "arguments": {"order": "$var1$", POLICY_INDEX: "$var2$"}}]
+    assert [(c["label"], c["status"]) for c in out["calls"]] == [("var1", "ok"), ("var2", "ok")]
     assert any("sound part" in n and "var2, var3" in n for n in out["notes"])
+    assert any(f"searches {POLICY_INDEX}" in n for n in out["notes"])
 
 
 async def test_a_plan_without_its_var_result_gets_one_without_asking_again(retail: SourceRegistry) -> None:
