@@ -15,6 +15,7 @@ from typing import Any
 from sloflow.llm.types import Message
 
 EVIDENCE_CHARS = 4000  # about 1,000 tokens over all evidence: its prefill stays a few seconds on a CPU
+_QUOTABLE = 40  # characters: a value longer than this is a passage, not something an answer quotes
 _CITATION = re.compile(r"\[(var\d+|step\d+)(?:\.[^\]\s]*)?\]")  # [var1], or a field of it: [var1.status]
 
 
@@ -72,9 +73,34 @@ def answer_messages(
 
 
 def citations(answer: str, evidence: Sequence[Evidence]) -> list[str]:
-    """The labels an answer cites that name a piece of evidence, in order of first citation."""
+    """The labels an answer cites that name a piece of evidence, in order of first citation; when it
+    cites none, the evidence whose short values (a status, a name, an id) it quotes.
+
+    A small model often answers from the evidence without the brackets ("the order is delivered");
+    the run still says where "delivered" came from.
+    """
     known = {e.label for e in evidence}
-    return list(dict.fromkeys(label for label in _CITATION.findall(answer) if label in known))
+    cited = list(dict.fromkeys(label for label in _CITATION.findall(answer) if label in known))
+    if cited:
+        return cited
+    said = answer.casefold()
+    return [e.label for e in evidence if e.error is None and any(_quoted(v, said) for v in _short_values(e.output))]
+
+
+def _short_values(output: Any) -> list[str]:
+    """The output's string and number leaves short enough to be quoted as they are (not passages)."""
+    if isinstance(output, dict):
+        return [v for item in output.values() for v in _short_values(item)]
+    if isinstance(output, list):
+        return [v for item in output for v in _short_values(item)]
+    if isinstance(output, (str, int, float)) and not isinstance(output, bool):
+        text = str(output).strip()
+        return [text] if 4 <= len(text) <= _QUOTABLE else []
+    return []
+
+
+def _quoted(value: str, said: str) -> bool:
+    return re.search(rf"(?<![\w]){re.escape(value.casefold())}(?![\w])", said) is not None
 
 
 def fallback_answer(evidence: Sequence[Evidence]) -> str:
