@@ -6,7 +6,7 @@ sum of three terms in the same unit, "about one question soon":
 - the context's freshness, 1 when just submitted, halving every `AGE_HALF_LIFE_S` (a context is
   usually asked about soon after it is submitted, rarely after it has sat unasked for days);
 - the `priority` given at submission (0-10), as that many recent questions.
-Ties go to the context waiting longest.
+Ties (equal likelihood) go to the context submitted first.
 """
 
 from __future__ import annotations
