@@ -174,7 +174,7 @@ async def create_context(body: ContextIn, request: Request, caller: Caller) -> C
 )
 async def list_contexts(request: Request, caller: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> ContextList:
     """The caller's contexts, newest first, without their text."""
-    return ContextList(contexts=[ContextOut.of(c, with_text=False) for c in _store(request).list(caller.tenant, limit)])
+    return ContextList(contexts=[ContextOut.of(c, with_text=False) for c in _store(request).contexts(caller.tenant, limit)])
 
 
 @router.get("/{context_id}", operation_id="get_context")

@@ -164,7 +164,7 @@ class ContextStore:
             ).fetchone()
         return _context(row, learned)
 
-    def list(self, tenant: str, limit: int = 100) -> list[Context]:
+    def contexts(self, tenant: str, limit: int = 100) -> list[Context]:
         """The tenant's contexts, newest first."""
         with self._lock:
             ids = [r[0] for r in self._db.execute(

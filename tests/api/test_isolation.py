@@ -36,7 +36,7 @@ def _snapshot(d: Deployment, tenant: str) -> str:
     # learn runs move on in the background (queued, running, succeeded) whoever calls; they are not what is compared
     runs = [(r.id, r.status.value, len(d.runtime.store.events(r.id))) for r in d.runtime.runs(tenant) if r.workflow != "sleeptime.learn"]
     indexes = [(n, sources.indexes.get(n).describe()["chunks"], sorted(sources.indexes.get(n).documents())) for n in sources.indexes.names()]
-    contexts = [(c.id, c.version, c.text, c.questions) for c in d.contexts.list(tenant)]
+    contexts = [(c.id, c.version, c.text, c.questions) for c in d.contexts.contexts(tenant)]
     state = json.dumps([runs, indexes, sources.databases.names(), contexts], default=str, sort_keys=True)
     return hashlib.sha256(state.encode()).hexdigest()
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from sloflow.errors import NotFound
 from sloflow.llm.types import GenerateRequest
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.sleeptime.prompts import anticipate_messages, derive_messages, read_derived, read_questions
@@ -55,8 +56,6 @@ learn = Workflow(
 
 def contexts_tool(tools: Mapping[str, Any]) -> Any:
     """The run tool `contexts` (the tenant's `TenantContexts`); `NotFound` on a server that keeps none."""
-    from sloflow.errors import NotFound
-
     found = tools.get("contexts")
     if found is None:
         raise NotFound("this server keeps no contexts (its runtime binds no `contexts` tool)")
