@@ -24,6 +24,7 @@ BENCHMARKS = {
     "cache": "sloflow.bench.cache",
     "text2sql": "sloflow.bench.text2sql",
     "reaper": "sloflow.bench.reaper",
+    "sleeptime": "sloflow.bench.sleeptime",
 }
 
 

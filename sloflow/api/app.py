@@ -19,7 +19,7 @@ from sloflow.tenancy import KeyStore
 DESCRIPTION = """Agentic LLM workflows under latency SLOs.
 
 Every `/v1` route but `health` and `ready` needs `Authorization: Bearer KEY`; a tenant sees only its
-own runs, indexes, databases and sources. Errors are `{code, message, details}`."""
+own runs, indexes, databases, sources and contexts. Errors are `{code, message, details}`."""
 
 
 def create_app(
@@ -31,6 +31,8 @@ def create_app(
     meter: Meter | None = None,
     runtime: Any | None = None,
     sources: Any | None = None,
+    contexts: Any | None = None,
+    learn_queue: Any | None = None,
     database_roots: list[str] | None = None,
     metrics_url: str | None = None,
     dispatcher: Any | None = None,
@@ -45,7 +47,8 @@ def create_app(
     admin without a key (a loopback-only personal server). `models` are the names a client may
     ask for (the first is the default); `runtime` is a started `sloflow.workflows.Runtime` (its
     client should be `MeteredClient` over `meter`, so runs count against token quotas); `sources`
-    a `TenantSources` (or one `SourceRegistry`, which becomes the local tenant's); `dispatcher` the
+    a `TenantSources` (or one `SourceRegistry`, which becomes the local tenant's); `contexts` a
+    `ContextStore` and `learn_queue` the started `LearnQueue` that learns them; `dispatcher` the
     scheduler's actor for the worker routes; `metrics_url` the Prometheus export that `/metrics`
     relays; `context_tokens` the models' context, the most `max_tokens` may ask for; `profiles` the
     workers' measured `WorkerProfile`s, against which a chat deadline is checked at submission.
@@ -86,6 +89,12 @@ def create_app(
         app.include_router(indexes.router)
         app.include_router(databases.router)
         app.include_router(source_routes.router)
+    if contexts is not None:
+        from sloflow.api import contexts as context_routes
+
+        app.state.contexts = contexts
+        app.state.learn_queue = learn_queue
+        app.include_router(context_routes.router)
     if dispatcher is not None:
         from sloflow.api import workers
 

@@ -21,4 +21,5 @@ WorkflowName = Annotated[str, Path(pattern=WORKFLOW_PATTERN, description="a regi
 DocId = Annotated[str, Path(min_length=1, max_length=1000, description="a document id")]
 SourceName = Annotated[str, Path(pattern=SOURCE_PATTERN, description="an index, sql:DB, schema:DB or a function")]
 TenantName = Annotated[str, Path(pattern=TENANT_PATTERN, description="1-63 lower-case letters, digits, '_', '-'")]
+ContextId = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="a context id: 32 hex digits", examples=["0" * 32])]
 KeyId = Annotated[str, Path(pattern=KEY_ID_PATTERN, description="a key id: 12 hex digits")]

@@ -72,7 +72,10 @@ async def serve(
     from sloflow.scheduler.live.dispatcher import start_scheduler
     from sloflow.retrieval.tenant_sources import TenantSources
     from sloflow.workflows.builtin import load_builtins
+    from sloflow.workflows.builtin.sleeptime.queue import LearnQueue
     from sloflow.workflows.builtin.tools import TenantTools
+    from sloflow.workflows.contexts import ContextStore
+    from sloflow.workflows.run_store import RUNS_FILE
     from sloflow.workflows.runtime import Runtime
 
     if settings.backend == "embedded":
@@ -97,11 +100,14 @@ async def serve(
         register_retail_demo(sources, settings.home)
         memory = PlanMemory(path=settings.home / "plan_memory.sqlite")
         tenant_sources = TenantSources(sources)  # the demo data belong to the local tenant
-        tools_of = TenantTools(tenant_sources, memory)
+        contexts = ContextStore(settings.home / RUNS_FILE)  # beside the runs, so they survive restarts together
+        tools_of = TenantTools(tenant_sources, memory, contexts)
         async with Runtime.open(settings.home, checkpoints=settings.checkpoints, client=client, tools_of=tools_of) as runtime:
             resumed = await runtime.resume_unfinished()
             if resumed:
                 announce(f"resumed {len(resumed)} unfinished run(s)")
+            learn_queue = LearnQueue(runtime, contexts)
+            await learn_queue.start()
             app = create_app(
                 client,
                 [model],
@@ -110,6 +116,8 @@ async def serve(
                 meter=meter,
                 runtime=runtime,
                 sources=tenant_sources,
+                contexts=contexts,
+                learn_queue=learn_queue,
                 database_roots=[str(settings.home / "databases")],
                 metrics_url=metrics_url,
                 dispatcher=dispatcher,
@@ -120,7 +128,11 @@ async def serve(
             )
             server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
             announce(f"sloflow serving {model} at http://{host}:{port}  (Ctrl-C to stop)")
-            await server.serve()
+            try:
+                await server.serve()
+            finally:
+                await learn_queue.close()
+        contexts.close()
     finally:
         ray.shutdown()
         keys.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
 import json
 import logging
@@ -38,7 +39,13 @@ class _Meter:
         self.first: float | None = None
         self.prompt_tokens = 0
         self.completion_tokens = 0
-        self.stopped = False  # set from another thread to end the generation at the next token
+        self.stopped = False  # set from another thread (`stop`) to end the generation at the next token
+        self.abort_flag = ctypes.create_string_buffer(2)  # b"\0\0"; llama.cpp's abort callback reads it
+
+    def stop(self) -> None:
+        """End the generation: at the next sampled token, or inside a prompt evaluation (see `_abort_on_stop`)."""
+        self.stopped = True
+        self.abort_flag[0] = b"\x01"
 
     def __call__(self, input_ids: Any, logits: Any) -> bool:
         if self.first is None:
@@ -58,6 +65,29 @@ class _Meter:
             finish_reason="length" if finish == "length" else "stop",
             model=model,
         )
+
+
+@functools.cache
+def _strlen(llama_cpp: Any) -> Any:
+    """libc's `strlen` as a `ggml_abort_callback`: on a two-byte flag it answers 1 (abort) or 0."""
+    address = ctypes.cast(ctypes.CDLL(None).strlen, ctypes.c_void_p).value
+    return llama_cpp.ggml_abort_callback(address)
+
+
+def _abort_on_stop(llama_cpp: Any, llm: Any, meter: _Meter) -> None:
+    """Let `meter.stop()` abort llama.cpp inside a prompt evaluation too, where no token is sampled.
+
+    Without it a cancelled (or preempted) call holds its instance until the whole prompt is
+    evaluated: seconds for a long prompt. llama.cpp calls the abort callback between graph nodes,
+    hundreds of times a token, so a Python callback (taking the GIL each time) would slow every
+    call; `strlen` on the meter's flag answers natively. An aborted evaluation raises in its thread
+    and leaves nothing behind: the next call drops the KV entries past the tokens it recorded.
+    """
+    set_abort = llama_cpp.llama_cpp._lib.llama_set_abort_callback
+    set_abort.argtypes = [ctypes.c_void_p, llama_cpp.ggml_abort_callback, ctypes.c_void_p]
+    set_abort.restype = None
+    set_abort(llm._ctx.ctx, _strlen(llama_cpp), ctypes.cast(meter.abort_flag, ctypes.c_void_p))
+    llm.sloflow_abort_flag = meter.abort_flag  # the flag lives as long as llama.cpp may read it
 
 
 def _chat_formatter(llm: Any, llama_cpp: Any) -> Any:
@@ -193,13 +223,14 @@ class EmbeddedBackend:
     async def generate(self, request: GenerateRequest) -> Completion:
         async with self._instance() as llm:
             meter = _Meter(request.max_tokens)
+            _abort_on_stop(self._llama_cpp, llm, meter)
             job = asyncio.ensure_future(asyncio.to_thread(self._run, llm, request, meter, False))
             try:
                 out = await asyncio.shield(job)
             except asyncio.CancelledError:
                 # Cancelled (e.g. by ray.cancel): stop llama.cpp at its next token, and free the
                 # instance only once its thread has let go of it.
-                meter.stopped = True
+                meter.stop()
                 await _settled(job)
                 raise
             except InvalidRequest:
@@ -213,6 +244,7 @@ class EmbeddedBackend:
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
         async with self._instance() as llm:
             meter = _Meter(request.max_tokens)
+            _abort_on_stop(self._llama_cpp, llm, meter)
             loop = asyncio.get_running_loop()
             queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
             stop = threading.Event()
@@ -249,7 +281,7 @@ class EmbeddedBackend:
                 yield Chunk(completion=meter.completion("".join(parts), finish, self.name))
             finally:
                 stop.set()
-                meter.stopped = True  # stops llama.cpp at its next token, not only at the next piece
+                meter.stop()  # stops llama.cpp at its next token (or mid-prompt), not only at the next piece
                 await _settled(worker)  # the instance is free only once its thread has stopped
 
     async def close(self) -> None:

@@ -17,6 +17,7 @@ from pydantic_core import to_json
 
 from sloflow.workflows.records import Event, RunRecord, RunStatus
 
+RUNS_FILE = "runs.sqlite"  # under the home folder; contexts (workflows/contexts.py) live in it too
 _UPDATABLE = frozenset({"status", "started_at", "finished_at", "deadline_met", "output", "error"})
 
 

@@ -29,7 +29,7 @@ from sloflow.workflows.context import RunScope, Tools
 from sloflow.workflows.graph_workflow import GraphWorkflow
 from sloflow.workflows.records import Event, RunRecord, RunStatus, error_dict
 from sloflow.workflows.registry import AnyWorkflow, Registry, workflows
-from sloflow.workflows.run_store import RunStore, SqliteRunStore
+from sloflow.workflows.run_store import RUNS_FILE, RunStore, SqliteRunStore
 
 Durability = Literal["sync", "async", "exit"]
 
@@ -85,13 +85,13 @@ class Runtime:
         registry: Registry | None = None,
         tools_of: Callable[[str | None], Tools] | None = None,
     ) -> AsyncIterator[Runtime]:
-        """A durable runtime keeping runs in `home`/runs.sqlite and checkpoints per `checkpoints`
+        """A durable runtime keeping runs in `home`/runs.sqlite (`RUNS_FILE`) and checkpoints per `checkpoints`
 
         (default `home`/checkpoints.sqlite); live runs are interrupted on exit, to be resumed.
         """
         async with AsyncExitStack() as stack:
             saver = await stack.enter_async_context(open_checkpointer(checkpoints or home / "checkpoints.sqlite"))
-            store = SqliteRunStore(home / "runs.sqlite")
+            store = SqliteRunStore(home / RUNS_FILE)
             stack.callback(store.close)
             runtime = cls(store, saver, client=client, tools=tools, registry=registry, tools_of=tools_of)
             try:
@@ -153,6 +153,10 @@ class Runtime:
     def runs(self, tenant: str | None = None, limit: int = 100, statuses: tuple[RunStatus, ...] | None = None) -> list[RunRecord]:
         """The newest runs first (of `tenant` only, when given)."""
         return self.store.runs(statuses=statuses, limit=limit, tenant=tenant)
+
+    def is_live(self, run_id: str) -> bool:
+        """Whether the run is executing in this process (started, or resumed, and not finished)."""
+        return run_id in self._live
 
     def active(self, tenant: str | None) -> int:
         """How many runs of `tenant` are queued or running in this process."""

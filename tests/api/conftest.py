@@ -26,8 +26,13 @@ from sloflow.scheduler.policies.profile import WorkerProfile, measure_profile
 from sloflow.tenancy import KeyStore
 from sloflow.workflows import Registry, Runtime, Workflow
 from sloflow.workflows.builtin.reaper import reaper
+from sloflow.workflows.builtin.sleeptime.answer import sleeptime
+from sloflow.workflows.builtin.sleeptime.learn import learn
+from sloflow.workflows.builtin.sleeptime.queue import LearnQueue
 from sloflow.workflows.builtin.text2sql import text2sql
 from sloflow.workflows.builtin.tools import TenantTools
+from sloflow.workflows.contexts import ContextStore
+from sloflow.workflows.run_store import RUNS_FILE
 from tests.retrieval.conftest import make_shop_db
 
 
@@ -58,6 +63,7 @@ class Deployment:
     keys: KeyStore
     runtime: Runtime
     sources: TenantSources
+    contexts: ContextStore
     gate: asyncio.Event
     databases: Path  # the folder databases may be registered from
     headers: dict[str, dict[str, str]]  # tenant a, tenant b, admin -> Authorization header
@@ -93,15 +99,22 @@ async def deployment(tmp_path: Path, small_llm: EmbeddedBackend, small_profile: 
     registry.add(ask_workflow(gate))
     registry.add(text2sql)
     registry.add(reaper)
+    registry.add(learn)
+    registry.add(sleeptime)
+    contexts = ContextStore(tmp_path / RUNS_FILE)
     headers = {}
     for name, tenant, role in (("a", "team-a", "member"), ("b", "team-b", "member"), ("admin", "ops", "admin")):
         _, key = keys.create(tenant, role)  # type: ignore[arg-type]
         headers[name] = {"Authorization": f"Bearer {key}"}
-    async with Runtime.open(tmp_path, client=client, registry=registry, tools_of=TenantTools(sources)) as runtime:
+    async with Runtime.open(tmp_path, client=client, registry=registry, tools_of=TenantTools(sources, contexts=contexts)) as runtime:
+        learn_queue = LearnQueue(runtime, contexts, learn_input={"max_tokens": 16})  # short passes: tests check properties
+        await learn_queue.start()
         app = create_app(
-            client, [small_llm.name], keys=keys, meter=meter, runtime=runtime, sources=sources,
+            client, [small_llm.name], keys=keys, meter=meter, runtime=runtime, sources=sources, contexts=contexts, learn_queue=learn_queue,
             database_roots=[str(folder)], context_tokens=2048, profiles=[small_profile], max_body_bytes=1 << 20,
         )
-        yield Deployment(app, keys, runtime, sources, gate, folder, headers)
+        yield Deployment(app, keys, runtime, sources, contexts, gate, folder, headers)
         gate.set()
+        await learn_queue.close()
+    contexts.close()
     keys.close()

@@ -25,15 +25,19 @@ async def _own_objects(c: httpx.AsyncClient, d: Deployment, who: str, tag: str) 
     db = f"db-{tag}"
     made = await c.post("/v1/databases", json={"name": db, "url": f"sqlite:///{d.databases / 'shop.sqlite'}"}, headers=h)
     assert made.status_code == 201, made.text
-    return {"run": run.json()["id"], "index": index, "db": db}
+    context = await c.post("/v1/contexts", json={"text": f"secret context of {tag}"}, headers=h)
+    assert context.status_code == 201, context.text
+    return {"run": run.json()["id"], "index": index, "db": db, "context": context.json()["id"]}
 
 
 def _snapshot(d: Deployment, tenant: str) -> str:
-    """Everything a tenant owns, as one digest: runs and their events, indexes and documents, databases."""
+    """Everything a tenant owns, as one digest: runs and their events, indexes and documents, databases, contexts."""
     sources = d.sources.of(tenant)
-    runs = [(r.id, r.status.value, len(d.runtime.store.events(r.id))) for r in d.runtime.runs(tenant)]
+    # learn runs move on in the background (queued, running, succeeded) whoever calls; they are not what is compared
+    runs = [(r.id, r.status.value, len(d.runtime.store.events(r.id))) for r in d.runtime.runs(tenant) if r.workflow != "sleeptime.learn"]
     indexes = [(n, sources.indexes.get(n).describe()["chunks"], sorted(sources.indexes.get(n).documents())) for n in sources.indexes.names()]
-    state = json.dumps([runs, indexes, sources.databases.names()], default=str, sort_keys=True)
+    contexts = [(c.id, c.version, c.text, c.questions) for c in d.contexts.contexts(tenant)]
+    state = json.dumps([runs, indexes, sources.databases.names(), contexts], default=str, sort_keys=True)
     return hashlib.sha256(state.encode()).hexdigest()
 
 
@@ -46,7 +50,7 @@ async def test_no_route_shows_or_touches_the_other_tenants_objects(deployment: D
         for owner, other in (("a", "b"), ("b", "a")):
             mine, h = owned[owner], d.headers[other]
             before = _snapshot(d, tenant[owner])
-            run, index, db = mine["run"], mine["index"], mine["db"]
+            run, index, db, context = mine["run"], mine["index"], mine["db"], mine["context"]
             by_id = [
                 ("GET", f"/v1/runs/{run}", None),
                 ("POST", f"/v1/runs/{run}/cancel", None),
@@ -62,6 +66,11 @@ async def test_no_route_shows_or_touches_the_other_tenants_objects(deployment: D
                 ("GET", f"/v1/sources/sql:{db}", None),
                 ("GET", f"/v1/sources/schema:{db}", None),
                 ("POST", "/v1/workflows/text2sql/runs", {"input": {"question": "how many users?", "db": db}}),
+                ("GET", f"/v1/contexts/{context}", None),
+                ("PUT", f"/v1/contexts/{context}", {"text": "overwritten"}),
+                ("DELETE", f"/v1/contexts/{context}", None),
+                ("POST", "/v1/workflows/sleeptime/runs", {"input": {"context_id": context, "question": "what is the secret?"}}),
+                ("POST", "/v1/workflows/sleeptime.learn/runs", {"input": {"context_id": context, "version": 1}}),
                 ("POST", "/v1/workflows/ask/runs", {"input": {"question": "q"}, "unknown": 1}),  # 422 before any lookup
             ]
             for method, path, body in by_id:
@@ -82,12 +91,13 @@ async def test_no_route_shows_or_touches_the_other_tenants_objects(deployment: D
                 "/v1/indexes": lambda j: [x["name"] for x in j["indexes"]],
                 "/v1/databases": lambda j: [x["name"] for x in j["databases"]],
                 "/v1/sources": lambda j: [x["name"] for x in j["sources"]],
+                "/v1/contexts": lambda j: [x["id"] for x in j["contexts"]],
             }
             for path, names in lists.items():
                 r = await c.get(path, headers=h)
                 assert r.status_code == 200
                 listed = names(r.json())
-                assert not {run, index, db, f"sql:{db}", f"schema:{db}"} & set(listed), (other, path, listed)
+                assert not {run, index, db, context, f"sql:{db}", f"schema:{db}"} & set(listed), (other, path, listed)
                 checks += 1
             events = await c.get(f"/v1/runs/{owned[other]['run']}/events", headers=h)
             assert events.status_code == 200 and "run_finished" in events.text  # its own run streams

@@ -6,6 +6,13 @@ taken back with `withdraw` (re-dispatch). A `ray.cancel` of `run` or `stream` re
 asyncio cancellation: a queued call leaves the queue, a running one stops its backend and frees
 its slot. Workers declare their Ray resources so that on a real cluster they land on nodes with
 the right accelerator.
+
+Background calls (no deadline) are preempted: when a deadline call waits without a free slot
+while a background call placed with `run` holds one, that generation is stopped (llama.cpp at its
+next token) and the background call queues again, to start over once no deadline call waits. So a
+deadline call waits for a background one only as long as stopping a generation takes; the
+background call loses the tokens it had generated. Streamed background calls are not preempted
+(their text is already out), so sloflow places background work with `run`.
 """
 
 from __future__ import annotations
@@ -118,6 +125,9 @@ class LLMWorker:
         # What the last calls asked for and how they ended (not what they said): for the dashboard and
         # fault tests.
         self.recent: deque[dict[str, Any]] = deque(maxlen=16)
+        # Running background generations (call id -> task), which a waiting deadline call preempts.
+        self.background: dict[str, asyncio.Task[Completion]] = {}
+        self.preempted: set[str] = set()
 
     def __repr__(self) -> str:
         return f"LLMWorker({self.id}, {self.backend.name if self.backend else self.spec.model})"
@@ -146,7 +156,19 @@ class LLMWorker:
                 break
             self.view.start(call.id, time.time())
             self.waiting.pop(call.id).set_result(True)
+        if call is not None and call.deadline is not None:
+            self._preempt()
         self.metrics.queue_length(len(self.view.queued))
+
+    def _preempt(self) -> None:
+        """A deadline call waits without room: stop one running background generation for it.
+
+        One at a time: its slot's release pumps again, which preempts another if still needed.
+        """
+        for call_id, generation in self.background.items():
+            if call_id not in self.preempted and generation.cancel():
+                self.preempted.add(call_id)
+                return
 
     async def _admit(self, call: Call, request: GenerateRequest) -> bool:
         """Queue `call` until it may start; False if it was withdrawn instead."""
@@ -183,10 +205,11 @@ class LLMWorker:
         self._pump()
 
     def _ended(self, call: Call, how: str, tokens: int | None = None) -> None:
-        """Record how a call left the worker: `done` (with its tokens), `cancelled` or `withdrawn`."""
-        for entry in self.recent:
+        """Record how a call left the worker: `done` (with its tokens), `cancelled`, `withdrawn` or `preempted`."""
+        for entry in reversed(self.recent):  # the latest admission: a preempted call is admitted again
             if entry["call"] == call.id:
                 entry.update(ended=how, completion_tokens=tokens)
+                return
 
     def _release(self, call: Call, slot: int) -> tuple[str, ...]:
         assert self.view is not None
@@ -198,23 +221,37 @@ class LLMWorker:
         return tuple(self.view.held_prefixes)
 
     async def run(self, call: Call, request: GenerateRequest) -> Outcome:
-        """Queue `call`, run it when the queue policy and a slot allow, return its completion."""
-        admitted = await self._admit(call, request)
-        assert self.view is not None and self.backend is not None
-        if not admitted:
-            self._ended(call, "withdrawn")
-            return Outcome(None, tuple(self.view.held_prefixes))
-        slot = self.free_slots.popleft()
-        try:
-            completion = await self.backend.generate(request)
-        except asyncio.CancelledError:
-            self._ended(call, "cancelled")
-            raise
-        finally:
-            held = self._release(call, slot)
-        self._ended(call, "done", completion.completion_tokens)
-        self.metrics.served(completion)
-        return Outcome(completion, held)
+        """Queue `call`, run it when the queue policy and a slot allow, return its completion.
+
+        A background call preempted by a deadline call goes back to the queue and starts over.
+        """
+        while True:
+            admitted = await self._admit(call, request)
+            assert self.view is not None and self.backend is not None
+            if not admitted:
+                self._ended(call, "withdrawn")
+                return Outcome(None, tuple(self.view.held_prefixes))
+            slot = self.free_slots.popleft()
+            generation = asyncio.ensure_future(self.backend.generate(request))
+            if call.deadline is None:
+                self.background[call.id] = generation
+            try:
+                completion = await generation
+            except asyncio.CancelledError:
+                # Preempted: our generation was stopped while nobody cancelled this call itself.
+                current = asyncio.current_task()
+                if call.id not in self.preempted or (current is not None and current.cancelling()):
+                    self._ended(call, "cancelled")
+                    raise
+                self._ended(call, "preempted")
+                continue
+            finally:
+                self.background.pop(call.id, None)
+                self.preempted.discard(call.id)
+                held = self._release(call, slot)
+            self._ended(call, "done", completion.completion_tokens)
+            self.metrics.served(completion)
+            return Outcome(completion, held)
 
     async def stream(self, call: Call, request: GenerateRequest) -> AsyncIterator[Chunk | Outcome]:
         """Like `run`, but yield the text pieces as they come, then the `Outcome`."""

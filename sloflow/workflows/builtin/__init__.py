@@ -8,6 +8,8 @@ BUILTIN_WORKFLOWS = (
     "sloflow.workflows.builtin.text2sql",
     "sloflow.workflows.builtin.reaper",
     "sloflow.workflows.builtin.react",
+    "sloflow.workflows.builtin.sleeptime.learn",
+    "sloflow.workflows.builtin.sleeptime.answer",
 )
 
 

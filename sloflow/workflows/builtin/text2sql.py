@@ -140,7 +140,8 @@ async def _text_values(ctx: Any, db_name: str, db: Any) -> dict[str, list[Any]]:
     return _VALUES[key]
 
 
-def _join_keys(db: Any, extra: list[str]) -> list[str]:
+def join_keys(db: Any, extra: list[str]) -> list[str]:
+    """The database's foreign keys as 'a.x = b.y', then `extra` ones."""
     keys = [f"{t.name}.{fk.column} = {fk.ref_table}.{fk.ref_column}" for t in db.tables for fk in t.foreign_keys if fk.ref_column]
     return list(dict.fromkeys(keys + list(extra)))
 
@@ -154,7 +155,7 @@ async def link(s: SqlState, ctx: Any) -> dict[str, Any]:
     db = await _database(ctx, s.db)
     names = [t.name for t in db.tables]
     by_name = {t.name: SchemaTable.from_table(t) for t in db.tables}
-    joins = _join_keys(db, s.join_keys)
+    joins = join_keys(db, s.join_keys)
     matches = match_values(s.question, await _text_values(ctx, s.db, db))
     values = describe_values(matches)
     notes = []
@@ -218,7 +219,7 @@ def _revisions_that_fit(s: SqlState, deadline: float | None) -> int | None:
 async def _names_and_joins(ctx: Any, s: SqlState) -> tuple[dict[str, list[str]], list[str]]:
     """The database's table -> column names, and its join keys: what name repair and hints need."""
     db = await _database(ctx, s.db)
-    return {t.name: [c.name for c in t.columns] for t in db.tables}, _join_keys(db, s.join_keys)
+    return {t.name: [c.name for c in t.columns] for t in db.tables}, join_keys(db, s.join_keys)
 
 
 def _run_error(c: Candidate) -> str | None:

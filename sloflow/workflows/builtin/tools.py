@@ -1,4 +1,4 @@
-"""The run tools of the built-in workflows, per tenant: its sources and its part of plan memory."""
+"""The run tools of the built-in workflows, per tenant: its sources, its part of plan memory, its contexts."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sloflow.retrieval.tenant_sources import TenantSources
 from sloflow.tenancy import LOCAL_TENANT
 from sloflow.workflows.builtin import reaper, text2sql
 from sloflow.workflows.context import Tools
+from sloflow.workflows.contexts import ContextStore, TenantContexts
 
 
 def builtin_tools(sources: SourceRegistry, memory: Any = None) -> Tools:
@@ -19,11 +20,12 @@ def builtin_tools(sources: SourceRegistry, memory: Any = None) -> Tools:
 
 
 class TenantTools:
-    """`tools_of(tenant)` for the runtime: each tenant's runs reach only its own sources and plans."""
+    """`tools_of(tenant)` for the runtime: each tenant's runs reach only its own sources, plans and contexts."""
 
-    def __init__(self, sources: TenantSources, memory: PlanMemory | None = None) -> None:
+    def __init__(self, sources: TenantSources, memory: PlanMemory | None = None, contexts: ContextStore | None = None) -> None:
         self.sources = sources
         self.memory = memory
+        self.contexts = contexts
         self._cache: dict[str, Tools] = {}
         self._lock = threading.Lock()
 
@@ -33,5 +35,8 @@ class TenantTools:
             found = self._cache.get(name)
             if found is None:
                 memory = TenantPlanMemory(self.memory, name) if self.memory is not None else None
-                found = self._cache[name] = builtin_tools(self.sources.of(name), memory)
+                found = builtin_tools(self.sources.of(name), memory)
+                if self.contexts is not None:  # the sleeptime workflows' `contexts`
+                    found = {**found, "contexts": TenantContexts(self.contexts, name)}
+                self._cache[name] = found
             return found

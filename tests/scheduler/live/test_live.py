@@ -114,6 +114,28 @@ async def test_background_calls_wait_for_deadline_calls() -> None:
     assert finished.index("urgent") == 1  # next after the call that held the slot, ahead of every background call
 
 
+async def test_a_running_background_call_never_delays_a_deadline_call() -> None:
+    """Slow backend (20 ms a token): the deadline call preempts the 6 s background call holding the only slot."""
+    dispatcher, (w,) = await cluster(emulated("slow", decode=0.02))
+    client = SchedulerClient(dispatcher)
+    t0 = time.monotonic()
+    await client.generate(req(10), ctx(30.0))
+    alone_s = time.monotonic() - t0
+    background = asyncio.ensure_future(client.generate(req(300), ctx(None)))
+    await worker_holds(w, queued=0, running=1)
+    await asyncio.sleep(0.5)  # well into its generation
+    t0 = time.monotonic()
+    urgent = await client.generate(req(10), ctx(30.0))
+    beside_s = time.monotonic() - t0
+    assert urgent.completion_tokens == 10
+    assert beside_s < alone_s + 0.5, (alone_s, beside_s)  # not the 5.5 s the background call had left
+    assert not background.done()
+    done = await asyncio.wait_for(background, 30)
+    assert done.completion_tokens == 300  # started over once the worker was idle, and finished
+    recent = (await ray.get_actor(f"sloflow-worker-{w}").state.remote())["recent"]
+    assert [e["ended"] for e in recent[-3:]] == ["preempted", "done", "done"]
+
+
 async def test_a_call_goes_to_the_worker_that_holds_its_prompt_prefix() -> None:
     dispatcher, _ = await cluster(emulated("cold", decode=0.01), emulated("warm", decode=0.01))
     client = SchedulerClient(dispatcher)

@@ -1,0 +1,236 @@
+"""Sleep-time compute on GSM8K (PAPERS.md section 4): test-time tokens, accuracy and latency with and
+without a learned context, the amortised cost per question, and the interference of learn passes
+with an interactive workload on the same worker.
+
+Usage: sloflow bench sleeptime [--data FILE] [--limit N] [--model NAME] [--threads T] [--predictions FILE]
+                               [--rate R] [--interactive N] [--interactive-slo S]
+Each problem is split as in the paper: every sentence but the last is the context, the last is the
+question. Everything runs through sloflow itself: one llama.cpp worker behind the Ray scheduler,
+the durable runtime, the `sleeptime` workflow (with `use_learned=false` for the baseline: a
+step-by-step answer) and the learn queue running `sleeptime.learn` as background work.
+
+Amortisation: the follow-up questions of the paper's multi-query setting are not generated here;
+the cost per question at k questions per context is estimated from the measured tokens, as
+(learn tokens + k x test-time tokens with) / k against the baseline's test-time tokens per question
+(`amortisation_method` in the figures says so).
+
+Interference: `--interactive` chat-shaped calls (a short answer, 16 tokens, deadline
+`--interactive-slo` seconds) one every 1/`--rate` seconds on the same worker, once with nothing
+else queued and once while the learn queue works through every context.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sloflow.bench.progress import say
+from sloflow.bench.text2sql import percentile
+from sloflow.config import get_settings
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "gsm8k" / "test_dev.jsonl"
+TENANT = "bench"
+QUESTIONS_PER_CONTEXT = (1, 2, 5, 10)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9$])")
+_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
+
+
+def split_problem(problem: str) -> tuple[str, str] | None:
+    """(context, question): every sentence but the last, and the last; None for a one-sentence problem."""
+    sentences = [s.strip() for s in _SENTENCE.split(problem.strip()) if s.strip()]
+    if len(sentences) < 2:
+        return None
+    return " ".join(sentences[:-1]), sentences[-1]
+
+
+def last_number(text: str) -> float | None:
+    """The last number written in `text` (commas and a dollar sign allowed), or None."""
+    found = _NUMBER.findall(text)
+    if not found:
+        return None
+    try:
+        return float(found[-1].replace("$", "").replace(",", ""))
+    except ValueError:
+        return None
+
+
+def load_problems(path: Path, limit: int | None) -> list[dict[str, Any]]:
+    """GSM8K lines split into context and question, with the gold number."""
+    problems = []
+    for i, line in enumerate(path.read_text().splitlines()):
+        row = json.loads(line)
+        split = split_problem(row["question"])
+        gold = last_number(row["answer"].rsplit("####", 1)[-1])
+        if split is None or gold is None:
+            continue
+        problems.append({"id": f"gsm8k-{i}", "context": split[0], "question": split[1], "gold": gold})
+        if limit is not None and len(problems) >= limit:
+            break
+    return problems
+
+
+def options(args: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sloflow bench sleeptime")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="GSM8K-format JSON lines (question, answer ending '#### N')")
+    parser.add_argument("--limit", type=int, default=None, help="problems (default: all; --quick: 4)")
+    parser.add_argument("--model", default=None, help="embedded model name (default: settings.model)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--predictions", type=Path, default=None, help="write one JSON line per question and mode here")
+    parser.add_argument("--rate", type=float, default=0.5, help="interactive calls per second")
+    parser.add_argument("--interactive", type=int, default=None, help="interactive calls per phase (default 20; --quick: 8)")
+    parser.add_argument("--interactive-slo", type=float, default=5.0, help="deadline of each interactive call, seconds")
+    return parser.parse_args(args or [])
+
+
+def main(quick: bool = False, args: list[str] | None = None) -> dict[str, Any]:
+    opts = options(args)
+    opts.limit = opts.limit if opts.limit is not None else (4 if quick else None)
+    opts.interactive = opts.interactive or (8 if quick else 20)
+    model = opts.model or get_settings().model
+    problems = load_problems(opts.data, opts.limit)
+    say(f"{len(problems)} problems from {opts.data}; model {model}")
+    return asyncio.run(_run(problems, model, opts))
+
+
+async def _run(problems: list[dict[str, Any]], model: str, opts: argparse.Namespace) -> dict[str, Any]:
+    import ray
+
+    from sloflow.ray_start import start_ray
+    from sloflow.scheduler.live.client import SchedulerClient
+    from sloflow.scheduler.live.dispatcher import start_scheduler
+    from sloflow.scheduler.live.worker import WorkerSpec
+    from sloflow.workflows import Registry, Runtime
+    from sloflow.workflows.builtin.sleeptime.answer import sleeptime
+    from sloflow.workflows.builtin.sleeptime.learn import learn
+    from sloflow.workflows.builtin.sleeptime.queue import LearnQueue
+    from sloflow.workflows.contexts import ContextStore, TenantContexts
+    from sloflow.workflows.run_store import RUNS_FILE
+
+    settings = get_settings()
+    start_ray(settings, num_cpus=2, dashboard=False)
+    spec = WorkerSpec("embedded", model, threads=opts.threads, context_tokens=4096, models_dir=str(settings.home / "models"), num_cpus=0)
+    dispatcher = await asyncio.to_thread(start_scheduler, {"sleeptime-0": spec}, name="bench-sleeptime-dispatcher")
+    client = SchedulerClient(dispatcher)
+    registry = Registry()
+    registry.add(learn)
+    registry.add(sleeptime)
+    predictions = opts.predictions.open("w") if opts.predictions else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="sloflow-bench-") as home:
+            store = ContextStore(Path(home) / RUNS_FILE)
+            tools = {"contexts": TenantContexts(store, TENANT)}
+            async with Runtime.open(Path(home), client=client, registry=registry, tools_of=lambda _: tools) as runtime:
+                ids = [store.create(TENANT, p["context"]).id for p in problems]
+                say("without a learned context (step by step: the baseline) ...")
+                without = [await _ask(runtime, i, p, use_learned=False) for i, p in zip(ids, problems)]
+                say("interactive calls, nothing else queued ...")
+                alone = await _interactive(client, opts)
+                say("learning every context while the interactive calls run ...")
+                queue = LearnQueue(runtime, store)
+                t0 = time.monotonic()
+                await queue.start()
+                beside = await _interactive(client, opts)
+                await _all_learned(store, ids)
+                learn_s = time.monotonic() - t0
+                await queue.close()
+                learned = [store.get(i, TENANT) for i in ids]
+                say("with the learned context ...")
+                with_ = [await _ask(runtime, i, p, use_learned=True) for i, p in zip(ids, problems)]
+            store.close()
+        for p, a, b in zip(problems, without, with_):
+            for mode, r in (("without", a), ("with", b)):
+                if predictions is not None:
+                    predictions.write(json.dumps({"id": p["id"], "mode": mode, "answer": r["answer"], "gold": p["gold"], "output_tokens": r["output_tokens"]}) + "\n")
+    finally:
+        if predictions is not None:
+            predictions.close()
+        ray.kill(dispatcher)
+    return _figures(model, problems, without, with_, learned, learn_s, alone, beside, opts)
+
+
+async def _ask(runtime: Any, context_id: str, problem: dict[str, Any], *, use_learned: bool) -> dict[str, Any]:
+    record = await runtime.run(
+        "sleeptime", {"context_id": context_id, "question": problem["question"], "use_learned": use_learned}, tenant=TENANT, slo=600.0
+    )
+    out = record.output or {}
+    answer = out.get("answer", "")
+    return {
+        "answer": answer,
+        "correct": (n := last_number(answer)) is not None and abs(n - problem["gold"]) < 1e-6,
+        "output_tokens": out.get("output_tokens", 0),
+        "latency_s": (record.finished_at or 0) - (record.started_at or 0),
+        "used_learned": bool(out.get("used_learned")),
+    }
+
+
+async def _all_learned(store: Any, ids: list[str]) -> None:
+    while True:
+        states = [store.get(i, TENANT).learned for i in ids]
+        if all(s is not None and s.status in ("ready", "failed") for s in states):
+            return
+        await asyncio.sleep(0.5)
+
+
+async def _interactive(client: Any, opts: argparse.Namespace) -> list[tuple[float, bool]]:
+    """(latency, met its deadline) of each chat-shaped interactive call, one every 1/rate seconds."""
+    from sloflow.llm.client import CallContext
+    from sloflow.llm.types import GenerateRequest, Message
+
+    async def one(i: int) -> tuple[float, bool]:
+        await asyncio.sleep(i / opts.rate)
+        start = time.time()
+        ctx = CallContext(run_id=f"chat-{i}", workflow="chat", stage="chat", deadline=start + opts.interactive_slo)
+        request = GenerateRequest(messages=[Message(role="user", content=f"Name one colour. ({i})")], max_tokens=16, temperature=0.0)
+        try:
+            await client.generate(request, ctx)
+        except Exception:  # a call that failed did not meet its deadline
+            return time.time() - start, False
+        took = time.time() - start
+        return took, took <= opts.interactive_slo
+
+    return list(await asyncio.gather(*(one(i) for i in range(opts.interactive))))
+
+
+def _figures(
+    model: str, problems: list[dict[str, Any]], without: list[dict[str, Any]], with_: list[dict[str, Any]],
+    learned: list[Any], learn_s: float, alone: list[tuple[float, bool]], beside: list[tuple[float, bool]], opts: argparse.Namespace,
+) -> dict[str, Any]:
+    n = max(len(problems), 1)
+    tt_without = statistics.fmean(r["output_tokens"] for r in without) if without else 0.0
+    tt_with = statistics.fmean(r["output_tokens"] for r in with_) if with_ else 0.0
+    learn_tokens = statistics.fmean(c.learn_tokens for c in learned) if learned else 0.0
+    cost = {k: round(tt_without / ((learn_tokens + k * tt_with) / k), 3) if tt_with or learn_tokens else None for k in QUESTIONS_PER_CONTEXT}
+    p95_alone, p95_beside = percentile([x for x, _ in alone], 95), percentile([x for x, _ in beside], 95)
+    return {
+        "model": model,
+        "problems": len(problems),
+        "accuracy_with": round(sum(r["correct"] for r in with_) / n, 3),
+        "accuracy_without": round(sum(r["correct"] for r in without) / n, 3),
+        "used_learned": sum(r["used_learned"] for r in with_),
+        "learn_failed": sum(c.learned is None or c.learned.status != "ready" for c in learned),
+        "test_time_tokens_with": round(tt_with, 1),
+        "test_time_tokens_without": round(tt_without, 1),
+        "test_time_token_ratio": round(tt_without / tt_with, 3) if tt_with else None,
+        "latency_p50_with_s": round(percentile([r["latency_s"] for r in with_], 50), 2),
+        "latency_p50_without_s": round(percentile([r["latency_s"] for r in without], 50), 2),
+        "learn_tokens_per_context": round(learn_tokens, 1),
+        "learn_seconds_total": round(learn_s, 1),
+        "amortised_cost_ratio": {str(k): v for k, v in cost.items()},
+        "amortised_cost_ratio_10": cost[10],
+        "amortisation_method": "estimated: (learn + k x measured test-time tokens with) / k vs measured tokens without; follow-ups not generated",
+        "interactive_calls": opts.interactive,
+        "interactive_rate_per_s": opts.rate,
+        "interactive_slo_s": opts.interactive_slo,
+        "interactive_attainment_with_background": round(sum(m for _, m in beside) / max(len(beside), 1), 3),
+        "interactive_attainment_without_background": round(sum(m for _, m in alone) / max(len(alone), 1), 3),
+        "interactive_p95_with_background_s": round(p95_beside, 3),
+        "interactive_p95_without_background_s": round(p95_alone, 3),
+        "interactive_p95_ratio": round(p95_beside / p95_alone, 3) if p95_alone else None,
+    }

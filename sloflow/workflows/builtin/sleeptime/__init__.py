@@ -1,0 +1,7 @@
+"""Sleep-time compute (PAPERS.md section 4): contexts learned on idle capacity before the questions.
+
+    sleeptime.learn   context version -> summary, derived facts, anticipated questions with worked answers
+    sleeptime         context + question -> a short answer leaning on the learned context, when it is current
+
+`queue.LearnQueue` starts the learn runs, the most likely asked-about context first (`order`).
+"""

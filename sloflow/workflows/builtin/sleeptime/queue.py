@@ -1,0 +1,115 @@
+"""The learn queue: starts a `sleeptime.learn` run for each queued context version, in `learn_order`.
+
+The store is the queue: a version's pass is `queued` from the moment the context is submitted or
+changed, so nothing is lost in a restart. `concurrency` runs at a time (default 1): learn calls
+only fill idle capacity anyway, and one at a time keeps the order meaningful. A change or a
+deletion cancels the run of the version it overtakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from sloflow.errors import Conflict, NotFound, SloflowError
+from sloflow.workflows.builtin.sleeptime.order import learn_order
+from sloflow.workflows.contexts import ContextStore, PendingLearn
+from sloflow.workflows.records import RunStatus
+from sloflow.workflows.runtime import Runtime
+
+LEARN_WORKFLOW = "sleeptime.learn"
+log = logging.getLogger(__name__)
+
+
+class LearnQueue:
+    """Starts learn runs for queued context versions, the most likely asked-about first."""
+
+    def __init__(self, runtime: Runtime, store: ContextStore, *, concurrency: int = 1, learn_input: Mapping[str, Any] | None = None) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.concurrency = concurrency
+        self.learn_input = dict(learn_input or {})  # e.g. {"max_tokens": 64}: bounds of every pass
+        self._bell = asyncio.Event()
+        self._watching: dict[str, asyncio.Task[None]] = {}  # run id -> its watcher
+        self._serving: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Take over the passes a previous process left running, then serve the queue.
+
+        Call it after `runtime.resume_unfinished()`: a learn run the runtime resumed is watched; one
+        it did not resume is ended and its version queued again.
+        """
+        for context_id, version, run_id in self.store.running():
+            if run_id is not None and self.runtime.is_live(run_id):
+                self._watch(run_id, context_id, version)
+                continue
+            if run_id is not None:
+                with contextlib.suppress(Conflict, NotFound):
+                    await self.runtime.cancel(run_id)
+            self.store.requeue(context_id, version, run_id)
+        self._serving = asyncio.create_task(self._serve())
+        self.wake()
+
+    def wake(self) -> None:
+        """Look at the queue again (a context was submitted or changed, or a pass ended)."""
+        self._bell.set()
+
+    async def overtaken(self, run_id: str | None) -> None:
+        """Cancel the learn run of a version that a change or deletion overtook, then look at the queue."""
+        if run_id is not None:
+            with contextlib.suppress(Conflict, NotFound):
+                await self.runtime.cancel(run_id)
+        self.wake()
+
+    async def close(self) -> None:
+        """Stop serving; the runs themselves stop with the runtime (and resume with it)."""
+        tasks = [t for t in (self._serving, *self._watching.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _serve(self) -> None:
+        while True:
+            await self._bell.wait()
+            self._bell.clear()
+            while len(self._watching) < self.concurrency:
+                jobs = learn_order(self.store.pending(), time.time())
+                if not jobs:
+                    break
+                await self._start(jobs[0])
+
+    async def _start(self, job: PendingLearn) -> None:
+        body = {**self.learn_input, "context_id": job.context_id, "version": job.version}
+        try:
+            record = await self.runtime.start(LEARN_WORKFLOW, body, tenant=job.tenant)
+        except SloflowError as exc:  # e.g. the context was deleted a moment ago, or no such workflow
+            self.store.fail_learning(job.context_id, job.version, f"the learn run could not start: {exc.message}")
+            return
+        if not self.store.start_learning(job.context_id, job.version, record.id):
+            await self.overtaken(record.id)  # changed since `pending`: that run would save nothing
+            return
+        self._watch(record.id, job.context_id, job.version)
+
+    def _watch(self, run_id: str, context_id: str, version: int) -> None:
+        self._watching[run_id] = asyncio.create_task(self._ended(run_id, context_id, version))
+
+    async def _ended(self, run_id: str, context_id: str, version: int) -> None:
+        """When the run ends: a pass that saved nothing is marked failed, with why; then the next one."""
+        try:
+            done = await self.runtime.wait(run_id)
+            if done.status is not RunStatus.succeeded:
+                why = (done.error or {}).get("message") or f"the learn run ended {done.status.value}"
+                self.store.fail_learning(context_id, version, why, run_id)
+            elif not (done.output or {}).get("saved"):
+                self.store.fail_learning(context_id, version, "the learn run ended without saving a learned context", run_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a watcher must not die silently: the queue would stall one slot
+            log.exception("learn run %s: could not record how it ended", run_id)
+        finally:
+            self._watching.pop(run_id, None)
+            self.wake()

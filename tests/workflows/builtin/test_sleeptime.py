@@ -1,0 +1,161 @@
+"""The sleep-time workflows and the learn queue on a real durable runtime (SQLite, LangGraph), with a
+scripted LLM: background learn calls, questions with and without a learned context, invalidation,
+the queue's order and restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from sloflow.errors import NotFound
+from sloflow.workflows import Registry, Runtime
+from sloflow.workflows.builtin.sleeptime.answer import SHORT_ANSWER_TOKENS, STEP_BY_STEP_TOKENS, sleeptime
+from sloflow.workflows.builtin.sleeptime.learn import learn
+from sloflow.workflows.builtin.sleeptime.queue import LearnQueue
+from sloflow.workflows.contexts import Context, ContextStore, TenantContexts
+from sloflow.workflows.records import RunStatus
+from sloflow.workflows.run_store import RUNS_FILE
+from tests.workflows.conftest import ScriptedLLM
+
+LEARN_REPLY = "SUMMARY: Ann's apples.\nFACTS:\n- apples = 3 * 4 = 12\nQ: How many apples does Ann have?\nA: 3 bags * 4 = 12"
+TENANT = "team-a"
+
+
+@asynccontextmanager
+async def served(home: Path, llm: ScriptedLLM, *, queue: bool = True) -> AsyncIterator[tuple[Runtime, ContextStore, LearnQueue]]:
+    """A runtime and context store in `home`, with the learn queue started (after resuming runs), as `serve` does."""
+    store = ContextStore(home / RUNS_FILE)
+    registry = Registry()
+    registry.add(learn)
+    registry.add(sleeptime)
+    async with Runtime.open(home, client=llm, registry=registry, tools_of=lambda t: {"contexts": TenantContexts(store, t or "local")}) as runtime:
+        await runtime.resume_unfinished()
+        learner = LearnQueue(runtime, store, learn_input={"max_tokens": 48})
+        if queue:
+            await learner.start()
+        try:
+            yield runtime, store, learner
+        finally:
+            await learner.close()
+    store.close()
+
+
+async def learned(store: ContextStore, context_id: str, version: int = 1, timeout_s: float = 20.0) -> Context:
+    """The context once the pass of `version` has ended (ready or failed)."""
+    start = time.monotonic()
+    while True:
+        c = store.get(context_id, TENANT)
+        if c.learned is not None and c.learned.version == version and c.learned.status in ("ready", "failed"):
+            return c
+        assert time.monotonic() - start < timeout_s, c.learned
+        await asyncio.sleep(0.02)
+
+
+async def ask(runtime: Runtime, context_id: str, question: str = "How many apples?", **options: object) -> dict:
+    record = await runtime.run("sleeptime", {"context_id": context_id, "question": question, **options}, tenant=TENANT)
+    assert record.status is RunStatus.succeeded, record.error
+    return record.output
+
+
+async def test_questions_with_and_without_a_learned_context(tmp_path: Path) -> None:
+    llm = ScriptedLLM(LEARN_REPLY)
+    async with served(tmp_path, llm, queue=False) as (runtime, store, learner):
+        c = store.create(TENANT, "Ann has 3 bags. Each bag holds 4 apples.")
+        before = await ask(runtime, c.id)
+        assert before["used_learned"] is False and before["learned"] is None and "queued" in before["notes"][0]
+        request, call = llm.calls[-1]
+        assert request.max_tokens == STEP_BY_STEP_TOKENS and "step by step" in request.messages[0].content
+        assert call.deadline is not None  # the question is interactive
+
+        await learner.start()
+        done = await learned(store, c.id)
+        assert done.learned is not None and done.learned.status == "ready"
+        content = done.learned.content
+        assert content is not None and content.summary and content.facts and content.questions
+        learn_calls = [ctx for _, ctx in llm.calls if ctx.workflow == "sleeptime.learn"]
+        assert len(learn_calls) == 2 and all(ctx.deadline is None for ctx in learn_calls)  # background: idle capacity only
+        assert all(r.max_tokens == 48 for r, ctx in llm.calls if ctx.workflow == "sleeptime.learn")
+
+        after = await ask(runtime, c.id)
+        assert after["used_learned"] is True and after["learned"]["facts"] == content.facts and after["context_version"] == 1
+        request, _ = llm.calls[-1]
+        assert request.max_tokens == SHORT_ANSWER_TOKENS and "apples = 3 * 4 = 12" in request.messages[0].content
+        baseline = await ask(runtime, c.id, use_learned=False)
+        assert baseline["used_learned"] is False and "use_learned=false" in baseline["notes"][0]
+
+        now = store.get(c.id, TENANT)
+        assert now.questions == 3 and now.learn_tokens == done.learn_tokens > 0
+
+
+async def test_a_change_during_a_pass_cancels_it_and_only_the_new_version_is_learned(tmp_path: Path) -> None:
+    llm = ScriptedLLM(LEARN_REPLY)
+    llm.hold = True  # the first pass's call waits in flight
+    async with served(tmp_path, llm) as (runtime, store, learner):
+        c = store.create(TENANT, "Ann has 3 bags of 4 apples.")
+        await asyncio.wait_for(llm.entered.wait(), 10)
+        first_run = store.get(c.id, TENANT).learned.run_id  # type: ignore[union-attr]
+        llm.hold = False
+        changed, overtaken = store.replace(c.id, TENANT, "Ann has 5 bags of 4 apples.")
+        assert overtaken == first_run
+        await learner.overtaken(overtaken)
+        done = await learned(store, c.id, version=2)
+        assert done.learned is not None and done.learned.status == "ready" and done.learned.run_id != first_run
+        assert (await runtime.wait(first_run)).status is RunStatus.cancelled  # type: ignore[arg-type]
+        assert all("5 bags" in r.messages[-1].content for r, ctx in llm.calls[1:] if ctx.workflow == "sleeptime.learn")
+        out = await ask(runtime, c.id)
+        assert out["used_learned"] is True and out["context_version"] == 2
+
+
+async def test_a_late_pass_of_an_old_version_is_never_used(tmp_path: Path) -> None:
+    llm = ScriptedLLM(LEARN_REPLY)
+    async with served(tmp_path, llm, queue=False) as (runtime, store, _):
+        c = store.create(TENANT, "version one")
+        store.replace(c.id, TENANT, "version two")
+        # a learn run of version 1 started by hand, after the change: it reads, sees the change, saves nothing
+        record = await runtime.run("sleeptime.learn", {"context_id": c.id, "version": 1}, tenant=TENANT)
+        assert record.output["superseded"] and not record.output["saved"]
+        out = await ask(runtime, c.id)
+        assert out["used_learned"] is False and out["context_version"] == 2
+
+
+async def test_the_queue_learns_the_likeliest_asked_context_first(tmp_path: Path) -> None:
+    llm = ScriptedLLM(LEARN_REPLY)
+    async with served(tmp_path, llm, queue=False) as (runtime, store, learner):
+        plain = store.create(TENANT, "plain")
+        asked = store.create(TENANT, "asked twice")
+        urgent = store.create(TENANT, "urgent", priority=5)
+        for _ in range(2):
+            await ask(runtime, asked.id)
+        await learner.start()
+        for c in (plain, asked, urgent):
+            await learned(store, c.id)
+    learn_order = [r.messages[-1].content.split("\n", 1)[1] for r, ctx in llm.calls if ctx.workflow == "sleeptime.learn" and ctx.stage == "derive"]
+    assert learn_order == ["urgent", "asked twice", "plain"]
+
+
+async def test_queued_and_running_passes_survive_a_restart(tmp_path: Path) -> None:
+    waiting = ScriptedLLM(LEARN_REPLY)
+    waiting.hold = True
+    async with served(tmp_path, waiting) as (runtime, store, _):
+        running = store.create(TENANT, "running when the process stops")
+        await asyncio.wait_for(waiting.entered.wait(), 10)
+        queued = store.create(TENANT, "still queued when the process stops")
+        assert store.get(queued.id, TENANT).learned.status == "queued"  # type: ignore[union-attr]
+    async with served(tmp_path, ScriptedLLM(LEARN_REPLY)) as (runtime, store, _):
+        for c in (running, queued):
+            done = await learned(store, c.id)
+            assert done.learned is not None and done.learned.status == "ready" and done.text == c.text
+
+
+async def test_a_question_about_an_unknown_or_another_tenants_context_is_refused_at_submission(tmp_path: Path) -> None:
+    async with served(tmp_path, ScriptedLLM(), queue=False) as (runtime, store, _):
+        theirs = store.create("team-b", "not yours")
+        for context_id in (theirs.id, "0" * 32):
+            with pytest.raises(NotFound, match="no context"):
+                await runtime.start("sleeptime", {"context_id": context_id, "question": "q"}, tenant=TENANT)
+        assert store.get(theirs.id, "team-b").questions == 0

@@ -1,0 +1,100 @@
+"""The context store on a real SQLite file, the learn queue's order, and the readers of learn output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sloflow.errors import NotFound
+from sloflow.workflows.builtin.sleeptime.order import learn_order, likelihood
+from sloflow.workflows.builtin.sleeptime.prompts import answer_messages, read_derived, read_questions
+from sloflow.workflows.contexts import ContextStore, LearnedContext, PendingLearn
+
+LEARNED = LearnedContext("a farm", ["apples = 3 * 4 = 12"], [{"question": "how many apples?", "answer": "3 * 4 = 12"}])
+
+
+def test_contexts_and_learned_contexts_survive_a_restart(tmp_path: Path) -> None:
+    store = ContextStore(tmp_path / "runs.sqlite")
+    made = store.create("team-a", "Ann has 3 bags of 4 apples.", priority=2)
+    store.start_learning(made.id, 1, "run1")
+    assert store.save_learned(made.id, 1, "run1", LEARNED, tokens=40)
+    store.asked(made.id, "team-a")
+    store.close()
+    again = ContextStore(tmp_path / "runs.sqlite").get(made.id, "team-a")
+    assert (again.text, again.version, again.priority, again.questions, again.learn_tokens) == ("Ann has 3 bags of 4 apples.", 1, 2, 1, 40)
+    assert again.learned is not None and again.learned.status == "ready" and again.learned.content == LEARNED
+
+
+def test_a_new_version_invalidates_the_learned_context_and_an_old_pass_saves_nothing(tmp_path: Path) -> None:
+    store = ContextStore(tmp_path / "runs.sqlite")
+    c = store.create("t", "version one")
+    assert store.start_learning(c.id, 1, "old-run")
+    changed, overtaken = store.replace(c.id, "t", "version two")
+    assert overtaken == "old-run"  # the caller cancels it
+    assert changed.version == 2 and changed.learned is not None and changed.learned.status == "queued"
+    assert changed.learned.content is None
+    assert not store.save_learned(c.id, 1, "old-run", LEARNED, tokens=10)  # the old version's pass finishes late
+    now = store.get(c.id, "t")
+    assert now.learned is not None and now.learned.version == 2 and now.learned.content is None
+    assert now.learn_tokens == 10  # what it spent still counts in the amortised cost
+    assert [p.version for p in store.pending()] == [2]
+    assert store.start_learning(c.id, 2, "new-run") and store.save_learned(c.id, 2, "new-run", LEARNED, tokens=5)
+    assert store.get(c.id, "t").learned.content == LEARNED  # type: ignore[union-attr]
+
+
+def test_another_tenants_or_a_deleted_context_is_not_found(tmp_path: Path) -> None:
+    store = ContextStore(tmp_path / "runs.sqlite")
+    c = store.create("a", "mine")
+    for call in (lambda: store.get(c.id, "b"), lambda: store.replace(c.id, "b", "x"), lambda: store.delete(c.id, "b"), lambda: store.asked(c.id, "b")):
+        with pytest.raises(NotFound):
+            call()
+    assert store.get(c.id, "a").text == "mine"  # untouched
+    assert store.delete(c.id, "a") is None
+    with pytest.raises(NotFound, match="POST /v1/contexts"):
+        store.get(c.id, "a")
+    assert store.pending() == []
+
+
+def test_a_pass_that_could_not_run_is_failed_and_a_stopped_one_is_queued_again(tmp_path: Path) -> None:
+    store = ContextStore(tmp_path / "runs.sqlite")
+    c = store.create("t", "text")
+    assert store.start_learning(c.id, 1, "r1")
+    assert not store.start_learning(c.id, 1, "r2")  # already running
+    assert store.requeue(c.id, 1, "r1") and store.start_learning(c.id, 1, "r3")
+    assert not store.fail_learning(c.id, 1, "boom", "r1")  # not that run's any more
+    assert store.fail_learning(c.id, 1, "boom", "r3")
+    learned = store.get(c.id, "t").learned
+    assert learned is not None and (learned.status, learned.error) == ("failed", "boom")
+
+
+def _job(name: str, *, priority: int = 0, age_s: float = 0.0, asked_ago: tuple[float, ...] = ()) -> PendingLearn:
+    now = 1_000_000.0
+    return PendingLearn(name, "t", 1, priority, now - age_s, tuple(now - a for a in asked_ago))
+
+
+def test_learn_order_puts_likely_questions_first() -> None:
+    now = 1_000_000.0
+    jobs = [
+        _job("old-unasked", age_s=7 * 86400),
+        _job("new", age_s=60),
+        _job("asked-recently", age_s=7 * 86400, asked_ago=(30, 120, 600)),
+        _job("asked-long-ago", age_s=7 * 86400, asked_ago=(5 * 3600,)),
+        _job("urgent", age_s=7 * 86400, priority=8),
+    ]
+    assert [j.context_id for j in learn_order(jobs, now)] == ["urgent", "asked-recently", "new", "asked-long-ago", "old-unasked"]
+    assert likelihood(_job("x", priority=3), now) == pytest.approx(4.0)  # priority + fresh
+
+
+def test_the_learn_output_readers_keep_every_complete_line() -> None:
+    summary, facts = read_derived("SUMMARY: Ann's apples.\nFACTS:\n- bags = 3\n* per bag = 4\n1. total = 3 * 4 = 12\n- bags = 3\n")
+    assert summary == "Ann's apples." and facts == ["bags = 3", "per bag = 4", "total = 3 * 4 = 12"]
+    cut = read_questions("Q: How many apples?\nA: 3 bags * 4\n= 12 apples\nQ: How many bags?\nA: 3\nQ: What colour are the")
+    assert cut == [{"question": "How many apples?", "answer": "3 bags * 4 = 12 apples"}, {"question": "How many bags?", "answer": "3"}]
+    assert read_questions("no format at all") == [] and read_derived("") == ("", [])
+
+
+def test_questions_about_one_context_share_the_prompt_prefix() -> None:
+    first, second = answer_messages("ctx", "q1", LEARNED), answer_messages("ctx", "q2", LEARNED)
+    assert first[:-1] == second[:-1] and "apples = 3 * 4 = 12" in first[0].content
+    assert "step by step" in answer_messages("ctx", "q1", None)[0].content
