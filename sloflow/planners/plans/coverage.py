@@ -13,6 +13,7 @@ from __future__ import annotations
 from itertools import count
 
 from sloflow.planners.plans.catalog import PlanSource
+from sloflow.planners.plans.default import search_step
 from sloflow.planners.plans.plan import RESULT, Plan, Step
 from sloflow.planners.plans.wording import content_stems
 
@@ -32,7 +33,7 @@ def cover_asked_indexes(plan: Plan, question: str, known: list[PlanSource]) -> t
             continue
         label = next(f"var{n}" for n in count(1) if f"var{n}" not in taken)
         taken.add(label)
-        added.append(Step(label=label, name=source.name, arguments={"query": question.strip(), "k": SEARCH_K}))
+        added.append(search_step(source.name, question, label, SEARCH_K))
     if not added:
         return plan, []
     result = plan.result.arguments if plan.result is not None else {s.label: f"${s.label}$" for s in plan.calls}
