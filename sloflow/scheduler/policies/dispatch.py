@@ -13,7 +13,7 @@ from typing import Protocol
 
 from sloflow.errors import InvalidRequest
 from sloflow.scheduler.policies.call import Call
-from sloflow.scheduler.policies.view import WorkerView
+from sloflow.scheduler.policies.view import PREEMPT_S, WorkerView
 
 
 def eligible(call: Call, workers: Sequence[WorkerView]) -> list[WorkerView]:
@@ -64,12 +64,24 @@ class LeastOutstanding:
 
 
 def _wait_s(w: WorkerView, call: Call, ahead_s: float, now: float, concurrency: int) -> float:
-    """Expected seconds until `call` starts on `w` when `ahead_s` of queued work goes before it."""
+    """Expected seconds until `call` starts on `w` when `ahead_s` of queued work goes before it.
+
+    A deadline call waits for running background calls only as long as preempting one takes.
+    """
     if ahead_s <= 0 and w.has_room(call):
         return 0.0
-    left = w.running_left_s(now)
+    if ahead_s <= 0 and w.has_room_preempting(call):
+        return PREEMPT_S
+    left = w.running_left_s(now, ahead_of=call)
     first_free = min(left) if left else 0.0
     return max(first_free, (sum(left) + ahead_s) / w.profile.throughput(concurrency))
+
+
+def _served_before_s(w: WorkerView, call: Call) -> float:
+    """Queued work on `w` served before `call`: all of it, except that background work waits for a deadline call."""
+    if call.deadline is None:
+        return w.queued_work_s
+    return sum(q.work_s for q in w.queued.values() if q.call.deadline is not None)
 
 
 class EarliestFinish:
@@ -82,7 +94,7 @@ class EarliestFinish:
 
     def choose(self, call: Call, workers: Sequence[WorkerView], now: float) -> WorkerView:
         def finish(w: WorkerView) -> float:
-            wait = _wait_s(w, call, w.queued_work_s, now, w.profile.slots)
+            wait = _wait_s(w, call, _served_before_s(w, call), now, w.profile.slots)
             return wait + w.profile.cost(call, w.cached_tokens(call), min(len(w.running) + 1, w.profile.slots))
 
         return min(workers, key=finish)
@@ -158,13 +170,13 @@ def added_delay_s(w: WorkerView, call: Call, now: float, own_s: float) -> float:
     Running calls share a worker, each slowed by `decode_slowdown` per extra call, so while the new
     call runs it stretches every running call by that factor (to first order, over the time the two
     overlap). A call that must wait for a slot or for KV cache space joins no batch now and is
-    counted as adding none.
+    counted as adding none; nor is the delay of background calls, which have no deadline to miss.
     """
     k = len(w.running)
     if k == 0 or not w.has_room(call):
         return 0.0
     p = w.profile
-    return (p.slowdown(k + 1) / p.slowdown(k) - 1.0) * sum(min(left, own_s) for left in w.running_left_s(now))
+    return (p.slowdown(k + 1) / p.slowdown(k) - 1.0) * sum(min(left, own_s) for left in w.running_left_s(now, ahead_of=call))
 
 
 class LeastHarm(SlackAwareFinish):
@@ -212,7 +224,7 @@ class Rebalancer:
                 continue
             for q in w.queued.values():
                 call = q.call
-                if call.deadline is None or not idle.profile.fits(call) or not idle.has_room(call):
+                if call.deadline is None or not idle.profile.fits(call) or not idle.has_room_preempting(call):
                     continue
                 if call.model is not None and idle.model is not None and idle.model != call.model:
                     continue

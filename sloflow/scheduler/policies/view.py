@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from sloflow.scheduler.policies.call import Call
 from sloflow.scheduler.policies.profile import WorkerProfile
 
+# What stopping a running background generation costs the deadline call that preempts it: the
+# worker stops llama.cpp at its next token or inside its prompt evaluation (see the live worker).
+PREEMPT_S = 0.05
+
 
 @dataclass(slots=True)
 class Queued:
@@ -55,9 +59,20 @@ class WorkerView:
         """Whether `call` could start right now (a free slot and enough free KV cache)."""
         return len(self.running) < self.profile.slots and self.kv_used + call.kv_tokens <= self.profile.kv_capacity
 
-    def running_left_s(self, now: float) -> list[float]:
-        """Seconds each running call still needs (at least a millisecond: estimates can run over)."""
-        return [max(r.expected_end - now, 1e-3) for r in self.running.values()]
+    def has_room_preempting(self, call: Call) -> bool:
+        """Whether `call` could start after stopping running background calls (a deadline call preempts them)."""
+        if call.deadline is None:
+            return self.has_room(call)
+        kept = [r.call for r in self.running.values() if r.call.deadline is not None]
+        return len(kept) < self.profile.slots and sum(c.kv_tokens for c in kept) + call.kv_tokens <= self.profile.kv_capacity
+
+    def running_left_s(self, now: float, ahead_of: Call | None = None) -> list[float]:
+        """Seconds each running call still needs (at least a millisecond: estimates can run over).
+
+        With `ahead_of` a deadline call, only the running deadline calls: background ones yield to it.
+        """
+        preempting = ahead_of is not None and ahead_of.deadline is not None
+        return [max(r.expected_end - now, 1e-3) for r in self.running.values() if not (preempting and r.call.deadline is None)]
 
     def outstanding_s(self, now: float) -> float:
         """Work still to do here: what running calls have left plus all queued work, in seconds."""

@@ -3,7 +3,8 @@
 Each worker runs up to `slots` calls by processor sharing (every running call slowed by the
 profile's `decode_slowdown` per extra call) within its KV-cache capacity; the dispatcher's view of
 the workers is kept with the same `WorkerView` bookkeeping the live dispatcher uses, so the policies
-see estimates while the simulated service times may differ from them (`noise`).
+see estimates while the simulated service times may differ from them (`noise`). Every simulated
+call has a deadline, so the preemption of background calls (live worker) is not modelled here.
 """
 
 from __future__ import annotations

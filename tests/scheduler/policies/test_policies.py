@@ -19,7 +19,7 @@ from sloflow.scheduler.policies.dispatch import (
 )
 from sloflow.scheduler.policies.profile import WorkerProfile
 from sloflow.scheduler.policies.queueing import EarliestDeadline, Fcfs, LeastSlack, TriagedDeadline, next_call
-from sloflow.scheduler.policies.view import WorkerView
+from sloflow.scheduler.policies.view import PREEMPT_S, WorkerView
 
 FAST = WorkerProfile("fast", prefill_s_per_token=0.001, decode_s_per_token=0.01, slots=1, context_tokens=4096)
 SLOW = WorkerProfile("slow", prefill_s_per_token=0.002, decode_s_per_token=0.02, slots=1, context_tokens=4096)
@@ -167,3 +167,35 @@ def test_rebalancer_moves_the_most_urgent_waiting_call_to_an_idle_worker() -> No
     got = Rebalancer().steal(idle, [busy, idle], 0.0)
     assert got is not None and got[0].id == "urgent" and got[1] is busy
     assert Rebalancer().steal(busy, [busy, idle], 0.0) is None  # nothing waits elsewhere
+
+
+def running_background(worker: WorkerView, seconds_of_output: int) -> None:
+    """`worker` runs one long background call (and queues another): work a deadline call preempts."""
+    worker.enqueue(call("bg-running", output=seconds_of_output * 100, deadline=None))
+    worker.start("bg-running", 0.0)
+    worker.enqueue(call("bg-queued", output=seconds_of_output * 100, deadline=None))
+
+
+def test_a_deadline_call_sees_a_worker_running_only_background_work_as_nearly_idle() -> None:
+    fast, also_fast = WorkerView("fast", FAST), WorkerView("also-fast", FAST)
+    running_background(fast, 60)  # a minute of background work there
+    also_fast.enqueue(call("short", output=100))  # one second of deadline work here
+    also_fast.start("short", 0.0)
+    c = call("new", deadline=5.0)
+    idle_finish = SlackAwareFinish.finish_s(c, WorkerView("idle", FAST), 0.0)
+    assert SlackAwareFinish.finish_s(c, fast, 0.0) == pytest.approx(idle_finish + PREEMPT_S)
+    assert added_delay_s(fast, c, 0.0, idle_finish) == 0.0  # a background call has no deadline to miss
+    for policy in (EarliestFinish(), SlackAwareFinish(), LeastHarm()):
+        assert policy.choose(c, [also_fast, fast], 0.0).id == "fast", policy.name
+    also_fast.enqueue(c)  # waiting behind deadline work: the worker busy only with background work takes it over
+    got = Rebalancer().steal(fast, [also_fast, fast], 0.0)
+    assert got is not None and got[0].id == "new"
+
+
+def test_a_background_call_still_waits_for_all_running_work() -> None:
+    w = WorkerView("w", FAST)
+    running_background(w, 60)
+    bg = call("bg-new", deadline=None)
+    assert not w.has_room_preempting(bg)
+    assert LeastOutstanding().choose(bg, [w, WorkerView("idle", FAST)], 0.0).id == "idle"
+    assert LeastHarm().choose(bg, [w, WorkerView("idle", FAST)], 0.0).id == "idle"
