@@ -98,3 +98,14 @@ def test_questions_about_one_context_share_the_prompt_prefix() -> None:
     first, second = answer_messages("ctx", "q1", LEARNED), answer_messages("ctx", "q2", LEARNED)
     assert first[:-1] == second[:-1] and "apples = 3 * 4 = 12" in first[0].content
     assert "step by step" in answer_messages("ctx", "q1", None)[0].content
+
+
+def test_learn_order_takes_tenants_in_turn() -> None:
+    now = 1_000_000.0
+    busy = [PendingLearn(f"busy-{i}", "busy", 1, 9, now - i, ()) for i in range(4)]  # many likely contexts
+    quiet = [PendingLearn("quiet-0", "quiet", 1, 0, now, ()), PendingLearn("quiet-1", "quiet", 1, 0, now - 7 * 86400, ())]
+    order = [j.context_id for j in learn_order([*quiet, *busy], now)]
+    assert order == ["busy-0", "quiet-0", "busy-1", "quiet-1", "busy-2", "busy-3"]  # each tenant's by likelihood
+    served = [j.context_id for j in learn_order([*quiet, *busy], now, {"busy": now - 1})]
+    assert served[:2] == ["quiet-0", "busy-0"]  # the tenant served last waits its turn
+    assert [j.context_id for j in learn_order([*busy, *quiet], now, {"busy": now - 5, "quiet": now - 1})][:2] == ["busy-0", "quiet-0"]

@@ -45,11 +45,11 @@ async def served(home: Path, llm: ScriptedLLM, *, queue: bool = True) -> AsyncIt
     store.close()
 
 
-async def learned(store: ContextStore, context_id: str, version: int = 1, timeout_s: float = 20.0) -> Context:
+async def learned(store: ContextStore, context_id: str, version: int = 1, timeout_s: float = 20.0, tenant: str = TENANT) -> Context:
     """The context once the pass of `version` has ended (ready or failed)."""
     start = time.monotonic()
     while True:
-        c = store.get(context_id, TENANT)
+        c = store.get(context_id, tenant)
         if c.learned is not None and c.learned.version == version and c.learned.status in ("ready", "failed"):
             return c
         assert time.monotonic() - start < timeout_s, c.learned
@@ -136,6 +136,19 @@ async def test_the_queue_learns_the_likeliest_asked_context_first(tmp_path: Path
             await learned(store, c.id)
     learn_order = [r.messages[-1].content.split("\n", 1)[1] for r, ctx in llm.calls if ctx.workflow == "sleeptime.learn" and ctx.stage == "derive"]
     assert learn_order == ["urgent", "asked twice", "plain"]
+
+
+async def test_one_tenants_many_contexts_do_not_starve_another_tenants(tmp_path: Path) -> None:
+    llm = ScriptedLLM(LEARN_REPLY)
+    async with served(tmp_path, llm, queue=False) as (runtime, store, learner):
+        busy = [store.create("busy", f"busy {i}", priority=9) for i in range(3)]
+        quiet = store.create(TENANT, "quiet")
+        await learner.start()
+        for c in busy:
+            await learned(store, c.id, tenant="busy")
+        await learned(store, quiet.id)
+    order = [r.messages[-1].content.split("\n", 1)[1] for r, ctx in llm.calls if ctx.workflow == "sleeptime.learn" and ctx.stage == "derive"]
+    assert order[0].startswith("busy") and order[1] == "quiet"  # its turn comes second, not after every likelier context of "busy"
 
 
 async def test_queued_and_running_passes_survive_a_restart(tmp_path: Path) -> None:

@@ -7,11 +7,15 @@ sum of three terms in the same unit, "about one question soon":
   usually asked about soon after it is submitted, rarely after it has sat unasked for days);
 - the `priority` given at submission (0-10), as that many recent questions.
 Ties (equal likelihood) go to the context submitted first.
+
+Tenants take turns, so one tenant's many (or many likely) contexts cannot starve another's: the
+tenant whose last pass started longest ago (or never) goes first, and each tenant's own contexts
+go in the order above.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sloflow.workflows.contexts import PendingLearn
 
@@ -26,6 +30,12 @@ def likelihood(job: PendingLearn, now: float) -> float:
     return job.priority + recent + fresh
 
 
-def learn_order(jobs: Iterable[PendingLearn], now: float) -> list[PendingLearn]:
-    """The pending passes, the one to start first first."""
-    return sorted(jobs, key=lambda j: (-likelihood(j, now), j.created_at))
+def learn_order(jobs: Iterable[PendingLearn], now: float, last_started: Mapping[str, float] | None = None) -> list[PendingLearn]:
+    """The pending passes, the one to start first first: tenants in turn (`last_started`: tenant -> time), each by likelihood."""
+    own: dict[str, list[PendingLearn]] = {}
+    for job in sorted(jobs, key=lambda j: (-likelihood(j, now), j.created_at)):
+        own.setdefault(job.tenant, []).append(job)
+    started = last_started or {}
+    # Never-served tenants first, then the longest-waiting; among equals, the one with the likeliest context.
+    turns = sorted(own.values(), key=lambda mine: started.get(mine[0].tenant, float("-inf")))
+    return [mine[i] for i in range(max(map(len, turns), default=0)) for mine in turns if i < len(mine)]

@@ -3,7 +3,8 @@
 The store is the queue: a version's pass is `queued` from the moment the context is submitted or
 changed, so nothing is lost in a restart. `concurrency` runs at a time (default 1): learn calls
 only fill idle capacity anyway, and one at a time keeps the order meaningful. A change or a
-deletion cancels the run of the version it overtakes.
+deletion cancels the run of the version it overtakes. Tenants take turns (`learn_order`): the
+queue remembers when each tenant's last pass started.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class LearnQueue:
         self._bell = asyncio.Event()
         self._watching: dict[str, asyncio.Task[None]] = {}  # run id -> its watcher
         self._serving: asyncio.Task[None] | None = None
+        self._last_started: dict[str, float] = {}  # tenant -> when its last pass started: whose turn it is
 
     async def start(self) -> None:
         """Take over the passes a previous process left running, then serve the queue.
@@ -77,12 +79,13 @@ class LearnQueue:
             await self._bell.wait()
             self._bell.clear()
             while len(self._watching) < self.concurrency:
-                jobs = learn_order(self.store.pending(), time.time())
+                jobs = learn_order(self.store.pending(), time.time(), self._last_started)
                 if not jobs:
                     break
                 await self._start(jobs[0])
 
     async def _start(self, job: PendingLearn) -> None:
+        self._last_started[job.tenant] = time.time()
         body = {**self.learn_input, "context_id": job.context_id, "version": job.version}
         try:
             record = await self.runtime.start(LEARN_WORKFLOW, body, tenant=job.tenant)
