@@ -57,7 +57,8 @@ class RunRecord:
 
 
 def error_dict(exc: BaseException) -> dict[str, Any]:
-    """An error as runs and events keep it: `{code, message}`."""
+    """An error as runs and events keep it: `{code, message}`, and `details` when it has any (e.g. `retry_after_s`)."""
     code = getattr(exc, "code", None) or type(exc).__name__
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    return {"code": code, "message": message}
+    details = getattr(exc, "details", None)
+    return {"code": code, "message": message, **({"details": details} if details else {})}

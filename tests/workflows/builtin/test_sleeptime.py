@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from sloflow.errors import NotFound
+from sloflow.errors import NotFound, QuotaExceeded
+from sloflow.llm.client import CallContext
+from sloflow.llm.types import Completion, GenerateRequest
 from sloflow.workflows import Registry, Runtime
 from sloflow.workflows.builtin.sleeptime.answer import SHORT_ANSWER_TOKENS, STEP_BY_STEP_TOKENS, sleeptime
 from sloflow.workflows.builtin.sleeptime.learn import learn
-from sloflow.workflows.builtin.sleeptime.queue import LearnQueue
+from sloflow.workflows.builtin.sleeptime.queue import MIN_HOLD_S, LearnQueue
 from sloflow.workflows.contexts import Context, ContextStore, TenantContexts
 from sloflow.workflows.records import RunStatus
 from sloflow.workflows.run_store import RUNS_FILE
@@ -149,6 +151,38 @@ async def test_one_tenants_many_contexts_do_not_starve_another_tenants(tmp_path:
         await learned(store, quiet.id)
     order = [r.messages[-1].content.split("\n", 1)[1] for r, ctx in llm.calls if ctx.workflow == "sleeptime.learn" and ctx.stage == "derive"]
     assert order[0].startswith("busy") and order[1] == "quiet"  # its turn comes second, not after every likelier context of "busy"
+
+
+class QuotaLLM(ScriptedLLM):
+    """Refuses the first learn call of tenant `over` as its token quota would, then answers."""
+
+    def __init__(self, reply: str, over: str, retry_after_s: float) -> None:
+        super().__init__(reply)
+        self.over, self.retry_after_s = over, retry_after_s
+        self.refused_at: float | None = None
+        self.served_at: dict[str, float] = {}  # tenant -> when its first learn call was served
+
+    async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
+        if ctx.tenant == self.over and self.refused_at is None:
+            self.refused_at = time.monotonic()
+            raise QuotaExceeded(f"tenant {ctx.tenant!r} has used its LLM tokens per minute", retry_after_s=self.retry_after_s)
+        self.served_at.setdefault(ctx.tenant or "", time.monotonic())
+        return await super().generate(request, ctx)
+
+
+async def test_a_pass_over_its_tenants_token_quota_waits_and_retries_while_other_tenants_go_on(tmp_path: Path) -> None:
+    llm = QuotaLLM(LEARN_REPLY, over="busy", retry_after_s=0.0)  # the queue still waits MIN_HOLD_S: no busy loop
+    async with served(tmp_path, llm, queue=False) as (runtime, store, learner):
+        busy = store.create("busy", "busy", priority=9)
+        quiet = store.create(TENANT, "quiet")
+        await learner.start()
+        done = await learned(store, busy.id, tenant="busy")
+        assert done.learned is not None and done.learned.status == "ready"  # retried, not failed
+        await learned(store, quiet.id)
+    assert llm.refused_at is not None
+    assert llm.served_at[TENANT] < llm.served_at["busy"]  # the other tenant did not wait for it
+    assert llm.served_at["busy"] - llm.refused_at >= MIN_HOLD_S * 0.95
+    assert sum(ctx.tenant == "busy" for _, ctx in llm.calls) == 2  # derive and anticipate once each, after the wait
 
 
 async def test_queued_and_running_passes_survive_a_restart(tmp_path: Path) -> None:

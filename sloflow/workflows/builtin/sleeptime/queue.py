@@ -5,6 +5,11 @@ changed, so nothing is lost in a restart. `concurrency` runs at a time (default 
 only fill idle capacity anyway, and one at a time keeps the order meaningful. A change or a
 deletion cancels the run of the version it overtakes. Tenants take turns (`learn_order`): the
 queue remembers when each tenant's last pass started.
+
+Learn work is patient: a pass refused by its tenant's tokens-per-minute quota is queued again, and
+that tenant's passes wait until the quota's `retry_after_s` has passed (one timer, no polling)
+while other tenants' passes go on. The refused pass starts over; at most one learn call's
+output (`max_tokens`) is lost, since a call is refused before it generates.
 """
 
 from __future__ import annotations
@@ -16,13 +21,15 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sloflow.errors import Conflict, NotFound, SloflowError
+from sloflow.errors import Conflict, NotFound, QuotaExceeded, SloflowError
 from sloflow.workflows.builtin.sleeptime.order import learn_order
 from sloflow.workflows.contexts import ContextStore, PendingLearn
 from sloflow.workflows.records import RunStatus
 from sloflow.workflows.runtime import Runtime
 
 LEARN_WORKFLOW = "sleeptime.learn"
+MIN_HOLD_S = 1.0  # the shortest wait after a quota refusal
+DEFAULT_HOLD_S = 60.0  # the wait when the refusal says none: a quota window
 log = logging.getLogger(__name__)
 
 
@@ -38,6 +45,8 @@ class LearnQueue:
         self._watching: dict[str, asyncio.Task[None]] = {}  # run id -> its watcher
         self._serving: asyncio.Task[None] | None = None
         self._last_started: dict[str, float] = {}  # tenant -> when its last pass started: whose turn it is
+        self._held: dict[str, float] = {}  # tenant -> monotonic time its token quota lets its passes start again
+        self._timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         """Take over the passes a previous process left running, then serve the queue.
@@ -69,6 +78,8 @@ class LearnQueue:
 
     async def close(self) -> None:
         """Stop serving; the runs themselves stop with the runtime (and resume with it)."""
+        if self._timer is not None:
+            self._timer.cancel()
         tasks = [t for t in (self._serving, *self._watching.values()) if t is not None]
         for task in tasks:
             task.cancel()
@@ -79,10 +90,26 @@ class LearnQueue:
             await self._bell.wait()
             self._bell.clear()
             while len(self._watching) < self.concurrency:
-                jobs = learn_order(self.store.pending(), time.time(), self._last_started)
+                now = time.monotonic()
+                self._held = {t: until for t, until in self._held.items() if until > now}
+                jobs = [j for j in learn_order(self.store.pending(), time.time(), self._last_started) if j.tenant not in self._held]
                 if not jobs:
+                    self._wake_when_released(now)
                     break
                 await self._start(jobs[0])
+
+    def _wake_when_released(self, now: float) -> None:
+        """Look at the queue again when the first held tenant's quota allows its passes."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._held:
+            self._timer = asyncio.get_running_loop().call_later(min(self._held.values()) - now, self.wake)
+
+    def _hold(self, tenant: str, retry_after_s: float) -> None:
+        """Start none of `tenant`'s passes for `retry_after_s` (at least `MIN_HOLD_S`: never a busy loop)."""
+        until = time.monotonic() + max(retry_after_s, MIN_HOLD_S)
+        self._held[tenant] = max(self._held.get(tenant, 0.0), until)
 
     async def _start(self, job: PendingLearn) -> None:
         self._last_started[job.tenant] = time.time()
@@ -101,11 +128,18 @@ class LearnQueue:
         self._watching[run_id] = asyncio.create_task(self._ended(run_id, context_id, version))
 
     async def _ended(self, run_id: str, context_id: str, version: int) -> None:
-        """When the run ends: a pass that saved nothing is marked failed, with why; then the next one."""
+        """When the run ends: a pass refused by its quota is queued again (its tenant held back), one that
+        saved nothing is marked failed, with why; then the next one."""
         try:
             done = await self.runtime.wait(run_id)
-            if done.status is not RunStatus.succeeded:
-                why = (done.error or {}).get("message") or f"the learn run ended {done.status.value}"
+            error = done.error or {}
+            if done.status is RunStatus.failed and error.get("code") == QuotaExceeded.code and done.tenant is not None:
+                retry_after_s = float(error.get("details", {}).get("retry_after_s", DEFAULT_HOLD_S))
+                self._hold(done.tenant, retry_after_s)
+                self.store.requeue(context_id, version, run_id)
+                log.info("learn run %s: tenant %s is over its token quota; its passes wait %.1f s", run_id, done.tenant, retry_after_s)
+            elif done.status is not RunStatus.succeeded:
+                why = error.get("message") or f"the learn run ended {done.status.value}"
                 self.store.fail_learning(context_id, version, why, run_id)
             elif not (done.output or {}).get("saved"):
                 self.store.fail_learning(context_id, version, "the learn run ended without saving a learned context", run_id)
