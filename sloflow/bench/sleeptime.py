@@ -2,17 +2,22 @@
 without a learned context, the amortised cost per question, and the interference of learn passes
 with an interactive workload on the same worker.
 
-Usage: sloflow bench sleeptime [--data FILE] [--limit N] [--model NAME] [--threads T] [--predictions FILE]
-                               [--rate R] [--interactive N] [--interactive-slo S]
+Usage: sloflow bench sleeptime [--data FILE] [--limit N] [--followups F] [--model NAME] [--threads T]
+                               [--predictions FILE] [--rate R] [--interactive N] [--interactive-slo S]
 Each problem is split as in the paper: every sentence but the last is the context, the last is the
 question. Everything runs through sloflow itself: one llama.cpp worker behind the Ray scheduler,
 the durable runtime, the `sleeptime` workflow (with `use_learned=false` for the baseline: a
 step-by-step answer) and the learn queue running `sleeptime.learn` as background work.
 
-Amortisation: the follow-up questions of the paper's multi-query setting are not generated here;
-the cost per question at k questions per context is estimated from the measured tokens, as
-(learn tokens + k x test-time tokens with) / k against the baseline's test-time tokens per question
-(`amortisation_method` in the figures says so).
+Amortisation, measured (the paper's multi-query setting): before anything is learned, the model
+writes `--followups` new questions about each context (`sleeptime.followups`, background-class
+calls, from the raw context and its question only). Every follow-up is answered like the problem's
+own question, without a learned context (step by step: the baseline, and its worked answer) and
+with it; it counts as consistent when both answers end in the same number. The cost per question
+at k questions per context is (learn tokens + the test-time tokens with, of the first k questions)
+/ k, against the baseline's test-time tokens of the same k questions / k, over the contexts that
+have k questions (the problem's own and k - 1 follow-ups). Writing the follow-ups is the bench's
+stand-in for users asking them and is counted in neither.
 
 Interference: `--interactive` chat-shaped calls (a short answer, 16 tokens, deadline
 `--interactive-slo` seconds) one every 1/`--rate` seconds on the same worker, once with nothing
@@ -80,6 +85,7 @@ def options(args: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sloflow bench sleeptime")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="GSM8K-format JSON lines (question, answer ending '#### N')")
     parser.add_argument("--limit", type=int, default=None, help="problems (default: all; --quick: 4)")
+    parser.add_argument("--followups", type=int, default=None, help="follow-up questions per context, at most (default 9; --quick: 2)")
     parser.add_argument("--model", default=None, help="embedded model name (default: settings.model)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--predictions", type=Path, default=None, help="write one JSON line per question and mode here")
@@ -93,6 +99,7 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict[str, Any]:
     opts = options(args)
     opts.limit = opts.limit if opts.limit is not None else (4 if quick else None)
     opts.interactive = opts.interactive or (8 if quick else 20)
+    opts.followups = opts.followups if opts.followups is not None else (2 if quick else max(QUESTIONS_PER_CONTEXT) - 1)
     model = opts.model or get_settings().model
     problems = load_problems(opts.data, opts.limit)
     say(f"{len(problems)} problems from {opts.data}; model {model}")
@@ -108,6 +115,7 @@ async def _run(problems: list[dict[str, Any]], model: str, opts: argparse.Namesp
     from sloflow.scheduler.live.worker import WorkerSpec
     from sloflow.workflows import Registry, Runtime
     from sloflow.workflows.builtin.sleeptime.answer import sleeptime
+    from sloflow.workflows.builtin.sleeptime.followups import ask_followups
     from sloflow.workflows.builtin.sleeptime.learn import learn
     from sloflow.workflows.builtin.sleeptime.queue import LearnQueue
     from sloflow.workflows.contexts import ContextStore, TenantContexts
@@ -128,8 +136,18 @@ async def _run(problems: list[dict[str, Any]], model: str, opts: argparse.Namesp
             tools = {"contexts": TenantContexts(store, TENANT)}
             async with Runtime.open(Path(home), client=client, registry=registry, tools_of=lambda _: tools) as runtime:
                 ids = [store.create(TENANT, p["context"]).id for p in problems]
-                say("without a learned context (step by step: the baseline) ...")
-                without = [await _ask(runtime, i, p, use_learned=False) for i, p in zip(ids, problems)]
+                say(f"up to {opts.followups} follow-up questions per context (background-class calls) ...")
+                followups: list[list[str]] = []
+                followup_tokens = 0
+                for p in problems:
+                    asked, tokens = await ask_followups(
+                        client, p["context"], p["question"], opts.followups, run_id=f"followups-{p['id']}", tenant=TENANT
+                    )
+                    followups.append(asked)
+                    followup_tokens += tokens
+                questions = [[p["question"], *f] for p, f in zip(problems, followups)]
+                say(f"without a learned context (step by step: the baseline), {sum(map(len, questions))} questions ...")
+                without = [[await _ask(runtime, i, q, use_learned=False) for q in qs] for i, qs in zip(ids, questions)]
                 say("interactive calls, nothing else queued ...")
                 alone = await _interactive(client, opts)
                 say("learning every context while the interactive calls run ...")
@@ -142,28 +160,37 @@ async def _run(problems: list[dict[str, Any]], model: str, opts: argparse.Namesp
                 await queue.close()
                 learned = [store.get(i, TENANT) for i in ids]
                 say("with the learned context ...")
-                with_ = [await _ask(runtime, i, p, use_learned=True) for i, p in zip(ids, problems)]
+                with_ = [[await _ask(runtime, i, q, use_learned=True) for q in qs] for i, qs in zip(ids, questions)]
             store.close()
-        for p, a, b in zip(problems, without, with_):
-            for mode, r in (("without", a), ("with", b)):
-                if predictions is not None:
-                    predictions.write(json.dumps({"id": p["id"], "mode": mode, "answer": r["answer"], "gold": p["gold"], "output_tokens": r["output_tokens"]}) + "\n")
+        if predictions is not None:
+            for p, qs, a, b in zip(problems, questions, without, with_):
+                for j, (question, worked, short) in enumerate(zip(qs, a, b)):
+                    # A follow-up has no gold: its reference is its worked answer (the baseline's last number).
+                    first = {"id": p["id"], "gold": p["gold"]}
+                    key = first if j == 0 else {"id": f"{p['id']}-followup-{j}", "gold": worked["number"], "question": question, "followup": True}
+                    for mode, r in (("without", worked), ("with", short)):
+                        predictions.write(json.dumps({**key, "mode": mode, "answer": r["answer"], "output_tokens": r["output_tokens"]}) + "\n")
     finally:
         if predictions is not None:
             predictions.close()
         ray.kill(dispatcher)
-    return _figures(model, problems, without, with_, learned, learn_s, alone, beside, opts)
+    figures = _figures(model, problems, [a[0] for a in without], [b[0] for b in with_], learned, learn_s, alone, beside, opts)
+    return figures | amortisation_figures(without, with_, [c.learn_tokens for c in learned], followup_tokens, opts.followups)
 
 
-async def _ask(runtime: Any, context_id: str, problem: dict[str, Any], *, use_learned: bool) -> dict[str, Any]:
+def _same(a: float | None, b: float | None) -> bool:
+    return a is not None and b is not None and abs(a - b) < 1e-6
+
+
+async def _ask(runtime: Any, context_id: str, question: str, *, use_learned: bool) -> dict[str, Any]:
     record = await runtime.run(
-        "sleeptime", {"context_id": context_id, "question": problem["question"], "use_learned": use_learned}, tenant=TENANT, slo=600.0
+        "sleeptime", {"context_id": context_id, "question": question, "use_learned": use_learned}, tenant=TENANT, slo=600.0
     )
     out = record.output or {}
     answer = out.get("answer", "")
     return {
         "answer": answer,
-        "correct": (n := last_number(answer)) is not None and abs(n - problem["gold"]) < 1e-6,
+        "number": last_number(answer),
         "output_tokens": out.get("output_tokens", 0),
         "latency_s": (record.finished_at or 0) - (record.started_at or 0),
         "used_learned": bool(out.get("used_learned")),
@@ -206,13 +233,12 @@ def _figures(
     tt_without = statistics.fmean(r["output_tokens"] for r in without) if without else 0.0
     tt_with = statistics.fmean(r["output_tokens"] for r in with_) if with_ else 0.0
     learn_tokens = statistics.fmean(c.learn_tokens for c in learned) if learned else 0.0
-    cost = {k: round(tt_without / ((learn_tokens + k * tt_with) / k), 3) if tt_with or learn_tokens else None for k in QUESTIONS_PER_CONTEXT}
     p95_alone, p95_beside = percentile([x for x, _ in alone], 95), percentile([x for x, _ in beside], 95)
     return {
         "model": model,
         "problems": len(problems),
-        "accuracy_with": round(sum(r["correct"] for r in with_) / n, 3),
-        "accuracy_without": round(sum(r["correct"] for r in without) / n, 3),
+        "accuracy_with": round(sum(_same(r["number"], p["gold"]) for p, r in zip(problems, with_)) / n, 3),
+        "accuracy_without": round(sum(_same(r["number"], p["gold"]) for p, r in zip(problems, without)) / n, 3),
         "used_learned": sum(r["used_learned"] for r in with_),
         "learn_failed": sum(c.learned is None or c.learned.status != "ready" for c in learned),
         "test_time_tokens_with": round(tt_with, 1),
@@ -222,9 +248,6 @@ def _figures(
         "latency_p50_without_s": round(percentile([r["latency_s"] for r in without], 50), 2),
         "learn_tokens_per_context": round(learn_tokens, 1),
         "learn_seconds_total": round(learn_s, 1),
-        "amortised_cost_ratio": {str(k): v for k, v in cost.items()},
-        "amortised_cost_ratio_10": cost[10],
-        "amortisation_method": "estimated: (learn + k x measured test-time tokens with) / k vs measured tokens without; follow-ups not generated",
         "interactive_calls": opts.interactive,
         "interactive_rate_per_s": opts.rate,
         "interactive_slo_s": opts.interactive_slo,
@@ -233,4 +256,48 @@ def _figures(
         "interactive_p95_with_background_s": round(p95_beside, 3),
         "interactive_p95_without_background_s": round(p95_alone, 3),
         "interactive_p95_ratio": round(p95_beside / p95_alone, 3) if p95_alone else None,
+    }
+
+
+def amortised_costs(
+    learn_tokens: list[float], with_tokens: list[list[int]], without_tokens: list[list[int]], k: int
+) -> tuple[float, float, int] | None:
+    """(cost per question with, without, contexts) at `k` questions per context, over the contexts that have k.
+
+    With: the context's learn tokens plus the test-time tokens with of its first k questions, over k;
+    without: the baseline's test-time tokens of the same k questions, over k. None if no context has k.
+    """
+    have = [c for c, qs in enumerate(with_tokens) if len(qs) >= k and len(without_tokens[c]) >= k]
+    if not have:
+        return None
+    with_ = sum(learn_tokens[c] + sum(with_tokens[c][:k]) for c in have) / (k * len(have))
+    without = sum(sum(without_tokens[c][:k]) for c in have) / (k * len(have))
+    return with_, without, len(have)
+
+
+def amortisation_figures(
+    without: list[list[dict[str, Any]]], with_: list[list[dict[str, Any]]], learn_tokens: list[int], followup_tokens: int, asked: int
+) -> dict[str, Any]:
+    """The measured amortisation figures and the follow-ups' consistency (see the module header)."""
+    w_tokens = [[r["output_tokens"] for r in qs] for qs in with_]
+    b_tokens = [[r["output_tokens"] for r in qs] for qs in without]
+    costs = {k: amortised_costs([float(t) for t in learn_tokens], w_tokens, b_tokens, k) for k in QUESTIONS_PER_CONTEXT}
+    pairs = [(a, b) for qa, qb in zip(without, with_) for a, b in zip(qa[1:], qb[1:])]
+    ratio = {str(k): round(c[1] / c[0], 3) if c and c[0] else None for k, c in costs.items()}
+    return {
+        "amortised_cost_ratio": ratio,
+        "amortised_cost_ratio_10": ratio[str(max(QUESTIONS_PER_CONTEXT))],
+        "cost_per_question_with": {str(k): round(c[0], 1) if c else None for k, c in costs.items()},
+        "cost_per_question_without": {str(k): round(c[1], 1) if c else None for k, c in costs.items()},
+        "contexts_at_k": {str(k): c[2] if c else 0 for k, c in costs.items()},
+        "followups_asked_per_context": asked,
+        "followups": len(pairs),
+        "followup_generation_tokens": followup_tokens,
+        "followup_consistency_rate": round(sum(_same(a["number"], b["number"]) for a, b in pairs) / len(pairs), 3) if pairs else None,
+        "amortisation_method": (
+            "measured: per context, the problem's question and up to "
+            f"{asked} follow-ups the model wrote (background calls, from the raw context); cost per question at k = "
+            "(learn + test-time tokens with of the first k) / k vs the baseline's tokens of the same k / k, over contexts with k "
+            "questions; a follow-up is consistent when its answers with and without the learned context end in the same number"
+        ),
     }
