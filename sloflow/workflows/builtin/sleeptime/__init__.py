@@ -4,4 +4,6 @@
     sleeptime         context + question -> a short answer leaning on the learned context, when it is current
 
 `queue.LearnQueue` starts the learn runs, the most likely asked-about context first (`order`).
+`followups.ask_followups` writes new questions about a context (the multi-query setting of
+`sloflow bench sleeptime`).
 """
