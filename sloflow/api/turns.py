@@ -38,7 +38,7 @@ def submit(runtime: Runtime, run_id: str, tenant: str, revision: Revision) -> Re
     """Hand a revision to the run's turn, or raise the 4xx that says what is wrong."""
     record = runtime.get(run_id, tenant)  # 404 for another tenant's run, as for an unknown one
     if record.workflow != WORKFLOW:
-        raise Conflict(f"run {run_id} is a {record.workflow!r} run, which takes no input; only {WORKFLOW} runs are streaming runs")
+        raise Conflict(f"run {run_id} is a {record.workflow!r} run, not a streaming run: only {WORKFLOW} runs take input")
     if record.status.finished or not runtime.is_live(run_id):
         raise Conflict(f"run {run_id} has ended ({record.status.value}); open a new run with POST /v1/workflows/{WORKFLOW}/runs")
     turns.prune(runtime.is_live)

@@ -125,6 +125,7 @@ async def listen(s: StreamRagState, ctx: Any) -> dict[str, Any]:
             previous[0] = None
         text = revision.text
         if revision.is_final:
+            ctx.emit("input final", revisions=n)  # no speculative result is ever sent: only the answer's tokens follow
             break
         if s.speculate and trigger.block(text):
             spec.fire(search_for(text), text)
