@@ -297,6 +297,11 @@ class StageContext:
         self._scope.emit("progress", self.stage, {"message": message, **data} if message else data)
 
     @property
+    def cancelled(self) -> bool:
+        """Whether the run was cancelled: a stage waiting on something other than an LLM call checks it."""
+        return self._scope.cancelled
+
+    @property
     def tools(self) -> Tools:
         """The tools bound to this run by name."""
         return self._scope.tools

@@ -233,3 +233,15 @@ async def test_an_idle_run_ends_cancelled_with_a_clear_status(memory_runtime: Ru
     turns.open(record.id).submit(Revision(revision=0, text="Is Paris"))
     done = await asyncio.wait_for(memory_runtime.wait(record.id), 5)
     assert done.status is RunStatus.cancelled and done.error["code"] == "turn_idle"
+
+
+async def test_a_cancelled_run_stops_waiting_for_input_and_its_speculative_work(memory_runtime: Runtime, index: Index, llm):
+    llm.hold = True  # the prefill never finishes by itself
+    record = await memory_runtime.start("stream_rag", {"index": "docs"})
+    for i, text in enumerate(typed("Is Paris bigger than the city of Lyon today?")[:5]):
+        turns.open(record.id).submit(Revision(revision=i, text=text))
+    await asyncio.wait_for(llm.entered.wait(), 5)  # the guess "Paris" is being prefilled
+    await memory_runtime.cancel(record.id)
+    done = await asyncio.wait_for(memory_runtime.wait(record.id), 5)
+    assert done.status is RunStatus.cancelled and done.error["code"] == "cancelled"
+    assert llm.withdrawn == 1

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sloflow.errors import Cancelled, Conflict
 
 MAX_TEXT_CHARS = 4000
+CANCEL_POLL_S = 0.25  # how soon a turn waiting for input notices its run was cancelled
 
 
 class Revision(BaseModel):
@@ -75,15 +76,22 @@ class Turn:
         self._queue.put_nowait(arrived)
         return arrived
 
-    async def next(self, idle_s: float) -> Arrived:
-        """The next revision; `TurnIdle` when none arrives within `idle_s` seconds."""
-        try:
-            return await asyncio.wait_for(self._queue.get(), idle_s)
-        except TimeoutError:
-            raise TurnIdle(
-                f"run {self.run_id} received no input for {idle_s:g} s and ended; open a new run "
-                "(or raise idle_s) and send revisions more often"
-            ) from None
+    async def next(self, idle_s: float, cancelled: Callable[[], bool] = lambda: False) -> Arrived:
+        """The next revision; `TurnIdle` when none arrives within `idle_s` seconds, `Cancelled` once `cancelled()`."""
+        until = time.monotonic() + idle_s
+        while True:
+            left = until - time.monotonic()
+            if cancelled():
+                raise Cancelled(f"run {self.run_id} was cancelled while waiting for input")
+            if left <= 0:
+                raise TurnIdle(
+                    f"run {self.run_id} received no input for {idle_s:g} s and ended; open a new run "
+                    "(or raise idle_s) and send revisions more often"
+                )
+            try:
+                return await asyncio.wait_for(self._queue.get(), min(left, CANCEL_POLL_S))
+            except TimeoutError:
+                continue
 
 
 class TurnBoard:

@@ -114,22 +114,26 @@ async def listen(s: StreamRagState, ctx: Any) -> dict[str, Any]:
 
         return search
 
-    while True:
-        arrived = await turn.next(s.idle_s)
-        revision = arrived.revision
-        n += 1
-        if not revision.text.startswith(text):  # an edit, not an append: nothing guessed so far holds
-            edits += 1
-            spec.edited()
-            trigger.reset()
-            previous[0] = None
-        text = revision.text
-        if revision.is_final:
-            ctx.emit("input final", revisions=n)  # no speculative result is ever sent: only the answer's tokens follow
-            break
-        if s.speculate and trigger.block(text):
-            spec.fire(search_for(text), text)
-    await spec.finish_retrievals()
+    try:
+        while True:
+            arrived = await turn.next(s.idle_s, lambda: ctx.cancelled)
+            revision = arrived.revision
+            n += 1
+            if not revision.text.startswith(text):  # an edit, not an append: nothing guessed so far holds
+                edits += 1
+                spec.edited()
+                trigger.reset()
+                previous[0] = None
+            text = revision.text
+            if revision.is_final:
+                ctx.emit("input final", revisions=n)  # no speculative result is ever sent: only the answer's tokens follow
+                break
+            if s.speculate and trigger.block(text):
+                spec.fire(search_for(text), text)
+        await spec.finish_retrievals()
+    except BaseException:  # idle, cancelled, shut down: no speculative work outlives the turn
+        spec.close()
+        raise
     notes = list(s.notes)
     if edits:
         notes.append(f"listen: {edits} revision(s) edited the text (not an append); the speculative work before each was cancelled")
@@ -139,9 +143,14 @@ async def listen(s: StreamRagState, ctx: Any) -> dict[str, Any]:
 @stream_rag.stage(cost=Cost(seconds=0.05))
 async def retrieve(s: StreamRagState, ctx: Any) -> dict[str, Any]:
     """The final query's top-k; a speculative result is reused only when its top-k is identical."""
-    hits = [h.to_dict() for h in await ctx.retrieve(s.index, s.question, s.k)]
     turn = turns.open(ctx.run_id)
     spec: Speculation | None = turn.speculation
+    try:
+        hits = [h.to_dict() for h in await ctx.retrieve(s.index, s.question, s.k)]
+    except BaseException:
+        if spec is not None:
+            spec.close()
+        raise
     notes = list(s.notes)
     found = spec.reusable(top_k(hits)) if spec is not None else None
     if found is not None:
