@@ -14,7 +14,7 @@ from typing import Any
 
 from sloflow.llm.types import Message
 
-EVIDENCE_WORDS = 150  # per passage: bounds the prompt (and its prefill) whatever the chunking
+EVIDENCE_WORDS = 80  # per passage: bounds the prompt (and its prefill: about 60 tokens a second per thread) whatever the chunking
 
 INSTRUCTIONS = """\
 Answer the question using the evidence passages below. Reply with the answer only: a name, a
@@ -22,9 +22,13 @@ date, a number, yes or no, or a short phrase; no sentence and no explanation."""
 
 
 def render_evidence(hits: list[dict[str, Any]]) -> str:
-    """The passages as numbered lines with their titles, each cut to `EVIDENCE_WORDS` words."""
+    """The passages as numbered lines with their titles, each cut to `EVIDENCE_WORDS` words.
+
+    In chunk order, not rank order: two guesses with the same passages make the same prompt, and a
+    guess that swaps one passage keeps the prompt (and a worker's prompt cache) up to that passage.
+    """
     lines = []
-    for i, hit in enumerate(hits, 1):
+    for i, hit in enumerate(sorted(hits, key=lambda h: str(h.get("chunk_id", ""))), 1):
         words = str(hit.get("text", "")).split()
         text = " ".join(words[:EVIDENCE_WORDS]) + (" ..." if len(words) > EVIDENCE_WORDS else "")
         lines.append(f"[{i}] {hit.get('doc_id', '')}: {text}")
