@@ -64,10 +64,14 @@ async def run_socket(websocket: WebSocket, run_id: str) -> None:
     token = header[7:] if header.lower().startswith("bearer ") else None
     try:
         principal = app.state.auth.principal(token)
+        meter = getattr(app.state, "meter", None)
+        if meter is not None:
+            meter.admit_request(principal.tenant)  # a socket counts as one request against the tenant's rate
         runtime: Runtime = app.state.runtime
         runtime.get(run_id, principal.tenant)
     except SloflowError as exc:
-        await websocket.close(code=4404 if exc.status_code == 404 else 4401, reason=exc.message[:120])
+        # WebSocket close codes 4000-4999 are the application's: 4000 + the HTTP status it would have answered
+        await websocket.close(code=4000 + exc.status_code, reason=exc.message[:120])
         return
     await websocket.accept()
 
@@ -100,5 +104,3 @@ async def run_socket(websocket: WebSocket, run_id: str) -> None:
             task.cancel()
     if sender.done() and not sender.cancelled():  # the run ended and every event was sent
         await websocket.close()
-
-
