@@ -188,6 +188,8 @@ async def answer(s: StreamRagState, ctx: Any) -> dict[str, Any]:
         ttft = None if out.first_at is None or s.final_at is None else max(out.first_at - s.final_at, 0.0)
         if ttft is not None:
             first_token(ttft, s.speculate)
+            prefilled = "its prefix was prefilled" if hit else "nothing of it was prefilled by this turn"
+            notes.append(f"answer: first token {ttft:.2f} s after the final input; {prefilled}")
         return {
             "answer": out.text.strip(),
             "ttft_s": ttft,
