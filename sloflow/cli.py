@@ -25,6 +25,7 @@ BENCHMARKS = {
     "text2sql": "sloflow.bench.text2sql",
     "reaper": "sloflow.bench.reaper",
     "sleeptime": "sloflow.bench.sleeptime",
+    "stream-rag": "sloflow.bench.stream_rag",
 }
 
 

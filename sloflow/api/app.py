@@ -74,10 +74,11 @@ def create_app(
     app.include_router(tenants.router)
     app.include_router(key_routes.router)
     if runtime is not None:
-        from sloflow.api import runs
+        from sloflow.api import runs, turns
 
         app.state.runtime = runtime
         app.include_router(runs.router)
+        app.include_router(turns.router)
     if sources is not None:
         from sloflow.api import databases, indexes
         from sloflow.api import sources as source_routes

@@ -57,7 +57,7 @@ _EVENT = {
 }
 _RUN_LINKS = {
     name: {"operationId": op, "parameters": {"run_id": "$response.body#/id"}}
-    for name, op in (("GetRun", "get_run"), ("CancelRun", "cancel_run"), ("RunEvents", "run_events"))
+    for name, op in (("GetRun", "get_run"), ("CancelRun", "cancel_run"), ("RunEvents", "run_events"), ("RunInput", "run_input"))
 }
 
 

@@ -97,6 +97,15 @@ class RunScope:
             self._pending.discard(task)
 
 
+@dataclasses.dataclass(frozen=True)
+class Streamed:
+    """A streamed call's text, when its first piece arrived (`time.time()`, None if none did), and its completion."""
+
+    text: str
+    first_at: float | None
+    completion: Completion | None
+
+
 class StageLLM:
     """`ctx.llm`: LLM calls that carry the run's deadline and this stage's budget."""
 
@@ -132,13 +141,24 @@ class StageLLM:
             raise ConfigError(f"stage {self._call.stage!r} called ctx.llm, but no LLM client is bound to this run")
         return client
 
-    async def generate(self, request: GenerateRequest, *, model: str | None = None, reserve_s: float = 0.0) -> Completion:
+    async def generate(
+        self, request: GenerateRequest, *, model: str | None = None, reserve_s: float = 0.0, background: bool = False
+    ) -> Completion:
         """Place one call and return the whole completion; `model` asks for a worker serving it.
 
         The call ends by the run's deadline less `reserve_s` (`DeadlineExceeded` otherwise).
+        `background=True` places it without a deadline: speculative work (a prompt prefill) that
+        only fills idle capacity and never delays a deadline call; the run's end still cuts it.
         """
         call = self._context(request, model)
+        if background:
+            call = dataclasses.replace(call, deadline=None, budget_s=None)
         return await self._scope.track(self._client().generate(request, call), self._call.stage, reserve_s)
+
+    async def stream(self, request: GenerateRequest, *, model: str | None = None, reserve_s: float = 0.0) -> Streamed:
+        """Place one call, record each piece as a `token` event, and return the text with its first piece's time."""
+        call = self._context(request, model)
+        return await self._scope.track(self._streamed(request, call), self._call.stage, reserve_s)
 
     async def text(
         self,
@@ -219,12 +239,20 @@ class StageLLM:
         return text, finish
 
     async def _stream_text(self, request: GenerateRequest, call: CallContext) -> str:
-        pieces = []
+        return (await self._streamed(request, call)).text
+
+    async def _streamed(self, request: GenerateRequest, call: CallContext) -> Streamed:
+        pieces: list[str] = []
+        first_at: float | None = None
+        completion: Completion | None = None
         async for chunk in self._client().stream(request, call):
+            if chunk.completion is not None:
+                completion = chunk.completion
             if chunk.text:
+                first_at = first_at or time.time()
                 pieces.append(chunk.text)
                 self._scope.emit("token", self._call.stage, {"text": chunk.text})
-        return "".join(pieces)
+        return Streamed("".join(pieces), first_at, completion)
 
 
 def _request(prompt: str | list[Any], system: str | None, **options: Any) -> GenerateRequest:
@@ -267,6 +295,11 @@ class StageContext:
     def emit(self, message: str = "", **data: Any) -> None:
         """Record a progress event for clients following the run."""
         self._scope.emit("progress", self.stage, {"message": message, **data} if message else data)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the run was cancelled: a stage waiting on something other than an LLM call checks it."""
+        return self._scope.cancelled
 
     @property
     def tools(self) -> Tools:

@@ -29,6 +29,7 @@ from sloflow.workflows.builtin.reaper import reaper
 from sloflow.workflows.builtin.sleeptime.answer import sleeptime
 from sloflow.workflows.builtin.sleeptime.learn import learn
 from sloflow.workflows.builtin.sleeptime.queue import LearnQueue
+from sloflow.workflows.builtin.stream_rag.workflow import stream_rag
 from sloflow.workflows.builtin.text2sql import text2sql
 from sloflow.workflows.builtin.tools import TenantTools
 from sloflow.workflows.contexts import ContextStore
@@ -101,6 +102,7 @@ async def deployment(tmp_path: Path, small_llm: EmbeddedBackend, small_profile: 
     registry.add(reaper)
     registry.add(learn)
     registry.add(sleeptime)
+    registry.add(stream_rag)
     contexts = ContextStore(tmp_path / RUNS_FILE)
     headers = {}
     for name, tenant, role in (("a", "team-a", "member"), ("b", "team-b", "member"), ("admin", "ops", "admin")):

@@ -10,6 +10,7 @@ BUILTIN_WORKFLOWS = (
     "sloflow.workflows.builtin.react",
     "sloflow.workflows.builtin.sleeptime.learn",
     "sloflow.workflows.builtin.sleeptime.answer",
+    "sloflow.workflows.builtin.stream_rag.workflow",
 )
 
 
