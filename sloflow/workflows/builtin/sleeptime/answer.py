@@ -24,7 +24,7 @@ from sloflow.workflows.outcomes import count_outcome
 from sloflow.workflows.registry import register
 
 SHORT_ANSWER_TOKENS = 96  # with a learned context
-STEP_BY_STEP_TOKENS = 384  # without one
+STEP_BY_STEP_TOKENS = 512  # without one: enough that a step-by-step answer is rarely cut before its result
 
 
 class SleeptimeState(BaseModel):

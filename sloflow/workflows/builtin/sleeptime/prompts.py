@@ -27,15 +27,18 @@ Nothing else."""
 
 ANTICIPATE = """\
 You study a context before anyone asks about it. Write the {n} questions a reader is most likely
-to ask about it, each followed by a worked answer: the steps, then the result. Use exactly:
+to ask about it, each followed by a worked answer: the steps, then the result. Start with the
+question the context most plainly leads up to (the total, the amount left, the cost, the time...).
+Use exactly:
 Q: the question
 A: the working, then the result
 Nothing else."""
 
 WITH_LEARNED = """\
-Answer the question about the context. Notes were prepared from the context in advance: rely on
-them, and if one already answers the question, take its result. Reply with the answer only, in
-one short sentence; end with the final result."""
+Answer the question about the context. Notes were prepared from the context in advance; their
+values are already worked out, so use them rather than working them out again. If a note answers
+the question, take its result. Otherwise write only the calculations still needed, each on one
+short line with the notes' values. End with a last line "Answer: <the result>"."""
 
 WITHOUT_LEARNED = """\
 Answer the question about the context. Think step by step, then give the final result on a last
