@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
-import uvicorn
 from fastapi import FastAPI
 from websockets.asyncio.client import connect
 
@@ -13,7 +11,7 @@ from sloflow.api import runs, turns
 from sloflow.api.auth import OpenAccess
 from sloflow.api.errors import install_error_handlers
 from sloflow.workflows import Runtime
-from tests.conftest import free_port
+from tests.conftest import serving
 from tests.workflows.builtin.test_stream_rag import Index, index, typed  # noqa: F401  (the scripted index fixture)
 
 
@@ -24,12 +22,7 @@ async def test_a_websocket_carries_revisions_up_and_tokens_down_after_the_final_
     app.include_router(turns.router)
     app.state.runtime = memory_runtime
     app.state.auth = OpenAccess()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.01)
+    async with serving(app) as port:
         record = await memory_runtime.start("stream_rag", {"index": "docs"})
         received: list[dict] = []
         async with connect(f"ws://127.0.0.1:{port}/v1/runs/{record.id}/ws") as ws:
@@ -47,6 +40,3 @@ async def test_a_websocket_carries_revisions_up_and_tokens_down_after_the_final_
         assert kinds[-1] == "run_finished" and received[-1]["data"]["status"] == "succeeded"
         final = next(i for i, m in enumerate(received) if m["kind"] == "progress" and m["data"].get("message") == "input final")
         assert min(i for i, k in enumerate(kinds) if k == "token") > final
-    finally:
-        server.should_exit = True
-        await serving
