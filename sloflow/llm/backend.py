@@ -14,8 +14,8 @@ class Backend(Protocol):
 
     name: str
 
-    async def generate(self, request: GenerateRequest) -> Completion:
-        """Generate the whole completion."""
+    async def generate(self, request: GenerateRequest, *, background: bool = False) -> Completion:
+        """Generate the whole completion; `background` marks a preemptible call with no deadline."""
         ...
 
     def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:

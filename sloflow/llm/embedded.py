@@ -3,6 +3,12 @@
 One `Llama` instance serves one request at a time (the binding has no continuous batching), so a
 backend holds `instances` copies and that is its number of slots. Each instance keeps its last
 prompt in its KV cache and reuses the longest matching prefix of the next one.
+
+Background calls (no deadline) run on one more instance of their own when it is free. A background
+call is preempted whenever a deadline call waits, so on a shared instance the deadline call would
+find the background prompt in the KV cache and prefill its own prompt from scratch; apart, the
+deadline calls' cached prefixes survive. The weights are memory-mapped once, so the extra instance
+costs its KV cache and buffers, not another copy of the model.
 """
 
 from __future__ import annotations
@@ -130,18 +136,20 @@ class EmbeddedBackend:
         self.threads = threads
         self.context_tokens = context_tokens
         self._free: asyncio.Queue[Any] | None = None
-        self._instances = [
-            llama_cpp.Llama(
-                model_path=str(self.path),
-                n_ctx=context_tokens,
-                n_threads=threads,
-                n_threads_batch=threads,
-                verbose=False,
-            )
-            for _ in range(instances)
-        ]
+        self._instances = [self._load() for _ in range(instances)]
+        self._background = self._load()
+        self._background_busy = False
         self._chat = _chat_formatter(self._instances[0], llama_cpp)
         log.info("loaded %s from %s (%d instance(s), %d threads)", model, self.path, instances, threads)
+
+    def _load(self) -> Any:
+        return self._llama_cpp.Llama(
+            model_path=str(self.path),
+            n_ctx=self.context_tokens,
+            n_threads=self.threads,
+            n_threads_batch=self.threads,
+            verbose=False,
+        )
 
     @property
     def slots(self) -> int:
@@ -157,7 +165,14 @@ class EmbeddedBackend:
         return len(self._instances[0].tokenize(text.encode(), add_bos=False, special=True))
 
     @contextlib.asynccontextmanager
-    async def _instance(self) -> AsyncIterator[Any]:
+    async def _instance(self, background: bool = False) -> AsyncIterator[Any]:
+        if background and not self._background_busy:
+            self._background_busy = True
+            try:
+                yield self._background
+            finally:
+                self._background_busy = False
+            return
         if self._free is None:  # created lazily: it must belong to the running loop
             self._free = asyncio.Queue()
             for llm in self._instances:
@@ -220,8 +235,8 @@ class EmbeddedBackend:
         except ValueError as exc:  # e.g. the prompt exceeds the context window
             raise InvalidRequest(str(exc)) from None
 
-    async def generate(self, request: GenerateRequest) -> Completion:
-        async with self._instance() as llm:
+    async def generate(self, request: GenerateRequest, *, background: bool = False) -> Completion:
+        async with self._instance(background) as llm:
             meter = _Meter(request.max_tokens)
             _abort_on_stop(self._llama_cpp, llm, meter)
             job = asyncio.ensure_future(asyncio.to_thread(self._run, llm, request, meter, False))
@@ -285,7 +300,7 @@ class EmbeddedBackend:
                 await _settled(worker)  # the instance is free only once its thread has stopped
 
     async def close(self) -> None:
-        for llm in self._instances:
+        for llm in [*self._instances, self._background]:
             llm.close()
         self._instances.clear()
 

@@ -93,7 +93,7 @@ class EmulatedBackend:
                 )
             )
 
-    async def generate(self, request: GenerateRequest) -> Completion:
+    async def generate(self, request: GenerateRequest, *, background: bool = False) -> Completion:
         async for chunk in self.stream(request):
             if chunk.completion is not None:
                 return chunk.completion

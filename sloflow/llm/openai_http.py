@@ -119,7 +119,7 @@ class OpenAIBackend:
             details={"base_url": self.base_url},
         )
 
-    async def generate(self, request: GenerateRequest) -> Completion:
+    async def generate(self, request: GenerateRequest, *, background: bool = False) -> Completion:
         # Streamed underneath: only a stream shows when the first token came, and the measured
         # worker profile needs that to tell prefill time from decode time.
         async for chunk in self.stream(request):

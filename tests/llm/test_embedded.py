@@ -157,3 +157,16 @@ async def test_a_call_cancelled_inside_a_long_prompt_stops_at_once_and_leaves_th
     # The same instance still serves a whole call: its prompt read anew, tokens decoded, a finish reason.
     after = await small_llm.generate(short)
     assert after.prompt_tokens > 0 and 0 < after.completion_tokens <= 12 and after.finish_reason in ("stop", "length")
+
+
+async def test_a_background_call_leaves_the_deadline_calls_cached_prefix_in_place(small_llm: EmbeddedBackend) -> None:
+    """Background calls run on an instance of their own, so the next deadline call finds its prefix cached."""
+    await small_llm.generate(GenerateRequest(messages=ASK, max_tokens=4, temperature=0))
+    cached = small_llm.cached_prefixes()
+    other = GenerateRequest(messages=[Message(role="user", content="Count the apples: one, two, three.")], max_tokens=4)
+    out = await small_llm.generate(other, background=True)
+    assert out.completion_tokens > 0
+    assert small_llm.cached_prefixes() == cached
+    # Two background calls at once: the second takes a regular instance rather than waiting.
+    both = await asyncio.gather(*(small_llm.generate(other, background=True) for _ in range(2)))
+    assert all(b.completion_tokens > 0 for b in both)

@@ -214,7 +214,8 @@ class LLMWorker:
     def _release(self, call: Call, slot: int) -> tuple[str, ...]:
         assert self.view is not None
         self.free_slots.append(slot)
-        self.slot_prefix[slot] = call.prefix_key
+        if call.deadline is not None:  # background calls run apart (see EmbeddedBackend) and leave the cache as it was
+            self.slot_prefix[slot] = call.prefix_key
         self.view.held_prefixes = {p for p in self.slot_prefix if p is not None}
         self.view.finish(call.id)
         self._pump()
@@ -232,7 +233,7 @@ class LLMWorker:
                 self._ended(call, "withdrawn")
                 return Outcome(None, tuple(self.view.held_prefixes))
             slot = self.free_slots.popleft()
-            generation = asyncio.ensure_future(self.backend.generate(request))
+            generation = asyncio.ensure_future(self.backend.generate(request, background=call.deadline is None))
             if call.deadline is None:
                 self.background[call.id] = generation
             try:
