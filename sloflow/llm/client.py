@@ -32,6 +32,9 @@ class CallContext:
     tenant: str | None = None
     prefix_key: str | None = None  # identifies a shared prompt prefix (prefix-aware dispatch)
     model: str | None = None  # a specific model, or None for any worker
+    # Background work that prefills a prompt for a deadline call to come (speculative prefill): it
+    # must land in the cache that call will use, not apart like other background work.
+    warms_cache: bool = False
 
     @property
     def priority(self) -> Priority:

@@ -9,6 +9,10 @@ call is preempted whenever a deadline call waits, so on a shared instance the de
 find the background prompt in the KV cache and prefill its own prompt from scratch; apart, the
 deadline calls' cached prefixes survive. The weights are memory-mapped once, so the extra instance
 costs its KV cache and buffers, not another copy of the model.
+
+Prompts are evaluated in chunks of `PREFILL_CHUNK` tokens, and each finished chunk stays in the KV
+cache: a prefill stopped part-way (a preempted speculative prefill, a cancelled call) leaves its
+finished chunks for the next call with the same prefix, like vLLM's chunked prefill.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from sloflow.llm.models import model_path
 from sloflow.llm.types import Chunk, Completion, GenerateRequest
 
 log = logging.getLogger(__name__)
+
+PREFILL_CHUNK = 128  # tokens per prompt-evaluation batch: small enough to keep the work of a stopped prefill
 
 
 class _Meter:
@@ -146,6 +152,7 @@ class EmbeddedBackend:
         return self._llama_cpp.Llama(
             model_path=str(self.path),
             n_ctx=self.context_tokens,
+            n_batch=PREFILL_CHUNK,
             n_threads=self.threads,
             n_threads_batch=self.threads,
             verbose=False,

@@ -147,13 +147,23 @@ class StageLLM:
         """Place one call and return the whole completion; `model` asks for a worker serving it.
 
         The call ends by the run's deadline less `reserve_s` (`DeadlineExceeded` otherwise).
-        `background=True` places it without a deadline: speculative work (a prompt prefill) that
-        only fills idle capacity and never delays a deadline call; the run's end still cuts it.
+        `background=True` places it without a deadline: speculative work that only fills idle
+        capacity and never delays a deadline call; the run's end still cuts it (a prompt prefill
+        for a later call is `prefill`).
         """
         call = self._context(request, model)
         if background:
             call = dataclasses.replace(call, deadline=None, budget_s=None)
         return await self._scope.track(self._client().generate(request, call), self._call.stage, reserve_s)
+
+    async def prefill(self, request: GenerateRequest, *, model: str | None = None) -> Completion:
+        """Prefill `request`'s prompt on a worker as background work, so that a deadline call with
+        the same prefix, placed there by prefix-aware dispatch, finds it in that worker's KV cache
+        (speculative prefill). One token is generated; the run's end still cuts it.
+        """
+        call = dataclasses.replace(self._context(request, model), deadline=None, budget_s=None, warms_cache=True)
+        first_token = request.model_copy(update={"max_tokens": 1})
+        return await self._scope.track(self._client().generate(first_token, call), self._call.stage, 0.0)
 
     async def stream(self, request: GenerateRequest, *, model: str | None = None, reserve_s: float = 0.0) -> Streamed:
         """Place one call, record each piece as a `token` event, and return the text with its first piece's time."""

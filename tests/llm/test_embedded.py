@@ -9,7 +9,7 @@ import pytest
 
 from sloflow.errors import InvalidRequest
 from sloflow.llm import GenerateRequest, Message
-from sloflow.llm.embedded import EmbeddedBackend
+from sloflow.llm.embedded import PREFILL_CHUNK, EmbeddedBackend
 
 ASK = [Message(role="user", content="Name three colours of the rainbow.")]
 
@@ -170,3 +170,22 @@ async def test_a_background_call_leaves_the_deadline_calls_cached_prefix_in_plac
     # Two background calls at once: the second takes a regular instance rather than waiting.
     both = await asyncio.gather(*(small_llm.generate(other, background=True) for _ in range(2)))
     assert all(b.completion_tokens > 0 for b in both)
+
+
+async def test_a_prefill_stopped_part_way_keeps_the_chunks_it_finished(small_llm: EmbeddedBackend) -> None:
+    """A cancelled call leaves its finished prompt chunks cached, so the same prefix is not evaluated again."""
+    await small_llm.generate(GenerateRequest(prompt="Hi", max_tokens=1))  # the cache holds a short unrelated prompt
+    long = GenerateRequest(messages=[Message(role="user", content="pears and dates are fruit. " * 250)], max_tokens=4)
+    tokens = small_llm.prompt_tokens(long)
+    call = asyncio.ensure_future(small_llm.generate(long))
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 60
+    while len(small_llm.cached_prefixes()[0]) < 3 * PREFILL_CHUNK and loop.time() < until and not call.done():
+        await asyncio.sleep(0.01)
+    seen = len(small_llm.cached_prefixes()[0])
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    kept = small_llm.cached_prefixes()[0]
+    assert len(kept) >= seen >= PREFILL_CHUNK
+    assert kept == tokens[: len(kept)]

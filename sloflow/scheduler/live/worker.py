@@ -214,7 +214,7 @@ class LLMWorker:
     def _release(self, call: Call, slot: int) -> tuple[str, ...]:
         assert self.view is not None
         self.free_slots.append(slot)
-        if call.deadline is not None:  # background calls run apart (see EmbeddedBackend) and leave the cache as it was
+        if call.deadline is not None or call.warms_cache:  # other background calls run apart (see EmbeddedBackend)
             self.slot_prefix[slot] = call.prefix_key
         self.view.held_prefixes = {p for p in self.slot_prefix if p is not None}
         self.view.finish(call.id)
@@ -233,7 +233,8 @@ class LLMWorker:
                 self._ended(call, "withdrawn")
                 return Outcome(None, tuple(self.view.held_prefixes))
             slot = self.free_slots.popleft()
-            generation = asyncio.ensure_future(self.backend.generate(request, background=call.deadline is None))
+            apart = call.deadline is None and not call.warms_cache
+            generation = asyncio.ensure_future(self.backend.generate(request, background=apart))
             if call.deadline is None:
                 self.background[call.id] = generation
             try:

@@ -36,6 +36,7 @@ class Call:
     prefix_key: str | None = None  # a shared prompt prefix (e.g. hash of system prompt + evidence)
     prefix_tokens: int = 0  # how many leading prompt tokens that prefix covers
     model: str | None = None  # a specific model, or None for any worker
+    warms_cache: bool = False  # a background prefill for a deadline call to come (see CallContext)
 
     @property
     def priority(self) -> Priority:
@@ -90,4 +91,5 @@ def to_call(request: GenerateRequest, ctx: CallContext, now: float | None = None
         prefix_key=ctx.prefix_key,
         prefix_tokens=prefix if ctx.prefix_key else 0,
         model=ctx.model,
+        warms_cache=ctx.warms_cache,
     )

@@ -81,8 +81,7 @@ def _speculation(s: StreamRagState, ctx: Any) -> Speculation:
     """The turn's speculative work: retrievals, and prefills through background calls of `ctx.llm`."""
 
     async def start_prefill(hits: list[dict[str, Any]], question: str) -> Any:
-        request = GenerateRequest(messages=answer_messages(hits, question), max_tokens=1, temperature=0.0)
-        return await ctx.llm.generate(request, background=True)
+        return await ctx.llm.prefill(GenerateRequest(messages=answer_messages(hits, question), temperature=0.0))
 
     return Speculation(
         stable_after=s.stable_after,
