@@ -1,7 +1,7 @@
 """Schemathesis, as a user runs it (`st run .../openapi.json`), against the whole app on loopback:
 every route, stateful phase included, with a valid key, with none and with a wrong one.
 
-No 5xx, no stack trace in any body, responses as documented, health afterwards. The server counts
+No 5xx but a 504 deadline miss, no stack trace in any body, responses as documented, health afterwards. The server counts
 what it was sent. Bounded: few examples per operation, and the tenant's token quota bounds the LLM
 work (a call reserves its max_tokens, so a fuzzed max_tokens never means minutes of decoding).
 """
@@ -40,23 +40,37 @@ CHECKS = ",".join([
 
 
 class Tally:
-    """Counts requests and statuses, and keeps any body that looks like a stack trace."""
+    """Counts requests and statuses, and keeps any body that looks like a stack trace.
+
+    A 504 whose body says `deadline_exceeded` is a deadline missed under load, not a server error
+    (see schemathesis.toml); any other 5xx is one.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.statuses: Counter[int] = Counter()
         self.traces: list[str] = []
+        self.server_errors: list[str] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
+        status = 0
+
         async def counting(message: Message) -> None:
+            nonlocal status
+            route = f"{scope['method']} {scope['path']}"
             if message["type"] == "http.response.start":
-                self.statuses[message["status"]] += 1
-            elif message["type"] == "http.response.body" and b"Traceback" in message.get("body", b""):
-                self.traces.append(f"{scope['method']} {scope['path']}")
+                status = message["status"]
+                self.statuses[status] += 1
+            elif message["type"] == "http.response.body":
+                body = message.get("body", b"")
+                if b"Traceback" in body:
+                    self.traces.append(route)
+                if status >= 500 and not (status == 504 and b'"deadline_exceeded"' in body):
+                    self.server_errors.append(f"{status} {route}: {body[:200]!r}")
             await send(message)
 
         await self.app(scope, receive, counting)
@@ -110,8 +124,7 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_response(d
         server.should_exit = True
         await serving
     sent = sum(tally.statuses.values())
-    server_errors = sum(n for status, n in tally.statuses.items() if status >= 500)
-    print(f"fuzz: {sent} requests sent, {server_errors} answered 5xx; statuses {dict(sorted(tally.statuses.items()))}")
+    print(f"fuzz: {sent} requests sent, {len(tally.server_errors)} server errors; statuses {dict(sorted(tally.statuses.items()))}")
     assert not failures, "\n".join(failures)
-    assert server_errors == 0 and not tally.traces
+    assert not tally.server_errors and not tally.traces, tally.server_errors + tally.traces
     assert sent > 500
