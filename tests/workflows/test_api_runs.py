@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
 
@@ -16,7 +15,7 @@ from sloflow.api.auth import OpenAccess
 from sloflow.api.errors import install_error_handlers
 from sloflow.api.runs import router
 from sloflow.workflows import Registry, Runtime, Workflow
-from tests.conftest import free_port
+from tests.conftest import serving
 
 
 class Ask(BaseModel):
@@ -143,13 +142,8 @@ async def test_a_live_event_stream_resumes_after_reconnecting_with_last_event_id
     app.include_router(router)
     app.state.runtime = memory_runtime
     app.state.auth = OpenAccess()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    try:
+    async with serving(app) as port:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            while not server.started:
-                await asyncio.sleep(0.01)
             gate.clear()  # the run waits in its second stage while the client comes and goes
             run = (await http.post("/v1/workflows/ask/runs", json={"input": {"question": "q"}})).json()
             first: list[dict] = []
@@ -168,6 +162,3 @@ async def test_a_live_event_stream_resumes_after_reconnecting_with_last_event_id
         ids = [e["id"] for e in first] + [e["id"] for e in rest]
         assert ids == list(range(1, len(ids) + 1))  # no event lost or repeated across the reconnect
         assert rest[-1]["event"] == "run_finished" and rest[-1]["data"]["data"]["status"] == "succeeded"
-    finally:
-        server.should_exit = True
-        await serving

@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 import ray
-import uvicorn
 from pydantic import BaseModel
 
 from sloflow import Workflow
@@ -22,7 +21,7 @@ from sloflow.scheduler.live.client import SchedulerClient
 from sloflow.scheduler.live.worker import WorkerSpec
 from sloflow.scheduler.policies.profile import WorkerProfile
 from sloflow.workflows import MemoryRunStore, Registry, RunStatus, Runtime
-from tests.conftest import free_port
+from tests.conftest import serving
 from tests.scheduler.live.test_live import cluster, ctx
 
 pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.model]
@@ -152,17 +151,8 @@ async def test_a_cancelled_embedded_generation_stops_decoding(small_llm) -> None
 @contextlib.asynccontextmanager
 async def chat_server(dispatcher: object) -> AsyncIterator[str]:
     """sloflow's API over the scheduler, served by uvicorn on loopback in this event loop."""
-    app = create_app(SchedulerClient(dispatcher), ["smollm2"], open_access=True)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.ensure_future(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.05)
+    async with serving(create_app(SchedulerClient(dispatcher), ["smollm2"], open_access=True)) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
 
 
 async def test_a_chat_client_that_hangs_up_frees_the_worker(test_model_path: Path) -> None:
