@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -39,6 +40,10 @@ def serve(
     model: Annotated[Optional[str], typer.Option(help="embedded model name or .gguf path")] = None,
     host: Annotated[Optional[str], typer.Option(help="bind address (default from settings: 127.0.0.1)")] = None,
     port: Annotated[Optional[int], typer.Option(help="port (default from settings: 8000)")] = None,
+    workers: Annotated[
+        Optional[Path],
+        typer.Option(help="a YAML or JSON workers file: per worker its backend, model, threads, slots and Ray resources"),
+    ] = None,
 ) -> None:
     """Serve the REST API: local Ray, LLM worker actors behind the scheduler, workflows; until Ctrl-C."""
     from sloflow.api import serve as serving
@@ -74,7 +79,7 @@ def serve(
                     f"    -d '{json.dumps(question)}'"
                 )
 
-        asyncio.run(serving.serve(settings, model, host, port, announce, announce_key))
+        asyncio.run(serving.serve(settings, model, host, port, announce, announce_key, workers_file=workers))
     except SloflowError as exc:
         _fail(exc)
     except KeyboardInterrupt:

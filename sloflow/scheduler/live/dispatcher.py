@@ -24,7 +24,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from sloflow.errors import BackendError, Conflict, NotFound, SloflowError
+from sloflow.errors import BackendError, ConfigError, Conflict, NotFound, SloflowError
 from sloflow.llm.types import Chunk, Completion, GenerateRequest, approx_tokens
 from sloflow.scheduler.live.metrics import DispatcherMetrics
 from sloflow.scheduler.live.worker import Outcome, WorkerActor, WorkerSpec
@@ -282,6 +282,15 @@ def start_scheduler(workers: dict[str, WorkerSpec], scheduler: str = DEFAULT, *,
 
     Workers are added one by one so that their profiling passes do not compete for the same cores.
     """
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    for worker_id, spec in workers.items():
+        # Ray would wait forever for a node that does not exist; say which worker and what it needs.
+        if not any(spec.fits_node(r) for r in nodes):
+            needs = {"CPU": spec.num_cpus, "GPU": spec.num_gpus, **spec.custom_resources()}
+            raise ConfigError(
+                f"no Ray node can hold worker {worker_id!r}, which needs {({k: v for k, v in needs.items() if v})}; "
+                "start a node with those resources (`ray start --resources '{...}'`, --num-gpus) or change the worker"
+            )
     dispatcher = start_dispatcher(scheduler, name=name)
     present = {w["id"] for w in ray.get(dispatcher.workers.remote())}
     for worker_id, spec in workers.items():
