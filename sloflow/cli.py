@@ -124,8 +124,8 @@ def bench(
         typer.echo("  --quick    a short run with the same fields\n")
         module.main(quick=quick, args=["--help"])  # argparse prints its usage and exits
         return
-    setup_logging("WARNING")
     try:
+        setup_logging("WARNING", get_settings().log_format)
         figures = module.main(quick=quick, args=list(ctx.args))
     except SloflowError as exc:
         _fail(exc)

@@ -166,7 +166,7 @@ class Dispatcher:
     def _lost(self, worker_id: str) -> None:
         if self.handles.pop(worker_id, None) is not None:
             self.views.pop(worker_id, None)
-            log.warning("worker %s died; re-dispatching its calls", worker_id)
+            log.warning("worker %s died; re-dispatching its calls", worker_id, extra={"worker": worker_id})
 
     async def generate(self, call: Call, request: GenerateRequest) -> Completion:
         """Run `call` on the worker the policies choose; survive worker deaths and re-dispatch."""
@@ -218,6 +218,7 @@ class Dispatcher:
                 self.redirect.pop(call.id, None)
                 raise
             except RayActorError:
+                log.warning("worker %s died holding the call; re-dispatching it", target, extra={**call.log_ids(), "worker": target})
                 self._lost(target)
                 self.redispatched += 1
                 self.metrics.redispatched("worker_died")
@@ -229,6 +230,7 @@ class Dispatcher:
                 self._forget(target, call.id)
                 if isinstance(exc.cause, SloflowError):
                     raise exc.cause from None
+                log.warning("worker %s failed on the call: %s", target, exc.cause, extra={**call.log_ids(), "worker": target})
                 raise BackendError(f"worker {target} failed on call {call.id}: {exc.cause}") from None
             assert out is not None, "a worker always ends a call with its outcome"
             self._forget(target, call.id)

@@ -270,6 +270,10 @@ class LLMWorker:
                 held = self._release(call, slot)
             self._ended(call, "done", completion.completion_tokens)
             self.metrics.served(completion)
+            log.debug(
+                "call done: %d+%d tokens, first token %.3f s, total %.3f s", completion.prompt_tokens,
+                completion.completion_tokens, completion.ttft_s, completion.total_s, extra={**call.log_ids(), "worker": self.id},
+            )
             return Outcome(completion, held)
 
     async def stream(self, call: Call, request: GenerateRequest) -> AsyncIterator[Chunk | Outcome]:
