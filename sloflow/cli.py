@@ -18,6 +18,7 @@ from sloflow.logs import setup_logging
 app = typer.Typer(help="sloflow: agentic LLM workflows under latency SLOs.", no_args_is_help=True)
 
 BENCHMARKS = {
+    "api": "sloflow.bench.api",
     "backends": "sloflow.bench.backends",
     "runtime": "sloflow.bench.runtime",
     "scheduler": "sloflow.bench.scheduler",
@@ -43,6 +44,9 @@ def serve(
     workers: Annotated[
         Optional[Path],
         typer.Option(help="a YAML or JSON workers file: per worker its backend, model, threads, slots and Ray resources"),
+    ] = None,
+    load: Annotated[
+        Optional[list[str]], typer.Option("--load", help="a module or .py file that registers workflows (repeatable)")
     ] = None,
 ) -> None:
     """Serve the REST API: local Ray, LLM worker actors behind the scheduler, workflows; until Ctrl-C."""
@@ -79,6 +83,10 @@ def serve(
                     f"    -d '{json.dumps(question)}'"
                 )
 
+        from sloflow.workflows.registry import load as load_workflows
+
+        for source in load or []:
+            load_workflows(source)
         asyncio.run(serving.serve(settings, model, host, port, announce, announce_key, workers_file=workers))
     except SloflowError as exc:
         _fail(exc)
