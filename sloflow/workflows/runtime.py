@@ -22,7 +22,7 @@ from typing import Any, Literal
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic_core import to_json, to_jsonable_python
 
-from sloflow.errors import Cancelled, Conflict, InvalidRequest, NotFound
+from sloflow.errors import Cancelled, Conflict, InvalidRequest, NotFound, StorageError
 from sloflow.llm.client import LLMClient
 from sloflow.logs import log_fields
 from sloflow.tenancy import LOCAL_TENANT
@@ -288,7 +288,18 @@ class Runtime:
         # Everything logged while the run executes (stages, tools, clients) carries its ids.
         with log_fields(run_id=record.id, workflow=wf.name, tenant=record.tenant):
             log.info("run %s (slo %s s)", "resumed" if resumed else "started", record.slo_s)
-            return await self._execute_run(wf, record, value, live, resumed)
+            try:
+                return await self._execute_run(wf, record, value, live, resumed)
+            except StorageError as exc:
+                # Its progress cannot be recorded (full or read-only disk): whoever waits gets this
+                # error rather than waiting for ever; the run stays unfinished on disk, to be resumed.
+                log.error("run stopped: %s", exc.message)
+                self._live.pop(record.id, None)
+                live.bell.set()
+                if not live.finished.done():
+                    live.finished.set_exception(exc)
+                    live.finished.exception()  # marked retrieved: nobody may be waiting
+                raise
 
     async def _execute_run(self, wf: AnyWorkflow, record: RunRecord, value: Any, live: _LiveRun, resumed: bool) -> RunRecord:
         run_id = record.id
