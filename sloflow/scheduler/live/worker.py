@@ -189,8 +189,8 @@ class LLMWorker:
                 self.preempted.add(call_id)
                 return
 
-    async def _admit(self, call: Call, request: GenerateRequest) -> bool:
-        """Queue `call` until it may start; False if it was withdrawn instead."""
+    async def _admit(self, call: Call, request: GenerateRequest) -> float | None:
+        """Queue `call` until it may start; the seconds it waited, or None if it was withdrawn instead."""
         self.recent.append(
             {"call": call.id, "max_tokens": request.max_tokens, "answer_prefix": request.answer_prefix, "ended": None}
         )
@@ -203,15 +203,16 @@ class LLMWorker:
         self._pump()
         try:
             if not await go:
-                return False
+                return None
         except asyncio.CancelledError:
             self._ended(call, "cancelled")
             self._abandon(call.id)
             raise
         if self.dispatcher is not None:
             self.dispatcher.started.remote(self.id, call.id)  # fire and forget: keeps its view exact
-        self.metrics.queue_wait(time.time() - arrived)
-        return True
+        waited = time.time() - arrived
+        self.metrics.queue_wait(waited)
+        return waited
 
     def _abandon(self, call_id: str) -> None:
         """Forget a call cancelled before it took a slot (it may have been picked just now)."""
@@ -245,9 +246,9 @@ class LLMWorker:
         A background call preempted by a deadline call goes back to the queue and starts over.
         """
         while True:
-            admitted = await self._admit(call, request)
+            waited = await self._admit(call, request)
             assert self.view is not None and self.backend is not None
-            if not admitted:
+            if waited is None:
                 self._ended(call, "withdrawn")
                 return Outcome(None, tuple(self.view.held_prefixes))
             slot = self.free_slots.popleft()
@@ -270,6 +271,7 @@ class LLMWorker:
                 held = self._release(call, slot)
             self._ended(call, "done", completion.completion_tokens)
             self.metrics.served(completion)
+            completion = completion.model_copy(update={"worker": self.id, "queue_s": waited})
             log.debug(
                 "call done: %d+%d tokens, first token %.3f s, total %.3f s", completion.prompt_tokens,
                 completion.completion_tokens, completion.ttft_s, completion.total_s, extra={**call.log_ids(), "worker": self.id},
@@ -278,9 +280,9 @@ class LLMWorker:
 
     async def stream(self, call: Call, request: GenerateRequest) -> AsyncIterator[Chunk | Outcome]:
         """Like `run`, but yield the text pieces as they come, then the `Outcome`."""
-        admitted = await self._admit(call, request)
+        waited = await self._admit(call, request)
         assert self.view is not None and self.backend is not None
-        if not admitted:
+        if waited is None:
             self._ended(call, "withdrawn")
             yield Outcome(None, tuple(self.view.held_prefixes))
             return
@@ -300,7 +302,7 @@ class LLMWorker:
         assert completion is not None, "a backend stream ends with its completion"
         self._ended(call, "done", completion.completion_tokens)
         self.metrics.served(completion)
-        yield Outcome(completion, held)
+        yield Outcome(completion.model_copy(update={"worker": self.id, "queue_s": waited}), held)
 
     async def withdraw(self, call_id: str) -> bool:
         """Take back a call that is still queued; False if it already started or is unknown."""
