@@ -298,8 +298,11 @@ DispatcherActor = ray.remote(Dispatcher)
 
 def start_dispatcher(scheduler: str = DEFAULT, *, alpha: float = 0.5, name: str = DISPATCHER_NAME) -> Any:
     """The named dispatcher actor (created if it does not exist yet); Ray must be started."""
+    # On the head node, as Ray pins its own state actors: a worker node that leaves takes its
+    # workers with it (their calls are re-dispatched), never the dispatcher.
     return DispatcherActor.options(
-        name=name, get_if_exists=True, num_cpus=0, max_concurrency=10_000, max_restarts=0
+        name=name, get_if_exists=True, num_cpus=0, max_concurrency=10_000, max_restarts=0,
+        resources={"node:__internal_head__": 0.001},
     ).remote(scheduler, alpha)
 
 

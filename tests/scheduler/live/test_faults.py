@@ -30,8 +30,8 @@ pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.faults]
 
 async def _completions(request: Request) -> Response:
     mode = request.path_params["mode"]
-    if mode == "hang":
-        await asyncio.sleep(3600)
+    if mode == "hang":  # far past the worker's 1 s timeout, short enough not to hold up the server's shutdown
+        await asyncio.sleep(8)
     if mode == "garbage":
         return Response("<html><body>502 Bad Gateway</body></html>", media_type="text/html")
 

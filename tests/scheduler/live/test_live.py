@@ -222,7 +222,7 @@ def test_worker_spec_declares_its_ray_resources() -> None:
     assert opts["resources"] == {"accelerator_type:A100": 0.001}
 
 
-async def test_a_runs_llm_calls_are_events_with_worker_and_time_split(tmp_path: Path) -> None:
+async def test_a_runs_llm_calls_are_events_with_worker_and_time_split() -> None:
     from pydantic import BaseModel
 
     from sloflow import Workflow
