@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -17,6 +18,7 @@ from sloflow.logs import setup_logging
 app = typer.Typer(help="sloflow: agentic LLM workflows under latency SLOs.", no_args_is_help=True)
 
 BENCHMARKS = {
+    "api": "sloflow.bench.api",
     "backends": "sloflow.bench.backends",
     "runtime": "sloflow.bench.runtime",
     "scheduler": "sloflow.bench.scheduler",
@@ -39,6 +41,13 @@ def serve(
     model: Annotated[Optional[str], typer.Option(help="embedded model name or .gguf path")] = None,
     host: Annotated[Optional[str], typer.Option(help="bind address (default from settings: 127.0.0.1)")] = None,
     port: Annotated[Optional[int], typer.Option(help="port (default from settings: 8000)")] = None,
+    workers: Annotated[
+        Optional[Path],
+        typer.Option(help="a YAML or JSON workers file: per worker its backend, model, threads, slots and Ray resources"),
+    ] = None,
+    load: Annotated[
+        Optional[list[str]], typer.Option("--load", help="a module or .py file that registers workflows (repeatable)")
+    ] = None,
 ) -> None:
     """Serve the REST API: local Ray, LLM worker actors behind the scheduler, workflows; until Ctrl-C."""
     from sloflow.api import serve as serving
@@ -74,7 +83,11 @@ def serve(
                     f"    -d '{json.dumps(question)}'"
                 )
 
-        asyncio.run(serving.serve(settings, model, host, port, announce, announce_key))
+        from sloflow.workflows.registry import load as load_workflows
+
+        for source in load or []:
+            load_workflows(source)
+        asyncio.run(serving.serve(settings, model, host, port, announce, announce_key, workers_file=workers))
     except SloflowError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -119,8 +132,8 @@ def bench(
         typer.echo("  --quick    a short run with the same fields\n")
         module.main(quick=quick, args=["--help"])  # argparse prints its usage and exits
         return
-    setup_logging("WARNING")
     try:
+        setup_logging("WARNING", get_settings().log_format)
         figures = module.main(quick=quick, args=list(ctx.args))
     except SloflowError as exc:
         _fail(exc)

@@ -28,7 +28,8 @@ class Settings(BaseSettings):
     # Server
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    log_format: Literal["text", "json"] = "text"
+    # JSON lines with run, stage and call ids for log pipelines; "text" for people at a terminal.
+    log_format: Literal["text", "json"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Where sloflow keeps assembled models, checkpoints, indexes and run records.

@@ -100,6 +100,13 @@ class OutputTruncated(BackendError):
     code = "output_truncated"
 
 
+class StorageError(SloflowError):
+    """Durable state (runs, events, checkpoints) cannot be written: a full or read-only disk."""
+
+    status_code = 503
+    code = "storage_unavailable"
+
+
 class DeadlineExceeded(SloflowError):
     """A call or run could not finish before its deadline."""
 

@@ -39,16 +39,24 @@ def start_ray(settings: Settings, *, num_cpus: int | None = None, dashboard: boo
     if ray.is_initialized():
         return
     if address:
-        _join(address)
+        _join(address, _runtime_env(settings))
         return
     # address="local": without it Ray joins whatever cluster /tmp/ray/ray_current_cluster names,
     # which any `ray start` on this machine (even a dead one) leaves behind.
     local = {"address": "local", "dashboard_host": LOOPBACK, "include_dashboard": dashboard, "num_cpus": num_cpus}
-    context = ray.init(_node_ip_address=LOOPBACK, log_to_driver=False, **local)
+    context = ray.init(_node_ip_address=LOOPBACK, log_to_driver=False, runtime_env=_runtime_env(settings), **local)
     log.info("started local Ray on 127.0.0.1 (dashboard %s)", context.dashboard_url or "off")
 
 
-def _join(address: str) -> None:
+def _runtime_env(settings: Settings) -> dict:
+    """Actors log like the driver (JSON with ids, or text), on every node of the cluster."""
+    return {
+        "worker_process_setup_hook": "sloflow.logs.setup_from_settings",
+        "env_vars": {"SLOFLOW_LOG_FORMAT": settings.log_format, "SLOFLOW_LOG_LEVEL": settings.log_level},
+    }
+
+
+def _join(address: str, runtime_env: dict) -> None:
     """Connect to the cluster at `address` as a driver, with the token if the cluster wants one."""
     import ray
     from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
@@ -59,7 +67,9 @@ def _join(address: str) -> None:
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
     loopback = _is_loopback(address)
     try:
-        ray.init(address=address, log_to_driver=False, **({"_node_ip_address": LOOPBACK} if loopback else {}))
+        ray.init(
+            address=address, log_to_driver=False, runtime_env=runtime_env, **({"_node_ip_address": LOOPBACK} if loopback else {})
+        )
     except ConnectionError as exc:
         raise ConnectionError(
             f"cannot join the Ray cluster at SLOFLOW_RAY_ADDRESS={address}: {exc}. Is a head running there "

@@ -13,6 +13,7 @@ from sloflow.api.errors import install_error_handlers
 from sloflow.api.limits import BodyLimits
 from sloflow.api.openapi import install_openapi
 from sloflow.api.quotas import Meter, MeteredClient
+from sloflow.api.ui import install_ui
 from sloflow.llm.client import LLMClient
 from sloflow.tenancy import KeyStore
 
@@ -73,6 +74,7 @@ def create_app(
     app.include_router(chat.router)
     app.include_router(tenants.router)
     app.include_router(key_routes.router)
+    install_ui(app)
     if runtime is not None:
         from sloflow.api import runs, turns
 

@@ -43,6 +43,13 @@ def worker_specs(settings: Settings, model: str) -> dict:
     return {f"worker-{i}": spec for i in range(settings.workers)}
 
 
+def _context_limit(specs: dict) -> int | None:
+    """The most context any worker holds, when all run llama.cpp here; a remote server knows its own."""
+    if all(s.kind == "embedded" for s in specs.values()):
+        return max(s.context_tokens for s in specs.values())
+    return None
+
+
 def key_store(settings: Settings) -> KeyStore:
     """The server's API keys and quotas, in `home/tenants.sqlite`, with the settings' default quotas."""
     defaults = Quotas(
@@ -54,9 +61,18 @@ def key_store(settings: Settings) -> KeyStore:
 
 
 async def serve(
-    settings: Settings, model: str, host: str, port: int, announce: Callable[[str], None], announce_key: Callable[[str | None, Path], None]
+    settings: Settings,
+    model: str,
+    host: str,
+    port: int,
+    announce: Callable[[str], None],
+    announce_key: Callable[[str | None, Path], None],
+    workers_file: Path | None = None,
 ) -> None:
     """Start everything, serve until Ctrl-C, then stop it; unfinished runs resume at the next start.
+
+    `workers_file` (YAML or JSON, see `worker_file`) replaces the settings' identical workers with
+    heterogeneous ones, each placed by Ray on a node with its resources.
 
     With auth on, the local tenant's admin key is made on first start and kept in `home/local.key`;
     `announce_key` gets it (the key itself only when it was just made) and its file.
@@ -78,10 +94,17 @@ async def serve(
     from sloflow.workflows.run_store import RUNS_FILE
     from sloflow.workflows.runtime import Runtime
 
-    if settings.backend == "embedded":
-        model_path(model, settings.home / "models")  # a clear error now rather than in a worker
+    if workers_file is not None:
+        from sloflow.scheduler.live.worker_file import load_worker_specs
+
+        specs = load_worker_specs(workers_file, settings.home / "models")
     else:
-        model = settings.openai_model
+        if settings.backend == "openai":
+            model = settings.openai_model
+        specs = worker_specs(settings, model)
+    for spec in specs.values():
+        if spec.kind == "embedded":
+            model_path(spec.model, settings.home / "models")  # a clear error now rather than in a worker
     keys = key_store(settings)
     if settings.auth:
         key, path, made = local_key(keys, settings.home)
@@ -89,9 +112,14 @@ async def serve(
     meter = Meter(keys)
     start_ray(settings, dashboard=settings.ray_dashboard)
     try:
-        announce(f"starting {settings.workers} LLM worker(s) for {model} (each measures its speed first)")
-        dispatcher = await asyncio.to_thread(start_scheduler, worker_specs(settings, model))
-        profiles = [w["profile"] for w in await dispatcher.workers.remote()]
+        kinds = ", ".join(sorted({f"{s.kind} {s.model}" for s in specs.values()}))
+        announce(f"starting {len(specs)} LLM worker(s): {kinds} (each measures its speed first)")
+        if any(s.kind == "emulated" for s in specs.values()):
+            announce("emulated workers answer with filler text: for scheduler-bound load tests only")
+        dispatcher = await asyncio.to_thread(start_scheduler, specs)
+        running = await dispatcher.workers.remote()
+        profiles = [w["profile"] for w in running]
+        models = sorted({w["model"] for w in running})  # what the backends call themselves
         client = MeteredClient(SchedulerClient(dispatcher), meter)  # tokens and priority held to each tenant's quotas
         metrics_url = f"http://127.0.0.1:{ray.nodes()[0]['MetricsExportPort']}/metrics"
         load_builtins()
@@ -110,7 +138,7 @@ async def serve(
             await learn_queue.start()
             app = create_app(
                 client,
-                [model],
+                models,
                 keys=keys,
                 open_access=not settings.auth,
                 meter=meter,
@@ -122,12 +150,12 @@ async def serve(
                 metrics_url=metrics_url,
                 dispatcher=dispatcher,
                 profiles=profiles,
-                context_tokens=settings.context_tokens if settings.backend == "embedded" else None,
+                context_tokens=_context_limit(specs),
                 max_body_bytes=settings.max_body_bytes,
                 max_json_depth=settings.max_json_depth,
             )
             server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
-            announce(f"sloflow serving {model} at http://{host}:{port}  (Ctrl-C to stop)")
+            announce(f"sloflow serving {', '.join(models)} at http://{host}:{port}  (Ctrl-C to stop)")
             try:
                 await server.serve()
             finally:

@@ -180,6 +180,8 @@ class OpenAIBackend:
                         ttft = ttft if ttft is not None else time.perf_counter() - start
                         parts.append(piece)
                         yield Chunk(text=piece)
+        except httpx.HTTPError as exc:  # an answer that stalls past the timeout or is cut off
+            raise BackendError(f"{self.base_url}{path} broke off its answer: {exc!r}") from None
         finally:
             await resp.aclose()
         total = time.perf_counter() - start

@@ -63,6 +63,9 @@ class Completion(BaseModel):
     total_s: float
     finish_reason: Literal["stop", "length"] = "stop"
     model: str = ""
+    # Set by the scheduler's worker actor: which worker answered, and how long the call queued there.
+    worker: str | None = None
+    queue_s: float | None = None
 
 
 class Chunk(BaseModel):

@@ -13,6 +13,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 from pathlib import Path
 
 import faiss
@@ -76,6 +78,21 @@ class _HnswKeys:
         faiss_threads(1)
         scores, ids = self._index.search(vector.reshape(1, -1), k, params=params)
         return [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist()) if i >= 0]
+
+
+@cache
+def _lookups() -> Any:
+    from ray.util import metrics
+
+    return metrics.Counter("sloflow_cache_lookups_total", "semantic cache lookups, by mode and result", tag_keys=("mode", "result"))
+
+
+def _count_lookup(mode: str, hit: bool) -> None:
+    """`sloflow_cache_lookups_total` on Ray's metrics export (skipped where Ray is not running)."""
+    import ray
+
+    if ray.is_initialized():
+        _lookups().inc(1, tags={"mode": mode, "result": "hit" if hit else "miss"})
 
 
 @dataclass(frozen=True)
@@ -203,6 +220,7 @@ class SemanticCache:
         with self._lock:
             category = self._category(category, vector)
             hits = self._nearest(vector, category, 4, self.policy(category).threshold)
+            _count_lookup("answer", bool(hits))
             if not hits:
                 return None
             self._db.execute("UPDATE entries SET last_used = ?, hits = hits + 1 WHERE id = ?", (self._clock(), hits[0].id))
@@ -215,7 +233,9 @@ class SemanticCache:
         """IC-Cache mode: up to k nearest (request, answer) pairs, most similar first, as in-context examples."""
         vector = self._vector(request, vector)
         with self._lock:
-            return self._nearest(vector, self._category(category, vector), k, min_similarity)
+            hits = self._nearest(vector, self._category(category, vector), k, min_similarity)
+        _count_lookup("examples", bool(hits))
+        return hits
 
     def put(self, request: str, answer: str, category: str | None = None, vector: np.ndarray | None = None) -> int:
         """Store a (request, answer) pair; the category's least recently used entries make room."""

@@ -8,6 +8,7 @@ enforced from a counter kept in the checkpointed state, so a resumed run counts 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, TypedDict, get_type_hints, is_typeddict
@@ -18,10 +19,13 @@ from langgraph.types import Send
 from pydantic import BaseModel, Field, create_model
 
 from sloflow.errors import Cancelled, ConfigError, DeadlineExceeded
+from sloflow.logs import log_fields
 from sloflow.workflows.context import RunScope, StageContext
 from sloflow.workflows.records import error_dict
 from sloflow.workflows.stages import Stage
 from sloflow.workflows.state import read_field
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from sloflow.workflows.dsl import Workflow  # annotations only: dsl imports this module
@@ -153,12 +157,15 @@ def _node(wf: Workflow, stage: Stage) -> Callable[..., Any]:
         facts: dict[str, Any] = {"budget_s": budget} if index is None else {"budget_s": budget, "index": index}
         scope.emit("stage_started", name, facts)
         try:
-            if plain:
-                update, attempts = _checked(name, await stage.fn(state, ctx)), 1
-            else:
-                update, attempts = await _attempts(stage, state, ctx, item, scope)
+            with log_fields(run_id=scope.run_id or None, workflow=scope.workflow or None, stage=name):
+                if plain:
+                    update, attempts = _checked(name, await stage.fn(state, ctx)), 1
+                else:
+                    update, attempts = await _attempts(stage, state, ctx, item, scope)
         except BaseException as exc:
             scope.emit("stage_failed", name, {**facts, "duration_s": time.time() - started, "error": error_dict(exc)})
+            if not isinstance(exc, (asyncio.CancelledError, Cancelled)):
+                log.warning("stage failed: %s", exc, extra={"run_id": scope.run_id, "workflow": scope.workflow, "stage": name})
             raise
         scope.emit("stage_finished", name, {**facts, "started_at": started, "duration_s": time.time() - started, "attempts": attempts})
         if ends_loop:

@@ -154,7 +154,10 @@ class StageLLM:
         call = self._context(request, model)
         if background:
             call = dataclasses.replace(call, deadline=None, budget_s=None)
-        return await self._scope.track(self._client().generate(request, call), self._call.stage, reserve_s)
+        started = time.time()
+        out = await self._scope.track(self._client().generate(request, call), self._call.stage, reserve_s)
+        self._record_call(out, started)
+        return out
 
     async def prefill(self, request: GenerateRequest, *, model: str | None = None) -> Completion:
         """Prefill `request`'s prompt on a worker as background work, so that a deadline call with
@@ -248,6 +251,16 @@ class StageLLM:
                 await close()
         return text, finish
 
+    def _record_call(self, out: Completion | None, started: float) -> None:
+        """An `llm_call` event: where the call ran and how its time split (queue, prefill, decode)."""
+        if out is None:
+            return
+        self._scope.emit("llm_call", self._call.stage, {
+            "started_at": started, "worker": out.worker, "model": out.model, "queue_s": out.queue_s,
+            "prefill_s": out.ttft_s, "decode_s": max(out.total_s - out.ttft_s, 0.0),
+            "prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens,
+        })
+
     async def _stream_text(self, request: GenerateRequest, call: CallContext) -> str:
         return (await self._streamed(request, call)).text
 
@@ -255,6 +268,7 @@ class StageLLM:
         pieces: list[str] = []
         first_at: float | None = None
         completion: Completion | None = None
+        started = time.time()
         async for chunk in self._client().stream(request, call):
             if chunk.completion is not None:
                 completion = chunk.completion
@@ -262,6 +276,7 @@ class StageLLM:
                 first_at = first_at or time.time()
                 pieces.append(chunk.text)
                 self._scope.emit("token", self._call.stage, {"text": chunk.text})
+        self._record_call(completion, started)
         return Streamed("".join(pieces), first_at, completion)
 
 

@@ -6,6 +6,7 @@ Per-stage timings are not stored twice: they are read back from the `stage_finis
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from copy import copy
@@ -15,7 +16,10 @@ from typing import Any, Protocol
 
 from pydantic_core import to_json
 
+from sloflow.errors import StorageError
 from sloflow.workflows.records import Event, RunRecord, RunStatus
+
+log = logging.getLogger(__name__)
 
 RUNS_FILE = "runs.sqlite"  # under the home folder; contexts (workflows/contexts.py) live in it too
 _UPDATABLE = frozenset({"status", "started_at", "finished_at", "deadline_met", "output", "error"})
@@ -160,6 +164,7 @@ class SqliteRunStore:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # One connection, used from the event loop's thread and guarded for the odd other thread.
+        self._path = path
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         # WAL with synchronous=NORMAL survives a process crash (not a power cut) without an
@@ -178,8 +183,7 @@ class SqliteRunStore:
             None if record.error is None else _dump(record.error),
         )
         with self._lock:
-            self._flush()
-            self._db.execute(f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * 13)})", row)
+            self._flush((f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * 13)})", row))
             self._next_id[record.id] = 1
 
     def update(self, run_id: str, **fields: Any) -> None:
@@ -196,7 +200,7 @@ class SqliteRunStore:
 
     def get(self, run_id: str) -> RunRecord | None:
         with self._lock:
-            self._flush()
+            self._flush_if_possible()
             row = self._db.execute(f"SELECT {_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             return None
@@ -216,7 +220,7 @@ class SqliteRunStore:
             params += (tenant,)
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         with self._lock:
-            self._flush()
+            self._flush_if_possible()
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM runs {where} ORDER BY created_at DESC LIMIT ?", (*params, limit)
             ).fetchall()
@@ -240,14 +244,14 @@ class SqliteRunStore:
             self._unwritten.append((run_id, event_id, ts, kind, stage, _dump(data)))
             self._next_id[run_id] = event_id + 1
             if kind in _COMMIT_AFTER:
-                self._flush()
+                self._flush_if_possible()  # a stage must not fail for its event; the status update will
 
     def events(self, run_id: str, after: int = 0) -> list[Event]:
         return self._select_events(run_id, after, "")
 
     def _select_events(self, run_id: str, after: int, extra: str) -> list[Event]:
         with self._lock:
-            self._flush()
+            self._flush_if_possible()
             rows = self._db.execute(
                 f"SELECT id, ts, kind, stage, data FROM events WHERE run_id = ? AND id > ? {extra} ORDER BY id",
                 (run_id, after),
@@ -256,19 +260,37 @@ class SqliteRunStore:
 
     def close(self) -> None:
         with self._lock:
-            self._flush()
+            self._flush_if_possible()
             self._db.close()
 
     def _flush(self, *statements: tuple[str, tuple[Any, ...]]) -> None:
-        """Write the buffered events and `statements` in one transaction."""
+        """Write the buffered events and `statements` in one transaction, or nothing (`StorageError`)."""
         if not self._unwritten and not statements:
             return
-        self._db.execute("BEGIN")
-        self._db.executemany("INSERT INTO events (run_id, id, ts, kind, stage, data) VALUES (?, ?, ?, ?, ?, ?)", self._unwritten)
-        for sql, params in statements:
-            self._db.execute(sql, params)
-        self._db.execute("COMMIT")
+        try:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT INTO events (run_id, id, ts, kind, stage, data) VALUES (?, ?, ?, ?, ?, ?)", self._unwritten)
+            for sql, params in statements:
+                self._db.execute(sql, params)
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            # A full or read-only disk: undo the whole transaction so nothing is half-written; the
+            # buffered events stay buffered and go out with the next write that succeeds.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StorageError(
+                f"the run store {self._path} cannot be written ({exc}); free space on its disk or make it writable "
+                "(it lives under SLOFLOW_HOME); runs already recorded can still be read",
+                details={"path": str(self._path)},
+            ) from None
         self._unwritten.clear()
+
+    def _flush_if_possible(self) -> None:
+        """Flush, e.g. so a read sees the latest events; if the disk refuses, keep them buffered."""
+        try:
+            self._flush()
+        except StorageError as exc:
+            log.error("%s", exc.message)
 
 
 def _record(row: tuple[Any, ...]) -> RunRecord:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -21,8 +22,9 @@ from typing import Any, Literal
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic_core import to_json, to_jsonable_python
 
-from sloflow.errors import Cancelled, Conflict, InvalidRequest, NotFound
+from sloflow.errors import Cancelled, Conflict, InvalidRequest, NotFound, StorageError
 from sloflow.llm.client import LLMClient
+from sloflow.logs import log_fields
 from sloflow.tenancy import LOCAL_TENANT
 from sloflow.workflows.checkpoints import open_checkpointer
 from sloflow.workflows.context import RunScope, Tools
@@ -30,6 +32,8 @@ from sloflow.workflows.graph_workflow import GraphWorkflow
 from sloflow.workflows.records import Event, RunRecord, RunStatus, error_dict
 from sloflow.workflows.registry import AnyWorkflow, Registry, workflows
 from sloflow.workflows.run_store import RUNS_FILE, RunStore, SqliteRunStore
+
+log = logging.getLogger(__name__)
 
 Durability = Literal["sync", "async", "exit"]
 
@@ -281,6 +285,23 @@ class Runtime:
         return live
 
     async def _execute(self, wf: AnyWorkflow, record: RunRecord, value: Any, live: _LiveRun, resumed: bool) -> RunRecord:
+        # Everything logged while the run executes (stages, tools, clients) carries its ids.
+        with log_fields(run_id=record.id, workflow=wf.name, tenant=record.tenant):
+            log.info("run %s (slo %s s)", "resumed" if resumed else "started", record.slo_s)
+            try:
+                return await self._execute_run(wf, record, value, live, resumed)
+            except StorageError as exc:
+                # Its progress cannot be recorded (full or read-only disk): whoever waits gets this
+                # error rather than waiting for ever; the run stays unfinished on disk, to be resumed.
+                log.error("run stopped: %s", exc.message)
+                self._live.pop(record.id, None)
+                live.bell.set()
+                if not live.finished.done():
+                    live.finished.set_exception(exc)
+                    live.finished.exception()  # marked retrieved: nobody may be waiting
+                raise
+
+    async def _execute_run(self, wf: AnyWorkflow, record: RunRecord, value: Any, live: _LiveRun, resumed: bool) -> RunRecord:
         run_id = record.id
         self._emit(run_id, "run_resumed" if resumed else "run_started", None, {"deadline": record.deadline})
         self.store.update(run_id, status=RunStatus.running, started_at=record.started_at or time.time())
@@ -329,6 +350,10 @@ class Runtime:
         )
         self._emit(record.id, "run_finished", None, {"status": status.value, "deadline_met": met, "error": error})
         self.store.update(record.id, status=status, finished_at=now, deadline_met=met, output=output, error=error)
+        ids = {"run_id": record.id, "workflow": record.workflow, "tenant": record.tenant}
+        level = logging.INFO if status is RunStatus.succeeded else logging.WARNING
+        log.log(level, "run %s after %.2f s (deadline met: %s)%s", status.value, now - record.created_at, met,
+                f": {error.get('message')}" if error else "", extra=ids)
 
     async def _drive(self, graph: Any, value: Any, config: Mapping[str, Any], scope: RunScope) -> Any:
         """Run a foreign graph, turning its task stream into stage events and cancelling between nodes."""

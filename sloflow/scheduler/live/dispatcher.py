@@ -24,7 +24,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from sloflow.errors import BackendError, Conflict, NotFound, SloflowError
+from sloflow.errors import BackendError, ConfigError, Conflict, InvalidRequest, NotFound, SloflowError
 from sloflow.llm.types import Chunk, Completion, GenerateRequest, approx_tokens
 from sloflow.scheduler.live.metrics import DispatcherMetrics
 from sloflow.scheduler.live.worker import Outcome, WorkerActor, WorkerSpec
@@ -166,7 +166,7 @@ class Dispatcher:
     def _lost(self, worker_id: str) -> None:
         if self.handles.pop(worker_id, None) is not None:
             self.views.pop(worker_id, None)
-            log.warning("worker %s died; re-dispatching its calls", worker_id)
+            log.warning("worker %s died; re-dispatching its calls", worker_id, extra={"worker": worker_id})
 
     async def generate(self, call: Call, request: GenerateRequest) -> Completion:
         """Run `call` on the worker the policies choose; survive worker deaths and re-dispatch."""
@@ -189,11 +189,10 @@ class Dispatcher:
         target: str | None = None
         sent = Sent()
         original = (call, request)
+        failed: dict[str, str] = {}  # workers whose backend failed this call, and how
         while True:
             if target is None or target not in self.views:
-                if not self.views:
-                    raise BackendError("no LLM workers are running; add one with add_worker")
-                target = self.scheduler.dispatch.choose(call, eligible(call, list(self.views.values())), time.time()).id
+                target = self._choose(call, failed)
             self.views[target].enqueue(call)
             out: Outcome | None = None
             task: Any = None  # the worker's ObjectRef or ObjectRefGenerator, to cancel it
@@ -218,6 +217,7 @@ class Dispatcher:
                 self.redirect.pop(call.id, None)
                 raise
             except RayActorError:
+                log.warning("worker %s died holding the call; re-dispatching it", target, extra={**call.log_ids(), "worker": target})
                 self._lost(target)
                 self.redispatched += 1
                 self.metrics.redispatched("worker_died")
@@ -227,9 +227,17 @@ class Dispatcher:
                 continue
             except RayTaskError as exc:
                 self._forget(target, call.id)
-                if isinstance(exc.cause, SloflowError):
-                    raise exc.cause from None
-                raise BackendError(f"worker {target} failed on call {call.id}: {exc.cause}") from None
+                if isinstance(exc.cause, SloflowError) and not isinstance(exc.cause, BackendError):
+                    raise exc.cause from None  # the call itself is wrong or late: another worker would not help
+                # The backend hung, answered garbage or hung up: fail over to a worker not tried yet.
+                failed[target] = getattr(exc.cause, "message", None) or repr(exc.cause)
+                log.warning("worker %s failed on the call, failing over: %s", target, failed[target], extra={**call.log_ids(), "worker": target})
+                self.redispatched += 1
+                self.metrics.redispatched("backend_failed")
+                sent.worker_died()
+                call, request = sent.resume(*original)
+                target = None
+                continue
             assert out is not None, "a worker always ends a call with its outcome"
             self._forget(target, call.id)
             if target in self.views:
@@ -243,6 +251,24 @@ class Dispatcher:
             asyncio.get_running_loop().create_task(self._rebalance(target))
             yield Chunk(completion=sent.merge(out.completion, dispatched))
             return
+
+    def _choose(self, call: Call, failed: dict[str, str]) -> str:
+        """The worker for `call` among those whose backend has not failed it yet."""
+        left = [v for v in self.views.values() if v.id not in failed]
+        if not left:
+            if failed:
+                raise BackendError(
+                    f"call {call.id} failed on every worker that could take it: "
+                    + "; ".join(f"{w}: {why}" for w, why in failed.items()),
+                    details={"failed": failed},
+                )
+            raise BackendError("no LLM workers are running; add one with add_worker")
+        try:
+            return self.scheduler.dispatch.choose(call, eligible(call, left), time.time()).id
+        except InvalidRequest:
+            if not failed:
+                raise
+            raise BackendError(f"call {call.id} failed on {sorted(failed)} and no other worker can take it: {failed}") from None
 
     async def _rebalance(self, worker_id: str) -> None:
         """If `worker_id` has room and nothing queued, move a waiting call from elsewhere to it."""
@@ -272,8 +298,11 @@ DispatcherActor = ray.remote(Dispatcher)
 
 def start_dispatcher(scheduler: str = DEFAULT, *, alpha: float = 0.5, name: str = DISPATCHER_NAME) -> Any:
     """The named dispatcher actor (created if it does not exist yet); Ray must be started."""
+    # On the head node, as Ray pins its own state actors: a worker node that leaves takes its
+    # workers with it (their calls are re-dispatched), never the dispatcher.
     return DispatcherActor.options(
-        name=name, get_if_exists=True, num_cpus=0, max_concurrency=10_000, max_restarts=0
+        name=name, get_if_exists=True, num_cpus=0, max_concurrency=10_000, max_restarts=0,
+        resources={"node:__internal_head__": 0.001},
     ).remote(scheduler, alpha)
 
 
@@ -282,6 +311,15 @@ def start_scheduler(workers: dict[str, WorkerSpec], scheduler: str = DEFAULT, *,
 
     Workers are added one by one so that their profiling passes do not compete for the same cores.
     """
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    for worker_id, spec in workers.items():
+        # Ray would wait forever for a node that does not exist; say which worker and what it needs.
+        if not any(spec.fits_node(r) for r in nodes):
+            needs = {"CPU": spec.num_cpus, "GPU": spec.num_gpus, **spec.custom_resources()}
+            raise ConfigError(
+                f"no Ray node can hold worker {worker_id!r}, which needs {({k: v for k, v in needs.items() if v})}; "
+                "start a node with those resources (`ray start --resources '{...}'`, --num-gpus) or change the worker"
+            )
     dispatcher = start_dispatcher(scheduler, name=name)
     present = {w["id"] for w in ray.get(dispatcher.workers.remote())}
     for worker_id, spec in workers.items():

@@ -2,7 +2,9 @@
 
 Series (Ray prefixes them `ray_`): sloflow_queue_length and sloflow_queue_wait_seconds per worker,
 sloflow_call_latency_seconds, sloflow_tokens_per_second, sloflow_calls_total and
-sloflow_slo_attainment per workflow, sloflow_redispatched_total by reason.
+sloflow_slo_attainment per workflow, sloflow_calls_served_total by workflow and priority (the
+background work done on idle capacity), sloflow_redispatched_total by reason. The Grafana
+dashboard over them is `sloflow/api/ui/grafana-dashboard.json`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def _series() -> dict[str, Any]:
         "calls": m.Counter("sloflow_calls_total", "calls finished, by workflow and whether they met their deadline", tag_keys=("workflow", "met")),
         "attainment": m.Gauge("sloflow_slo_attainment", "share of deadline calls that met their deadline", tag_keys=("workflow",)),
         "redispatched": m.Counter("sloflow_redispatched_total", "calls moved to another worker", tag_keys=("reason",)),
+        "served": m.Counter("sloflow_calls_served_total", "calls answered, by workflow and priority", tag_keys=("workflow", "priority")),
     }
 
 
@@ -66,6 +69,7 @@ class DispatcherMetrics:
         s = _series()
         name = workflow or "-"
         s["latency"].observe(latency_s, tags={"worker": worker, "workflow": name})
+        s["served"].inc(tags={"workflow": name, "priority": "background" if met is None else "interactive"})
         if met is None:  # background calls have no deadline to meet
             return
         s["calls"].inc(tags={"workflow": name, "met": str(met).lower()})

@@ -52,19 +52,33 @@ class WorkerSpec:
     models_dir: str | None = None
     base_url: str | None = None
     api_key: str | None = None
+    timeout_s: float = 120.0  # an openai backend's per-request timeout: a hung server fails over
     # Emulated speed: prefill and decode seconds per token and a fixed overhead per call.
     emulated: tuple[float, float, float] = (0.001, 0.01, 0.0)
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     accelerator: str | None = None  # e.g. "A100": needs the Ray resource accelerator_type:A100
+    resources: tuple[tuple[str, float], ...] = ()  # other Ray custom resources, as (name, amount)
     profile: WorkerProfile | None = None
     probe_words: tuple[int, ...] = (16, 96, 192)  # prompt sizes of the profiling pass
+
+    def custom_resources(self) -> dict[str, float]:
+        """The Ray custom resources the actor needs: `resources` plus its accelerator type."""
+        needs = dict(self.resources)
+        if self.accelerator:
+            needs[f"accelerator_type:{self.accelerator}"] = 0.001
+        return needs
+
+    def fits_node(self, node_resources: dict[str, float]) -> bool:
+        """Whether a node with these total resources could ever hold this worker."""
+        needs = {"CPU": self.num_cpus, "GPU": self.num_gpus, **self.custom_resources()}
+        return all(node_resources.get(k, 0.0) >= v for k, v in needs.items() if v > 0)
 
     def actor_options(self, name: str) -> dict[str, Any]:
         """Ray options that place the actor: CPUs, GPUs, accelerator type, and its name."""
         opts: dict[str, Any] = {"name": name, "num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "max_restarts": 0}
-        if self.accelerator:
-            opts["resources"] = {f"accelerator_type:{self.accelerator}": 0.001}
+        if needs := self.custom_resources():
+            opts["resources"] = needs
         return opts
 
     def open(self) -> Backend:
@@ -86,7 +100,7 @@ class WorkerSpec:
 
             if not self.base_url:
                 raise ConfigError("an openai worker needs base_url")
-            return OpenAIBackend(self.base_url, self.model, api_key=self.api_key)
+            return OpenAIBackend(self.base_url, self.model, api_key=self.api_key, timeout_s=self.timeout_s)
         if self.kind == "emulated":
             from sloflow.llm.emulated import EmulatedBackend
 
@@ -130,7 +144,12 @@ class LLMWorker:
         self.preempted: set[str] = set()
 
     def __repr__(self) -> str:
-        return f"LLMWorker({self.id}, {self.backend.name if self.backend else self.spec.model})"
+        # Ray shows this in the dashboard's Repr column (taken once, when the actor starts) and
+        # prefixes the actor's log lines with it; the live queue depth is in sloflow_queue_length.
+        model = self.backend.name if self.backend else self.spec.model
+        queued = len(self.view.queued) if self.view else 0
+        where = f", {self.spec.accelerator}" if self.spec.accelerator else ""
+        return f"LLMWorker({self.id}, {self.spec.kind} {model}{where}, slots={self.spec.slots}, queued={queued})"
 
     async def ready(self) -> tuple[WorkerProfile, str]:
         """Open the backend, measure its profile (unless the spec carries one); return it and the model."""
@@ -170,8 +189,8 @@ class LLMWorker:
                 self.preempted.add(call_id)
                 return
 
-    async def _admit(self, call: Call, request: GenerateRequest) -> bool:
-        """Queue `call` until it may start; False if it was withdrawn instead."""
+    async def _admit(self, call: Call, request: GenerateRequest) -> float | None:
+        """Queue `call` until it may start; the seconds it waited, or None if it was withdrawn instead."""
         self.recent.append(
             {"call": call.id, "max_tokens": request.max_tokens, "answer_prefix": request.answer_prefix, "ended": None}
         )
@@ -184,15 +203,16 @@ class LLMWorker:
         self._pump()
         try:
             if not await go:
-                return False
+                return None
         except asyncio.CancelledError:
             self._ended(call, "cancelled")
             self._abandon(call.id)
             raise
         if self.dispatcher is not None:
             self.dispatcher.started.remote(self.id, call.id)  # fire and forget: keeps its view exact
-        self.metrics.queue_wait(time.time() - arrived)
-        return True
+        waited = time.time() - arrived
+        self.metrics.queue_wait(waited)
+        return waited
 
     def _abandon(self, call_id: str) -> None:
         """Forget a call cancelled before it took a slot (it may have been picked just now)."""
@@ -227,9 +247,9 @@ class LLMWorker:
         A background call preempted by a deadline call goes back to the queue and starts over.
         """
         while True:
-            admitted = await self._admit(call, request)
+            waited = await self._admit(call, request)
             assert self.view is not None and self.backend is not None
-            if not admitted:
+            if waited is None:
                 self._ended(call, "withdrawn")
                 return Outcome(None, tuple(self.view.held_prefixes))
             slot = self.free_slots.popleft()
@@ -253,13 +273,18 @@ class LLMWorker:
                 held = self._release(call, slot)
             self._ended(call, "done", completion.completion_tokens)
             self.metrics.served(completion)
+            completion = completion.model_copy(update={"worker": self.id, "queue_s": waited})
+            log.debug(
+                "call done: %d+%d tokens, first token %.3f s, total %.3f s", completion.prompt_tokens,
+                completion.completion_tokens, completion.ttft_s, completion.total_s, extra={**call.log_ids(), "worker": self.id},
+            )
             return Outcome(completion, held)
 
     async def stream(self, call: Call, request: GenerateRequest) -> AsyncIterator[Chunk | Outcome]:
         """Like `run`, but yield the text pieces as they come, then the `Outcome`."""
-        admitted = await self._admit(call, request)
+        waited = await self._admit(call, request)
         assert self.view is not None and self.backend is not None
-        if not admitted:
+        if waited is None:
             self._ended(call, "withdrawn")
             yield Outcome(None, tuple(self.view.held_prefixes))
             return
@@ -279,7 +304,7 @@ class LLMWorker:
         assert completion is not None, "a backend stream ends with its completion"
         self._ended(call, "done", completion.completion_tokens)
         self.metrics.served(completion)
-        yield Outcome(completion, held)
+        yield Outcome(completion.model_copy(update={"worker": self.id, "queue_s": waited}), held)
 
     async def withdraw(self, call_id: str) -> bool:
         """Take back a call that is still queued; False if it already started or is unknown."""

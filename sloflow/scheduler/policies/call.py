@@ -47,6 +47,11 @@ class Call:
         """Context (KV-cache) tokens the call occupies while it runs."""
         return self.prompt_tokens + self.output_tokens
 
+    def log_ids(self) -> dict[str, str]:
+        """The ids a log line about this call carries (see `sloflow.logs`)."""
+        ids = {"call_id": self.id, "run_id": self.run_id, "workflow": self.workflow, "stage": self.stage, "tenant": self.tenant}
+        return {k: v for k, v in ids.items() if v}
+
 
 def call_budget(remaining_s: float, stage_s: float, later_stages_s: Sequence[float]) -> float:
     """HEXGEN's per-call budget: the stage's share of the request's remaining time.

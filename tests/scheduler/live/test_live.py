@@ -56,6 +56,7 @@ async def test_client_places_calls_and_prefers_the_faster_worker() -> None:
         await client.generate(req(), ctx(-1.0))
 
 
+@pytest.mark.faults
 async def test_killed_worker_loses_no_call_and_answers_none_twice() -> None:
     dispatcher, (a, b) = await cluster(emulated("a", slots=2, decode=0.01), emulated("b", slots=2, decode=0.01))
     client = SchedulerClient(dispatcher)
@@ -151,6 +152,7 @@ async def test_a_call_goes_to_the_worker_that_holds_its_prompt_prefix() -> None:
 
 
 @pytest.mark.model
+@pytest.mark.faults
 async def test_real_llama_cpp_workers_are_profiled_and_serve_through_the_scheduler(test_model_path: Path) -> None:
     spec = WorkerSpec(
         "embedded", str(test_model_path), threads=1, context_tokens=1024, num_cpus=0.5, probe_words=(8, 40, 80)
@@ -200,6 +202,7 @@ async def test_metrics_reach_ray_metrics_export() -> None:
         "ray_sloflow_queue_wait_seconds_count{",
         "ray_sloflow_queue_length{",
         "ray_sloflow_tokens_per_second{",
+        "ray_sloflow_calls_served_total{",
     ]
     text = ""
     async with httpx.AsyncClient() as http:
@@ -217,3 +220,29 @@ def test_worker_spec_declares_its_ray_resources() -> None:
     opts = spec.actor_options("sloflow-worker-a100")
     assert opts["num_cpus"] == 2 and opts["num_gpus"] == 1 and opts["name"] == "sloflow-worker-a100"
     assert opts["resources"] == {"accelerator_type:A100": 0.001}
+
+
+async def test_a_runs_llm_calls_are_events_with_worker_and_time_split() -> None:
+    from pydantic import BaseModel
+
+    from sloflow import Workflow
+    from sloflow.workflows import MemoryRunStore, Registry, Runtime
+
+    class Q(BaseModel):
+        q: str
+        a: str = ""
+
+    wf = Workflow("timed", state=Q, slo=30.0)
+
+    @wf.stage
+    async def answer(s, ctx):
+        return {"a": await ctx.llm.text(s.q, max_tokens=6)}
+
+    registry = Registry()
+    registry.add(wf.then(answer))
+    dispatcher, ids = await cluster(emulated("timed-a"), emulated("timed-b"))
+    runtime = Runtime(MemoryRunStore(), None, client=SchedulerClient(dispatcher), registry=registry)
+    run = await runtime.run("timed", {"q": "hi"})
+    (call,) = [e for e in runtime.store.events(run.id) if e.kind == "llm_call"]
+    assert call.stage == "answer" and call.data["worker"] in ids and call.data["completion_tokens"] == 6
+    assert call.data["queue_s"] >= 0 and call.data["prefill_s"] > 0 and call.data["decode_s"] > 0
