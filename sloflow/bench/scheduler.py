@@ -9,33 +9,29 @@ deadline = scale x their standalone latency (the request alone, each call on the
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import os
-import random
 import statistics
 import time
 import timeit
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sloflow.bench.progress import say
+from sloflow.bench.scheduler_real import HEADLINE, real_run
 from sloflow.errors import ConfigError
 from sloflow.scheduler.policies.call import Call
 from sloflow.scheduler.policies.dispatch import DISPATCH_POLICIES, EarliestFinish
 from sloflow.scheduler.policies.profile import WorkerProfile
 from sloflow.scheduler.policies.queueing import QUEUE_POLICIES
-from sloflow.scheduler.policies.scheduler import BASELINES, DEFAULT, make_scheduler
+from sloflow.scheduler.policies.scheduler import DEFAULT
 from sloflow.scheduler.policies.view import WorkerView
-from sloflow.scheduler.sim.experiment import Workload, capacity, goodput, parse_cluster, save_profiles, simulate
-from sloflow.scheduler.sim.simulator import BudgetModel, Simulation, percentile, standalone_s
-from sloflow.scheduler.sim.traces import TRACES_DIR, CallShape, RequestShape, load_arrival_trace, load_workflow_trace, unit_poisson
+from sloflow.scheduler.sim.experiment import Workload, capacity, goodput, parse_cluster, simulate
+from sloflow.scheduler.sim.simulator import percentile
+from sloflow.scheduler.sim.traces import TRACES_DIR, load_arrival_trace, load_workflow_trace
 from sloflow.scheduler.sim.tune import ALPHAS, tune_alpha
 
 DATA = TRACES_DIR
-HEADLINE = (DEFAULT, *BASELINES)
 SCALES = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
 TUNE_SEEDS = (11, 12, 13)  # alpha is tuned on these, figures are measured on others
 CLUSTERS = {"4x": "A100x2,A6000,L40S", "8x": "A100x4,A6000x2,L40Sx2"}
@@ -187,166 +183,6 @@ def plot(run: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-# --- real run -------------------------------------------------------------------------------------
-
-
-def real_workload(requests: int, seed: int) -> list[RequestShape]:
-    """MAC-SQL requests (trace4) scaled down 12x in prompt and 8x in output for a 135M/270M model on CPU.
-
-    Each step has one fixed template, as in the CHESS traces: 60% of the step's shortest prompt, so
-    every call of a step starts with the same template tokens and a worker that last served the step
-    holds exactly those in its prompt cache.
-    """
-    trace = load_workflow_trace(DATA / "chess" / "trace4_modified2.json")
-
-    def prompt(c: CallShape) -> int:
-        return max(c.prompt_tokens // 12, 32)
-
-    template: dict[str, int] = {}
-    for shape in trace:
-        for stage in shape.stages:
-            for c in stage:
-                template[c.step] = min(template.get(c.step, 1 << 30), int(0.6 * prompt(c)))
-    rng = random.Random(seed)
-    out = []
-    for shape in (rng.choice(trace) for _ in range(requests)):
-        stages = tuple(
-            tuple(CallShape(c.step, prompt(c), max(c.output_tokens // 8, 4), template[c.step]) for c in stage)
-            for stage in shape.stages
-        )
-        out.append(RequestShape(stages))
-    return out
-
-
-class _LoggedSimulation(Simulation):
-    """A `Simulation` that also records where and when each call ran (to set beside the real run's log)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.calls: dict[str, dict[str, Any]] = {}
-
-    def _fill(self, w: Any, now: float) -> None:
-        before = set(w.left)
-        super()._fill(w, now)
-        for cid in set(w.left) - before:
-            self.calls[cid] = {"worker": w.view.id, "start": round(now, 4), "work_s": round(w.left[cid], 4)}
-
-    def _complete(self, w: Any, now: float) -> None:
-        before = set(w.left)
-        super()._complete(w, now)
-        for cid in before - set(w.left):
-            self.calls[cid]["done"] = round(now, 4)
-
-
-def real_run(
-    requests: int,
-    rate: float,
-    scale: float,
-    seed: int,
-    profiles_out: Path,
-    schedulers: tuple[str, ...] = HEADLINE,
-    log_path: Path | None = None,
-) -> dict[str, Any]:
-    """The same arrivals on two real llama.cpp workers of unequal speed, per scheduler, and in the simulator."""
-    import ray
-
-    from sloflow.config import get_settings
-    from sloflow.llm.models import is_available
-    from sloflow.llm.types import GenerateRequest
-    from sloflow.ray_start import start_ray
-    from sloflow.scheduler.live.client import SchedulerClient
-    from sloflow.scheduler.live.dispatcher import start_dispatcher
-    from sloflow.scheduler.live.worker import WorkerSpec
-    from sloflow.scheduler.sim.replay import replay
-
-    for m in ("smollm2-135m", "gemma3-270m"):
-        if not is_available(m):
-            raise ConfigError(f"the real run needs the embedded model {m}")
-    settings = get_settings()
-    start_ray(settings, num_cpus=2, dashboard=False)
-    shapes = real_workload(requests, seed)
-    arrivals = [t / rate for t in unit_poisson(requests, seed)]
-    out: dict[str, Any] = {"workers": "smollm2-135m and gemma3-270m, llama.cpp, 1 thread each (real speed difference)"}
-    profiles: list[WorkerProfile] | None = None
-    results: dict[str, dict[str, float]] = {}
-    load_start = [round(x, 2) for x in os.getloadavg()]  # the real run is only meaningful on quiet cores
-    log_file = log_path.open("w") if log_path else None
-    token_mismatch = 0
-    calls_total = 0
-    for i, name in enumerate(schedulers):
-        dispatcher = start_dispatcher(name, name=f"bench-dispatcher-{i}")
-        specs = {f"b{i}-small": WorkerSpec("embedded", "smollm2-135m", threads=1, num_cpus=1), f"b{i}-larger": WorkerSpec("embedded", "gemma3-270m", threads=1, num_cpus=1)}
-        if profiles is not None:  # measure once, then reuse: the same cards in every run
-            specs = {k: replace(s, profile=p) for (k, s), p in zip(specs.items(), profiles)}
-        for k, s in specs.items():  # one at a time: profiling passes must not compete for the cores
-            ray.get(dispatcher.add_worker.remote(k, s))
-        # A fresh llama.cpp process pays first-touch costs on its first call (about 0.1 s for Gemma);
-        # the profiling pass warms its worker up, so warm up the workers that reuse a profile too.
-        warm = GenerateRequest(prompt="the and", max_tokens=2)
-        ray.get([ray.get_actor(f"sloflow-worker-{k}").run.remote(Call(f"warm-{k}", 2, 2, release=time.time()), warm) for k in specs])
-        by_id = {w["id"]: w["profile"] for w in ray.get(dispatcher.workers.remote())}
-        profiles = [by_id[k] for k in specs]
-        budgets = BudgetModel(shapes, profiles)
-        deadlines = [scale * standalone_s(s, profiles) for s in shapes]
-        say(f"  real run {name}: {requests} requests at {rate} req/s ...")
-        calls: list[dict[str, Any]] = []
-        lat = asyncio.run(replay(SchedulerClient(dispatcher), shapes, arrivals, deadlines, budgets, log=calls))
-        simulation = _LoggedSimulation(list(zip(specs, profiles)), make_scheduler(name), budgets)
-        sim = simulation.run(shapes, arrivals, deadlines)
-        # The replay must make the calls the simulator models: exact prompt and output token counts.
-        calls_total += len(calls)
-        token_mismatch += sum(
-            c["real_output_tokens"] != c["output_tokens"] or abs(c["real_prompt_tokens"] - c["prompt_tokens"]) > 1 for c in calls
-        )
-        if log_file is not None:
-            for c in calls:
-                sc = simulation.calls.get(f"{c['request']}.{c['stage']}.{c['index']}", {})
-                log_file.write(json.dumps({"scheduler": name, **c, "sim": sc}) + "\n")
-            for r, (x, y) in enumerate(zip(lat, sim.latencies)):
-                log_file.write(json.dumps({"scheduler": name, "request": r, "arrival": round(arrivals[r], 3), "latency": round(x, 3), "sim_latency": round(y, 3)}) + "\n")
-            log_file.flush()
-        p50, p95, s50, s95 = percentile(lat, 50), percentile(lat, 95), sim.percentile(50), sim.percentile(95)
-        results[name] = {
-            "p50_s": round(p50, 2),
-            "p95_s": round(p95, 2),
-            "attainment": round(sum(x <= d for x, d in zip(lat, deadlines)) / len(lat), 3),
-            "sim_p50_s": round(s50, 2),
-            "sim_p95_s": round(s95, 2),
-            "sim_attainment": round(sim.attainment, 3),
-            "sim_error_p50": round(abs(s50 - p50) / p50, 3),
-            "sim_error_p95": round(abs(s95 - p95) / p95, 3),
-        }
-        say(f"    {results[name]}")
-        for k in specs:
-            ray.get(dispatcher.remove.remote(k))
-        ray.kill(dispatcher)
-    if log_file is not None:
-        log_file.close()
-    ours = results.get(DEFAULT, next(iter(results.values())))
-    if profiles:  # so that `sloflow sim --cluster <file>` can replay on these workers
-        save_profiles(profiles, profiles_out)
-    out.update(
-        requests=requests,
-        rate_req_s=rate,
-        deadline_scale=scale,
-        profiles=[asdict(p) for p in profiles or []],
-        per_scheduler=results,
-        load_average_start=load_start,
-        load_average_end=[round(x, 2) for x in os.getloadavg()],
-        calls_with_token_counts_off=token_mismatch,
-        calls=calls_total,
-    )
-    if "rr+fcfs" in results and "hexgen+least-slack" in results:
-        out["p95_ratio_vs_rr_fcfs"] = round(results["rr+fcfs"]["p95_s"] / ours["p95_s"], 3)
-        out["p95_ratio_vs_hexgen"] = round(results["hexgen+least-slack"]["p95_s"] / ours["p95_s"], 3)
-    out["sim_error_p95"] = max(r["sim_error_p95"] for r in results.values())
-    out["sim_error_p50"] = max(r["sim_error_p50"] for r in results.values())
-    if DEFAULT in results:
-        out["sim_error_p50_default"] = results[DEFAULT]["sim_error_p50"]
-        out["sim_error_p95_default"] = results[DEFAULT]["sim_error_p95"]
-    return out
 
 
 def options(args: list[str] | None = None) -> argparse.Namespace:
