@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sloflow.bench.progress import say
-from sloflow.bench.scheduler_real import HEADLINE, real_run
+from sloflow.bench.scheduler_real import HEADLINE, GoodputSearch, real_goodput, real_run
 from sloflow.errors import ConfigError
 from sloflow.scheduler.policies.call import Call
 from sloflow.scheduler.policies.dispatch import DISPATCH_POLICIES, EarliestFinish
@@ -185,6 +185,35 @@ def plot(run: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def real_figures(opts: argparse.Namespace) -> dict[str, Any]:
+    """The real part: goodput by bisection on two llama.cpp workers (and, with --real-rate, a fixed-rate run)."""
+    scale = opts.scale * 1.5  # small CPU models run calls of a few seconds: looser deadlines than the GPU tables'
+    schedulers = tuple(opts.real_schedulers.split(","))
+    good = real_goodput(scale, schedulers, GoodputSearch(max_requests=opts.real_requests))
+    figures: dict[str, Any] = {"real_goodput": good, "real_run": False}
+    for key in ("real_goodput_ratio_vs_rr_fcfs", "real_goodput_ratio_vs_hexgen", "real_goodput_ratio_vs_eft_fcfs", "real_goodput_sim_error"):
+        if key in good:
+            figures[key] = good[key]
+    if opts.real_rate is None:
+        return figures
+    real = real_run(
+        requests=opts.real_requests,
+        rate=opts.real_rate,
+        scale=scale,
+        seed=7,
+        profiles_out=opts.plot.with_name("scheduler_profiles.json"),
+        schedulers=schedulers,
+        log_path=opts.real_log,
+    )
+    figures["real_run"] = real
+    figures["sim_error_p95"] = real["sim_error_p95"]
+    figures["sim_error_p50"] = real["sim_error_p50"]
+    if "p95_ratio_vs_rr_fcfs" in real:
+        figures["real_p95_ratio_vs_rr_fcfs"] = real["p95_ratio_vs_rr_fcfs"]
+        figures["real_p95_ratio_vs_hexgen"] = real["p95_ratio_vs_hexgen"]
+    return figures
+
+
 def options(args: list[str] | None = None) -> argparse.Namespace:
     """The benchmark's command-line options."""
     parser = argparse.ArgumentParser(prog="sloflow bench scheduler")
@@ -193,10 +222,10 @@ def options(args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, default=Path("bench/scheduler_attainment.png"), help="PNG to write (full run)")
     parser.add_argument("--no-real", action="store_true", help="skip the real llama.cpp run")
     parser.add_argument("--only-real", action="store_true", help="only the real llama.cpp run")
-    parser.add_argument("--real-requests", type=int, default=40, help="requests in the real run")
-    parser.add_argument("--real-rate", type=float, default=0.35, help="Poisson rate (req/s) of the real run")
+    parser.add_argument("--real-requests", type=int, default=24, help="most requests per real goodput probe; requests of the fixed-rate run")
+    parser.add_argument("--real-rate", type=float, default=None, help="also a fixed-rate real run at this Poisson rate (req/s): the simulator's latency error")
     parser.add_argument("--real-schedulers", default=",".join(HEADLINE), help="comma-separated schedulers of the real run")
-    parser.add_argument("--real-log", type=Path, default=None, help="write every real call beside its simulated twin (JSON lines)")
+    parser.add_argument("--real-log", type=Path, default=None, help="write every call of the fixed-rate run beside its simulated twin (JSON lines)")
     return parser.parse_args(args or [])
 
 
@@ -251,20 +280,6 @@ def figures_for(plan: Plan, opts: argparse.Namespace) -> dict[str, Any]:
     if quick or opts.no_real:
         figures["real_run"] = False
     else:
-        real = real_run(
-            requests=opts.real_requests,
-            rate=opts.real_rate,
-            scale=opts.scale * 1.5,
-            seed=7,
-            profiles_out=opts.plot.with_name("scheduler_profiles.json"),
-            schedulers=tuple(opts.real_schedulers.split(",")),
-            log_path=opts.real_log,
-        )
-        figures["real_run"] = real
-        figures["sim_error_p95"] = real["sim_error_p95"]
-        figures["sim_error_p50"] = real["sim_error_p50"]
-        if "p95_ratio_vs_rr_fcfs" in real:
-            figures["real_p95_ratio_vs_rr_fcfs"] = real["p95_ratio_vs_rr_fcfs"]
-            figures["real_p95_ratio_vs_hexgen"] = real["p95_ratio_vs_hexgen"]
+        figures.update(real_figures(opts))
     figures["seconds"] = round(time.time() - started, 1)
     return figures

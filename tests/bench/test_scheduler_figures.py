@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sloflow.bench.scheduler import DATA, DEFAULT, HEADLINE, Plan, figures_for, options
+from sloflow.bench.scheduler_real import GoodputSearch, goodput_figures, search_goodput
 
 # Two small clusters so the headline-only path runs too; one non-headline combination on the first.
 TINY = Plan(
@@ -59,3 +60,23 @@ def test_the_full_run_extras_are_built_and_the_real_run_is_skipped(figures: dict
     assert Path(figures["plot"]).stat().st_size > 0
     assert figures["real_run"] is False
     assert figures["simulated_cluster"] == list(TINY.clusters) and figures["requests_per_run"] == TINY.requests
+
+
+def test_only_real_puts_the_real_goodput_ratios_in_the_headline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from sloflow.bench import scheduler
+
+    asked = {}
+    good = {DEFAULT: 0.45, "rr+fcfs": 0.3, "eft+fcfs": 0.4, "hexgen+least-slack": 0.36}
+
+    def stub(scale: float, schedulers: tuple[str, ...], search: GoodputSearch) -> dict:
+        asked.update(scale=scale, schedulers=schedulers, requests=search.max_requests)
+        measured = {c: search_goodput(lambda r, g=g: r <= g, search, 0.4) for c, g in good.items()}
+        return goodput_figures(measured, measured)
+
+    monkeypatch.setattr(scheduler, "real_goodput", stub)
+    figures = figures_for(TINY, options(["--only-real", "--real-requests", "12", "--plot", str(tmp_path / "p.png")]))
+    assert asked == {"scale": 3.0, "schedulers": HEADLINE, "requests": 12}
+    assert figures["runs"] == [] and figures["real_run"] is False
+    for key in ("real_goodput_ratio_vs_rr_fcfs", "real_goodput_ratio_vs_hexgen", "real_goodput_ratio_vs_eft_fcfs", "real_goodput_sim_error"):
+        assert figures[key] == figures["real_goodput"][key]
+    assert figures["real_goodput_sim_error"] == 0 and figures["real_goodput_ratio_vs_rr_fcfs"] > 1
