@@ -1,6 +1,7 @@
 """Scheduler benchmark: goodput, latency and SLO attainment of every policy combination, simulated
-on the HEXGEN GPU tables with CHESS traces, plus (full run) a real run on llama.cpp workers that
-also measures the simulator's error.
+on the HEXGEN GPU tables with CHESS traces, with each goodput's share of the cluster's capacity and
+robustness runs on other clusters and arrival processes; plus (full run, or --only-real) goodput
+measured on real llama.cpp workers beside the simulator's prediction (`scheduler_real`).
 
 Goodput = the highest Poisson arrival rate (requests/s) at which >= 90% of requests finish within
 deadline = scale x their standalone latency (the request alone, each call on the fastest card).
