@@ -82,8 +82,11 @@ def start_workers(dispatcher: Any, tag: str, profiles: Sequence[WorkerProfile] |
     specs = {f"{tag}-small": WorkerSpec("embedded", "smollm2-135m", threads=1, num_cpus=1), f"{tag}-larger": WorkerSpec("embedded", "gemma3-270m", threads=1, num_cpus=1)}
     if profiles is not None:  # measure once, then reuse: the same cards in every run
         specs = {k: replace(s, profile=p) for (k, s), p in zip(specs.items(), profiles)}
-    for k, s in specs.items():  # one at a time: profiling passes must not compete for the cores
-        ray.get(dispatcher.add_worker.remote(k, s))
+    if profiles is None:  # one at a time: profiling passes must not compete for the cores
+        for k, s in specs.items():
+            ray.get(dispatcher.add_worker.remote(k, s))
+    else:
+        ray.get([dispatcher.add_worker.remote(k, s) for k, s in specs.items()])
     # A fresh llama.cpp process pays first-touch costs on its first call (about 0.1 s for Gemma);
     # the profiling pass warms its worker up, so warm up the workers that reuse a profile too.
     warm = GenerateRequest(prompt="the and", max_tokens=2)
@@ -215,11 +218,12 @@ class GoodputSearch:
     verdict is decided (enough requests met, or too many missed, their deadline); by the last
     arrival plus the largest deadline it always is.
 
-    Time budget on this machine (2 cores): a probe takes at most start-up (two model loads and a
-    warm-up call, about 5 s) + `window_s` (45 s) + the largest deadline (3.0 x the slowest
-    request's 9.3 s standalone = 28 s) = 78 s; 4 schedulers x 5 probes = 20 probes, 26 minutes,
-    plus the profiling pass and Ray start (about 1 minute): 27 minutes at worst, under 30. Probes
-    that miss early stop early, so a run usually takes less. `budget_s` recomputes this at run time.
+    Time budget on this machine (2 cores): a probe takes at most start-up (two worker actors, their
+    model loads and a warm-up call, `start_s` = 8 s) + `window_s` (45 s) + the largest deadline (3.0
+    x the slowest request's 9.3 s standalone = 28 s) = 81 s; 4 schedulers x 5 probes = 20 probes,
+    27 minutes, plus Ray start and the one profiling pass (about 1 minute): 28 minutes at worst,
+    under 30. A probe that misses early stops early, so a run usually takes less. `budget_s`
+    recomputes the worst case at run time from the measured profiles (printed and in the JSON).
     """
 
     window_s: float = 45.0
@@ -229,7 +233,7 @@ class GoodputSearch:
     high: float = 1.5
     target: float = 0.9
     seed: int = 7
-    start_s: float = 5.0  # a probe's worker start-up, for the budget
+    start_s: float = 8.0  # a probe's worker start-up, for the budget (each probe records its own)
 
     def workload(self, trace: Sequence[RequestShape], scale: float, rate: float) -> Workload:
         """The requests a probe at `rate` replays: those of the unit-rate sequence that arrive within the window."""
