@@ -359,6 +359,8 @@ def real_goodput(scale: float, schedulers: Sequence[str] = HEADLINE, search: Goo
     max_deadline = scale * max(standalone_s(r, profiles) for r in trace)
     budget = search.budget_s(len(schedulers), max_deadline)
     say(f"real goodput: capacity {cap:.3f} req/s, bracket {search.low}-{search.high}x, at worst {budget / 60:.1f} min")
+    if budget > 30 * 60:  # slower profiles mean longer deadlines: likely a busy machine
+        say(f"  over the 30-minute budget; load average {os.getloadavg()[0]:.2f}: is another job using the cores?")
 
     predicted, alpha = predict_goodput(workers, trace, scale, schedulers, search)
     load_start = [round(x, 2) for x in os.getloadavg()]
