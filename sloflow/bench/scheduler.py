@@ -1,6 +1,7 @@
 """Scheduler benchmark: goodput, latency and SLO attainment of every policy combination, simulated
-on the HEXGEN GPU tables with CHESS traces, plus (full run) a real run on llama.cpp workers that
-also measures the simulator's error.
+on the HEXGEN GPU tables with CHESS traces, with each goodput's share of the cluster's capacity and
+robustness runs on other clusters and arrival processes; plus (full run, or --only-real) goodput
+measured on real llama.cpp workers beside the simulator's prediction (`scheduler_real`).
 
 Goodput = the highest Poisson arrival rate (requests/s) at which >= 90% of requests finish within
 deadline = scale x their standalone latency (the request alone, each call on the fastest card).
@@ -9,38 +10,47 @@ deadline = scale x their standalone latency (the request alone, each call on the
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import os
-import random
 import statistics
 import time
 import timeit
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sloflow.bench.progress import say
+from sloflow.bench.scheduler_real import HEADLINE, GoodputSearch, real_goodput, real_run
 from sloflow.errors import ConfigError
 from sloflow.scheduler.policies.call import Call
 from sloflow.scheduler.policies.dispatch import DISPATCH_POLICIES, EarliestFinish
 from sloflow.scheduler.policies.profile import WorkerProfile
 from sloflow.scheduler.policies.queueing import QUEUE_POLICIES
-from sloflow.scheduler.policies.scheduler import BASELINES, DEFAULT, make_scheduler
+from sloflow.scheduler.policies.scheduler import DEFAULT
 from sloflow.scheduler.policies.view import WorkerView
-from sloflow.scheduler.sim.experiment import Workload, capacity, goodput, parse_cluster, save_profiles, simulate
-from sloflow.scheduler.sim.simulator import BudgetModel, Simulation, percentile, standalone_s
-from sloflow.scheduler.sim.traces import TRACES_DIR, CallShape, RequestShape, load_arrival_trace, load_workflow_trace, unit_poisson
-from sloflow.scheduler.sim.tune import ALPHAS, tune_alpha
+from sloflow.scheduler.sim.experiment import Workload, capacity, goodput, parse_cluster, simulate
+from sloflow.scheduler.sim.simulator import percentile
+from sloflow.scheduler.sim.traces import TRACES_DIR, load_arrival_trace, load_workflow_trace
+from sloflow.scheduler.sim.tune import ALPHAS, Choice, tune_alpha
 
 DATA = TRACES_DIR
-HEADLINE = (DEFAULT, *BASELINES)
 SCALES = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
 TUNE_SEEDS = (11, 12, 13)  # alpha is tuned on these, figures are measured on others
 CLUSTERS = {"4x": "A100x2,A6000,L40S", "8x": "A100x4,A6000x2,L40Sx2"}
 TRACES = ("trace1", "trace2", "trace3", "financial", "formula1", "trace4_modified2")
-AZURE_TRACE = "trace2"  # also run with Azure conversation arrivals (full run)
+ARRIVALS = {
+    "azure-conv": DATA / "azure" / "AzureLLMInferenceTrace_conv.csv",
+    "azure-code": DATA / "azure" / "AzureLLMInferenceTrace_code.csv",
+    "mooncake": DATA / "mooncake" / "conversation_trace.jsonl",
+}
+# (trace, cluster, arrivals) the default was not designed on: other card mixes and counts, recorded
+# arrival processes (full run). The first is the Azure-arrivals run of earlier results.
+ROBUSTNESS = (
+    ("trace2", "A100x2,A6000,L40S", "azure-conv"),
+    ("trace3", "A100,A6000x2,L40Sx3", "azure-code"),
+    ("financial", "A6000x2,L40Sx2", "mooncake"),
+    ("formula1", "A100x3,L40S", "poisson"),
+    ("trace4_modified2", "A100,L40Sx3", "azure-conv"),
+)
 DEFAULT_DISPATCH = DEFAULT.split("+")[0]
 
 
@@ -65,6 +75,7 @@ class Plan:
     other_seeds: tuple[int, ...]  # of the non-headline combinations and the attainment curve
     tune_seeds: tuple[int, ...]
     alphas: tuple[float, ...]
+    robustness: tuple[tuple[str, str, str], ...] = ()  # (trace, cluster, arrivals) run with the headline schedulers
 
 
 def plan_for(quick: bool, requests: int | None = None) -> Plan:
@@ -76,7 +87,7 @@ def plan_for(quick: bool, requests: int | None = None) -> Plan:
         )
     return Plan(
         quick=False, traces=TRACES, clusters=tuple(CLUSTERS.values()), combos=_combos(), requests=requests or 300,
-        seeds=(1, 2, 3), other_seeds=(1, 2, 3), tune_seeds=TUNE_SEEDS, alphas=ALPHAS,
+        seeds=(1, 2, 3), other_seeds=(1, 2, 3), tune_seeds=TUNE_SEEDS, alphas=ALPHAS, robustness=ROBUSTNESS,
     )
 
 
@@ -109,14 +120,8 @@ def simulated(trace_name: str, cluster_spec: str, plan: Plan, scale: float, comb
     wl = Workload(tuple(load_workflow_trace(DATA / "chess" / f"{trace_name}.json")), plan.requests, scale)
     t0 = time.time()
     seeds, other_seeds = plan.seeds, plan.other_seeds
-    good = {"eft+fcfs": goodput(cluster, "eft+fcfs", wl, seeds)}
-    # HEXGEN's alpha is tuned per trace and cluster at the load where goodputs are decided.
-    tuning = tune_alpha(cluster, wl, good["eft+fcfs"], plan.tune_seeds, seeds, grid=plan.alphas)
+    good, tuning = _goodputs(cluster, wl, plan, combos, f"{trace_name}/{cluster_spec}")
     alpha = tuning.alpha
-    for c in combos:
-        if c not in good:
-            good[c] = goodput(cluster, c, wl, seeds if c in HEADLINE else other_seeds, alpha=alpha, hint=good["eft+fcfs"])
-        say(f"  {trace_name}/{cluster_spec} {c:40} goodput {good[c]:.4f} req/s")
     rr_rate = good["rr+fcfs"]
     latency = {c: _latency_at(cluster, c, wl, rr_rate, seeds, alpha) for c in HEADLINE}
     curve_rate = good["eft+fcfs"]
@@ -139,30 +144,53 @@ def simulated(trace_name: str, cluster_spec: str, plan: Plan, scale: float, comb
         # The share of the cluster's capacity that 1.8x RR+FCFS's goodput would load it to.
         "capacity_req_s": round(cap, 4),
         "load_at_1_8x_rr_fcfs": round(1.8 * rr_rate / cap, 3),
+        "goodput_share_of_capacity": round(ours / cap, 3),  # how close our default gets to the physical limit
         "latency_rate_req_s": round(rr_rate, 4),
         "p50_s": {c: round(v[0], 1) for c, v in latency.items()},
         "p95_s": {c: round(v[1], 1) for c, v in latency.items()},
         "curve_rate_req_s": round(curve_rate, 4),
         "attainment_vs_scale": {c: [round(a, 3) for a in v] for c, v in curve.items()},
-        "goodput_ratio_vs_rr_fcfs": round(ours / good["rr+fcfs"], 3),
-        "goodput_ratio_vs_hexgen": round(ours / good["hexgen+least-slack"], 3),
-        "goodput_ratio_vs_eft_fcfs": round(ours / good["eft+fcfs"], 3),
+        **_ratios(good),
         "p95_ratio_vs_rr_fcfs": round(latency["rr+fcfs"][1] / latency[DEFAULT][1], 3),
     }
 
 
-def azure_arrivals(trace_name: str, cluster_spec: str, requests: int, scale: float, seeds: Sequence[int]) -> dict[str, Any]:
-    """Goodput of the headline schedulers with Azure conversation arrival times (bursty) rescaled."""
+def robustness(trace_name: str, cluster_spec: str, arrivals: str, plan: Plan, scale: float) -> dict[str, Any]:
+    """Goodput of the headline schedulers on a trace, cluster and arrival process ("poisson" or a key of
+    ARRIVALS, rescaled to each rate) that the tables above do not use; HEXGEN's alpha tuned as there."""
     cluster = parse_cluster(cluster_spec, DATA / "gpu_latency")
-    offsets = tuple(load_arrival_trace(DATA / "azure" / "AzureLLMInferenceTrace_conv.csv"))
-    wl = Workload(tuple(load_workflow_trace(DATA / "chess" / f"{trace_name}.json")), requests, scale, arrivals=offsets)
-    good = {c: goodput(cluster, c, wl, seeds) for c in HEADLINE}
-    say(f"  azure arrivals {trace_name}/{cluster_spec}: " + ", ".join(f"{c} {g:.4f}" for c, g in good.items()))
-    ours = good[DEFAULT]
+    offsets = None if arrivals == "poisson" else tuple(load_arrival_trace(ARRIVALS[arrivals]))
+    wl = Workload(tuple(load_workflow_trace(DATA / "chess" / f"{trace_name}.json")), plan.requests, scale, arrivals=offsets)
+    good, tuning = _goodputs(cluster, wl, plan, HEADLINE, f"{trace_name}/{cluster_spec}/{arrivals}")
+    cap = capacity(cluster, wl.trace)
     return {
         "trace": trace_name,
         "cluster": cluster_spec,
+        "arrivals": arrivals,
+        "hexgen_alpha": tuning.alpha,
         "goodput_req_s": {c: round(g, 4) for c, g in good.items()},
+        "capacity_req_s": round(cap, 4),
+        "goodput_share_of_capacity": round(good[DEFAULT] / cap, 3),
+        **_ratios(good),
+    }
+
+
+def _goodputs(cluster: list, wl: Workload, plan: Plan, combos: Sequence[str], label: str) -> tuple[dict[str, float], Choice]:
+    """Goodput of each combination (the headline ones on all seeds) after tuning HEXGEN's alpha."""
+    good = {"eft+fcfs": goodput(cluster, "eft+fcfs", wl, plan.seeds)}
+    # HEXGEN's alpha is tuned per trace and cluster at the load where goodputs are decided.
+    tuning = tune_alpha(cluster, wl, good["eft+fcfs"], plan.tune_seeds, plan.seeds, grid=plan.alphas)
+    for c in combos:
+        if c not in good:
+            seeds = plan.seeds if c in HEADLINE else plan.other_seeds
+            good[c] = goodput(cluster, c, wl, seeds, alpha=tuning.alpha, hint=good["eft+fcfs"])
+        say(f"  {label} {c:40} goodput {good[c]:.4f} req/s")
+    return good, tuning
+
+
+def _ratios(good: dict[str, float]) -> dict[str, float]:
+    ours = good[DEFAULT]
+    return {
         "goodput_ratio_vs_rr_fcfs": round(ours / good["rr+fcfs"], 3),
         "goodput_ratio_vs_hexgen": round(ours / good["hexgen+least-slack"], 3),
         "goodput_ratio_vs_eft_fcfs": round(ours / good["eft+fcfs"], 3),
@@ -189,164 +217,33 @@ def plot(run: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-# --- real run -------------------------------------------------------------------------------------
-
-
-def real_workload(requests: int, seed: int) -> list[RequestShape]:
-    """MAC-SQL requests (trace4) scaled down 12x in prompt and 8x in output for a 135M/270M model on CPU.
-
-    Each step has one fixed template, as in the CHESS traces: 60% of the step's shortest prompt, so
-    every call of a step starts with the same template tokens and a worker that last served the step
-    holds exactly those in its prompt cache.
-    """
-    trace = load_workflow_trace(DATA / "chess" / "trace4_modified2.json")
-
-    def prompt(c: CallShape) -> int:
-        return max(c.prompt_tokens // 12, 32)
-
-    template: dict[str, int] = {}
-    for shape in trace:
-        for stage in shape.stages:
-            for c in stage:
-                template[c.step] = min(template.get(c.step, 1 << 30), int(0.6 * prompt(c)))
-    rng = random.Random(seed)
-    out = []
-    for shape in (rng.choice(trace) for _ in range(requests)):
-        stages = tuple(
-            tuple(CallShape(c.step, prompt(c), max(c.output_tokens // 8, 4), template[c.step]) for c in stage)
-            for stage in shape.stages
-        )
-        out.append(RequestShape(stages))
-    return out
-
-
-class _LoggedSimulation(Simulation):
-    """A `Simulation` that also records where and when each call ran (to set beside the real run's log)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.calls: dict[str, dict[str, Any]] = {}
-
-    def _fill(self, w: Any, now: float) -> None:
-        before = set(w.left)
-        super()._fill(w, now)
-        for cid in set(w.left) - before:
-            self.calls[cid] = {"worker": w.view.id, "start": round(now, 4), "work_s": round(w.left[cid], 4)}
-
-    def _complete(self, w: Any, now: float) -> None:
-        before = set(w.left)
-        super()._complete(w, now)
-        for cid in before - set(w.left):
-            self.calls[cid]["done"] = round(now, 4)
-
-
-def real_run(
-    requests: int,
-    rate: float,
-    scale: float,
-    seed: int,
-    profiles_out: Path,
-    schedulers: tuple[str, ...] = HEADLINE,
-    log_path: Path | None = None,
-) -> dict[str, Any]:
-    """The same arrivals on two real llama.cpp workers of unequal speed, per scheduler, and in the simulator."""
-    import ray
-
-    from sloflow.config import get_settings
-    from sloflow.llm.models import is_available
-    from sloflow.llm.types import GenerateRequest
-    from sloflow.ray_start import start_ray
-    from sloflow.scheduler.live.client import SchedulerClient
-    from sloflow.scheduler.live.dispatcher import start_dispatcher
-    from sloflow.scheduler.live.worker import WorkerSpec
-    from sloflow.scheduler.sim.replay import replay
-
-    for m in ("smollm2-135m", "gemma3-270m"):
-        if not is_available(m):
-            raise ConfigError(f"the real run needs the embedded model {m}")
-    settings = get_settings()
-    start_ray(settings, num_cpus=2, dashboard=False)
-    shapes = real_workload(requests, seed)
-    arrivals = [t / rate for t in unit_poisson(requests, seed)]
-    out: dict[str, Any] = {"workers": "smollm2-135m and gemma3-270m, llama.cpp, 1 thread each (real speed difference)"}
-    profiles: list[WorkerProfile] | None = None
-    results: dict[str, dict[str, float]] = {}
-    load_start = [round(x, 2) for x in os.getloadavg()]  # the real run is only meaningful on quiet cores
-    log_file = log_path.open("w") if log_path else None
-    token_mismatch = 0
-    calls_total = 0
-    for i, name in enumerate(schedulers):
-        dispatcher = start_dispatcher(name, name=f"bench-dispatcher-{i}")
-        specs = {f"b{i}-small": WorkerSpec("embedded", "smollm2-135m", threads=1, num_cpus=1), f"b{i}-larger": WorkerSpec("embedded", "gemma3-270m", threads=1, num_cpus=1)}
-        if profiles is not None:  # measure once, then reuse: the same cards in every run
-            specs = {k: replace(s, profile=p) for (k, s), p in zip(specs.items(), profiles)}
-        for k, s in specs.items():  # one at a time: profiling passes must not compete for the cores
-            ray.get(dispatcher.add_worker.remote(k, s))
-        # A fresh llama.cpp process pays first-touch costs on its first call (about 0.1 s for Gemma);
-        # the profiling pass warms its worker up, so warm up the workers that reuse a profile too.
-        warm = GenerateRequest(prompt="the and", max_tokens=2)
-        ray.get([ray.get_actor(f"sloflow-worker-{k}").run.remote(Call(f"warm-{k}", 2, 2, release=time.time()), warm) for k in specs])
-        by_id = {w["id"]: w["profile"] for w in ray.get(dispatcher.workers.remote())}
-        profiles = [by_id[k] for k in specs]
-        budgets = BudgetModel(shapes, profiles)
-        deadlines = [scale * standalone_s(s, profiles) for s in shapes]
-        say(f"  real run {name}: {requests} requests at {rate} req/s ...")
-        calls: list[dict[str, Any]] = []
-        lat = asyncio.run(replay(SchedulerClient(dispatcher), shapes, arrivals, deadlines, budgets, log=calls))
-        simulation = _LoggedSimulation(list(zip(specs, profiles)), make_scheduler(name), budgets)
-        sim = simulation.run(shapes, arrivals, deadlines)
-        # The replay must make the calls the simulator models: exact prompt and output token counts.
-        calls_total += len(calls)
-        token_mismatch += sum(
-            c["real_output_tokens"] != c["output_tokens"] or abs(c["real_prompt_tokens"] - c["prompt_tokens"]) > 1 for c in calls
-        )
-        if log_file is not None:
-            for c in calls:
-                sc = simulation.calls.get(f"{c['request']}.{c['stage']}.{c['index']}", {})
-                log_file.write(json.dumps({"scheduler": name, **c, "sim": sc}) + "\n")
-            for r, (x, y) in enumerate(zip(lat, sim.latencies)):
-                log_file.write(json.dumps({"scheduler": name, "request": r, "arrival": round(arrivals[r], 3), "latency": round(x, 3), "sim_latency": round(y, 3)}) + "\n")
-            log_file.flush()
-        p50, p95, s50, s95 = percentile(lat, 50), percentile(lat, 95), sim.percentile(50), sim.percentile(95)
-        results[name] = {
-            "p50_s": round(p50, 2),
-            "p95_s": round(p95, 2),
-            "attainment": round(sum(x <= d for x, d in zip(lat, deadlines)) / len(lat), 3),
-            "sim_p50_s": round(s50, 2),
-            "sim_p95_s": round(s95, 2),
-            "sim_attainment": round(sim.attainment, 3),
-            "sim_error_p50": round(abs(s50 - p50) / p50, 3),
-            "sim_error_p95": round(abs(s95 - p95) / p95, 3),
-        }
-        say(f"    {results[name]}")
-        for k in specs:
-            ray.get(dispatcher.remove.remote(k))
-        ray.kill(dispatcher)
-    if log_file is not None:
-        log_file.close()
-    ours = results.get(DEFAULT, next(iter(results.values())))
-    if profiles:  # so that `sloflow sim --cluster <file>` can replay on these workers
-        save_profiles(profiles, profiles_out)
-    out.update(
-        requests=requests,
-        rate_req_s=rate,
-        deadline_scale=scale,
-        profiles=[asdict(p) for p in profiles or []],
-        per_scheduler=results,
-        load_average_start=load_start,
-        load_average_end=[round(x, 2) for x in os.getloadavg()],
-        calls_with_token_counts_off=token_mismatch,
-        calls=calls_total,
+def real_figures(opts: argparse.Namespace) -> dict[str, Any]:
+    """The real part: goodput by bisection on two llama.cpp workers (and, with --real-rate, a fixed-rate run)."""
+    scale = opts.scale * 1.5  # small CPU models run calls of a few seconds: looser deadlines than the GPU tables'
+    schedulers = tuple(opts.real_schedulers.split(","))
+    good = real_goodput(scale, schedulers, GoodputSearch(max_requests=opts.real_requests))
+    figures: dict[str, Any] = {"real_goodput": good, "real_run": False}
+    for key in ("real_goodput_ratio_vs_rr_fcfs", "real_goodput_ratio_vs_hexgen", "real_goodput_ratio_vs_eft_fcfs", "real_goodput_sim_error"):
+        if key in good:
+            figures[key] = good[key]
+    if opts.real_rate is None:
+        return figures
+    real = real_run(
+        requests=opts.real_requests,
+        rate=opts.real_rate,
+        scale=scale,
+        seed=7,
+        profiles_out=opts.plot.with_name("scheduler_profiles.json"),
+        schedulers=schedulers,
+        log_path=opts.real_log,
     )
-    if "rr+fcfs" in results and "hexgen+least-slack" in results:
-        out["p95_ratio_vs_rr_fcfs"] = round(results["rr+fcfs"]["p95_s"] / ours["p95_s"], 3)
-        out["p95_ratio_vs_hexgen"] = round(results["hexgen+least-slack"]["p95_s"] / ours["p95_s"], 3)
-    out["sim_error_p95"] = max(r["sim_error_p95"] for r in results.values())
-    out["sim_error_p50"] = max(r["sim_error_p50"] for r in results.values())
-    if DEFAULT in results:
-        out["sim_error_p50_default"] = results[DEFAULT]["sim_error_p50"]
-        out["sim_error_p95_default"] = results[DEFAULT]["sim_error_p95"]
-    return out
+    figures["real_run"] = real
+    figures["sim_error_p95"] = real["sim_error_p95"]
+    figures["sim_error_p50"] = real["sim_error_p50"]
+    if "p95_ratio_vs_rr_fcfs" in real:
+        figures["real_p95_ratio_vs_rr_fcfs"] = real["p95_ratio_vs_rr_fcfs"]
+        figures["real_p95_ratio_vs_hexgen"] = real["p95_ratio_vs_hexgen"]
+    return figures
 
 
 def options(args: list[str] | None = None) -> argparse.Namespace:
@@ -357,10 +254,10 @@ def options(args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, default=Path("bench/scheduler_attainment.png"), help="PNG to write (full run)")
     parser.add_argument("--no-real", action="store_true", help="skip the real llama.cpp run")
     parser.add_argument("--only-real", action="store_true", help="only the real llama.cpp run")
-    parser.add_argument("--real-requests", type=int, default=40, help="requests in the real run")
-    parser.add_argument("--real-rate", type=float, default=0.35, help="Poisson rate (req/s) of the real run")
+    parser.add_argument("--real-requests", type=int, default=24, help="most requests per real goodput probe; requests of the fixed-rate run")
+    parser.add_argument("--real-rate", type=float, default=None, help="also a fixed-rate real run at this Poisson rate (req/s): the simulator's latency error")
     parser.add_argument("--real-schedulers", default=",".join(HEADLINE), help="comma-separated schedulers of the real run")
-    parser.add_argument("--real-log", type=Path, default=None, help="write every real call beside its simulated twin (JSON lines)")
+    parser.add_argument("--real-log", type=Path, default=None, help="write every call of the fixed-rate run beside its simulated twin (JSON lines)")
     return parser.parse_args(args or [])
 
 
@@ -407,28 +304,22 @@ def figures_for(plan: Plan, opts: argparse.Namespace) -> dict[str, Any]:
         figures[f"{key}_weakest_on"] = f"{weakest['trace']} / {weakest['cluster']}"
         if key == "goodput_ratio_vs_rr_fcfs":
             figures["load_at_1_8x_rr_fcfs_there"] = weakest["load_at_1_8x_rr_fcfs"]
+    if runs:
+        closest = min(runs, key=lambda r: r["goodput_share_of_capacity"])
+        figures["goodput_share_of_capacity_min"] = closest["goodput_share_of_capacity"]
+        figures["goodput_share_of_capacity_min_on"] = f"{closest['trace']} / {closest['cluster']}"
     figures["runs"] = runs
     if runs and not quick:
-        figures["azure_arrivals"] = azure_arrivals(AZURE_TRACE, plan.clusters[0], plan.requests, opts.scale, seeds)
+        extra = [robustness(t, c, a, plan, opts.scale) for t, c, a in plan.robustness]
+        for key in ("goodput_ratio_vs_rr_fcfs", "goodput_ratio_vs_hexgen", "goodput_ratio_vs_eft_fcfs"):
+            if extra:
+                figures[f"robustness_{key}_min"] = min(r[key] for r in extra)
+        figures["robustness"] = extra
         plot(runs[0], opts.plot)
         figures["plot"] = str(opts.plot)
     if quick or opts.no_real:
         figures["real_run"] = False
     else:
-        real = real_run(
-            requests=opts.real_requests,
-            rate=opts.real_rate,
-            scale=opts.scale * 1.5,
-            seed=7,
-            profiles_out=opts.plot.with_name("scheduler_profiles.json"),
-            schedulers=tuple(opts.real_schedulers.split(",")),
-            log_path=opts.real_log,
-        )
-        figures["real_run"] = real
-        figures["sim_error_p95"] = real["sim_error_p95"]
-        figures["sim_error_p50"] = real["sim_error_p50"]
-        if "p95_ratio_vs_rr_fcfs" in real:
-            figures["real_p95_ratio_vs_rr_fcfs"] = real["p95_ratio_vs_rr_fcfs"]
-            figures["real_p95_ratio_vs_hexgen"] = real["p95_ratio_vs_hexgen"]
+        figures.update(real_figures(opts))
     figures["seconds"] = round(time.time() - started, 1)
     return figures

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -132,7 +132,19 @@ def goodput(
             lo, hi = lo / 1.25, lo
             if lo < 1e-6:
                 return 0.0
-    while hi - lo > rel_tol * hi:
+    return bisect_rate(ok, lo, hi, rel_tol=rel_tol)[0]
+
+
+def bisect_rate(
+    ok: Callable[[float], bool], lo: float, hi: float, *, rel_tol: float = 0.02, max_probes: int | None = None
+) -> tuple[float, float]:
+    """Narrow [lo, hi], taken as ok(lo) and not ok(hi), until hi - lo <= rel_tol * hi or after `max_probes` probes.
+
+    Returns the final bracket: the goodput is at least its low end and below its high end.
+    """
+    probes = 0
+    while hi - lo > rel_tol * hi and (max_probes is None or probes < max_probes):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-    return lo
+        probes += 1
+    return lo, hi

@@ -22,7 +22,7 @@ import asyncio
 import random
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -65,8 +65,11 @@ async def replay(
     *,
     workflow: str = "replay",
     log: list[dict[str, Any]] | None = None,
+    done: Callable[[int, float], None] | None = None,
 ) -> list[float]:
     """Run every request at its arrival offset; return each request's latency in seconds.
+
+    `done(i, latency)` is called as each request finishes, so a caller can stop the replay early.
 
     With `log`, one record per call is appended: request, stage, index, step, expected and real
     token counts, the model that served it, when it was sent and answered (seconds from the start)
@@ -104,7 +107,10 @@ async def replay(
                     })
 
             await asyncio.gather(*(timed(j, c) for j, c in enumerate(stage)))
-        return time.time() - begun
+        latency = time.time() - begun
+        if done is not None:
+            done(i, latency)
+        return latency
 
     return list(await asyncio.gather(*(one(i, s, a, d) for i, (s, a, d) in enumerate(zip(shapes, arrivals, deadlines_s, strict=True)))))
 

@@ -90,13 +90,20 @@ def unit_poisson(n: int, seed: int) -> list[float]:
 
 
 def load_arrival_trace(path: Path) -> list[float]:
-    """Arrival offsets (seconds from the first) of an Azure LLM inference trace CSV."""
-    with Path(path).open(newline="") as f:
-        stamps = [datetime.fromisoformat(row["TIMESTAMP"][:26]) for row in csv.DictReader(f)]
-    if not stamps:
+    """Arrival offsets (seconds from the first) of an Azure LLM inference trace CSV or a Mooncake JSON-lines trace."""
+    path = Path(path)
+    try:
+        if path.suffix == ".jsonl":  # Mooncake: one request a line, "timestamp" in milliseconds from the start
+            offsets = [json.loads(line)["timestamp"] / 1000 for line in path.read_text().splitlines() if line.strip()]
+        else:
+            with path.open(newline="") as f:
+                stamps = [datetime.fromisoformat(row["TIMESTAMP"][:26]) for row in csv.DictReader(f)]
+            offsets = [(s - stamps[0]).total_seconds() for s in stamps]
+    except (OSError, KeyError, ValueError) as exc:
+        raise ConfigError(f"cannot read arrival trace {path}: {exc}") from None
+    if not offsets:
         raise ConfigError(f"arrival trace {path} is empty")
-    start = stamps[0]
-    return sorted((s - start).total_seconds() for s in stamps)
+    return sorted(offsets)
 
 
 def rescaled(offsets: Sequence[float], n: int, rate: float, start: int = 0) -> list[float]:

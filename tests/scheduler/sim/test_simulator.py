@@ -58,6 +58,17 @@ def test_azure_arrivals_rescale_to_the_asked_rate(traces_dir: Path) -> None:
     assert 100 / 2.0 * 0.9 < times[-1] < 100 / 2.0 * 1.1
 
 
+def test_mooncake_timestamps_are_read_in_seconds_and_rescale_too(traces_dir: Path) -> None:
+    path = traces_dir / "mooncake" / "conversation_trace.jsonl"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing")
+    offsets = load_arrival_trace(path)
+    assert len(offsets) == 12_031 and offsets == sorted(offsets) and offsets[0] == 0.0
+    assert 3000 < offsets[-1] < 4000  # about an hour: the file's milliseconds read as seconds
+    times = rescaled(offsets, 100, rate=2.0, start=500)
+    assert times[0] == 0.0 and len(times) == 100 and times[-1] <= 100 / 2.0
+
+
 def test_capacity_is_the_throughput_of_every_slot_busy_and_bounds_what_completes() -> None:
     two = WorkerProfile("two", 0.001, 0.01, decode_slowdown=0.5, slots=2, context_tokens=4096)
     req = shape([(1000, 100)])  # 2 s alone; two at once take 3 s: 2/3 requests/s per worker
