@@ -135,7 +135,7 @@ class SourceRegistry:
         return await self.retrieve(name, args["query"], int(args.get("k", 5)))
 
     async def retrieve(self, source: str, query: str, k: int = 5, where: Where | None = None, mode: SearchMode = "hybrid") -> list[SearchHit]:
-        """Top-k hits from an index, or the best-matching tables for `schema:DB` (one hit per table)."""
+        """Top-k hits from an index, or the best-matching tables for `schema:DB` (one hit per table; `where` and `mode` apply to indexes)."""
         if source.startswith("schema:"):
             schema = await asyncio.to_thread(self.schema_index, source[len("schema:") :])
             return await asyncio.to_thread(schema.tables, query, k)
