@@ -21,7 +21,6 @@ from pydantic import ConfigDict, ValidationError, create_model
 
 from sloflow.config import get_settings
 from sloflow.errors import Conflict, InvalidRequest
-from sloflow.retrieval.chunking import Chunk
 from sloflow.retrieval.databases import DatabaseRegistry, SqlResult
 from sloflow.retrieval.document_index import IndexRegistry, SearchMode
 from sloflow.retrieval.index import SearchHit, Where

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from sloflow.retrieval.embedder import Embedder
 from sloflow.retrieval.databases import Database
+from sloflow.retrieval.embedder import Embedder
 from sloflow.retrieval.schema_index import SchemaIndex, name_words, schema_entries, schema_fingerprint
 from sloflow.retrieval.sources import SourceRegistry
 
