@@ -243,3 +243,28 @@ async def test_candidates_are_sized_to_the_time_left(sources: SourceRegistry) ->
     assert record.status.value == "succeeded", record.error
     assert len(llm.calls) == 1 and out["sql"] == GOOD  # one candidate fits, and the run still answers
     assert any(n.startswith("drafting 1 of 3 candidates") for n in out["notes"])
+
+
+class SlowLinking(SqlWriter):
+    """The model's table choice (the one JSON call) takes far longer than the run's SLO."""
+
+    async def generate(self, request: Any, ctx: Any) -> Any:
+        import asyncio
+
+        if request.json_schema is not None:
+            self.calls.append((request, ctx))
+            await asyncio.sleep(60.0)
+        return await super().generate(request, ctx)
+
+
+async def test_a_slow_pruning_call_is_cut_in_time_for_a_candidate_and_the_retrieved_tables_stand(sources: SourceRegistry) -> None:
+    llm = SlowLinking(lambda n: GOOD)
+    started = time.monotonic()
+    record = await runtime(llm, sources).run(
+        "text2sql", {"question": "How many singers are from France?", "db": "concert_singer", "prune_above_tables": 0}, slo=15.0
+    )
+    out = record.output
+    assert record.status.value == "succeeded", record.error
+    assert time.monotonic() - started < 15.5
+    assert any(n.startswith("linking: the model's table choice failed") for n in out["notes"])
+    assert "singer" in out["tables"] and out["sql"] == GOOD and out["rows"] == [[4]]  # a candidate still had time
