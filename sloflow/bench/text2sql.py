@@ -1,9 +1,13 @@
 """Execution accuracy of the `text2sql` workflow and of a single-call baseline, on the same questions.
 
 Usage: sloflow bench text2sql --data DIR [--limit N] [--model NAME] [--seed S] [--only baseline|workflow]
+                              [--merge] [--predictions FILE] [--link-report]
 Reads a Spider-like folder (see spider_eval.py). The baseline is one prompt and one SQL per
-question over the whole schema: no linking, no revision, no selection. Both see the join keys of
-`tables.json` (the rebuilt SQLite files lost their foreign keys).
+question over the whole schema: no linking, no revision, no selection; a prompt that does not fit
+the model's context is counted wrong and reported. Both see the join keys of `tables.json` (the
+rebuilt SQLite files lost their foreign keys). `--merge` asks every question of one database built
+from all of them (spider_merge.py); `--link-report` measures linking alone at growing schema
+sizes, without a model (text2sql_link.py).
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import sqlglot
+from sqlglot import exp
+
 from sloflow.bench.progress import say
 from sloflow.bench.spider_eval import DevSet, Question, has_order_by, load_devset, results_match, run_readonly, sample_questions
+from sloflow.bench.spider_merge import merge_devset
 from sloflow.config import get_settings
 from sloflow.errors import SloflowError
 from sloflow.llm.types import GenerateRequest
@@ -86,6 +94,14 @@ def judge(db: Database, sql: str | None, gold: list[tuple], ordered: bool) -> tu
     return results_match(gold, result.rows, ordered), None
 
 
+def gold_tables(sql: str) -> set[str]:
+    """Lower-case names of the tables a gold query reads (what linking must keep)."""
+    try:
+        return {t.name.lower() for t in sqlglot.parse_one(sql, read="sqlite").find_all(exp.Table)}
+    except sqlglot.errors.ParseError:
+        return set()
+
+
 def _record(save: Path | None, row: dict[str, Any]) -> None:
     if save is not None:
         with save.open("a") as f:
@@ -96,11 +112,19 @@ async def run_baseline(
     backend: Any, dbs: Databases, questions: list[Question], golds: dict[str, list[tuple]], save: Path | None = None
 ) -> dict:
     """One greedy call per question over the whole schema."""
-    correct, failed, latencies, tokens = 0, 0, [], []
+    correct, failed, over, latencies, tokens = 0, 0, 0, [], []
     for n, q in enumerate(questions, 1):
         started = time.perf_counter()
         messages = candidate_messages(dbs.schema(q.db_id), q.question, variant=0)
-        out = await backend.generate(GenerateRequest(messages=messages, max_tokens=256, temperature=0.0))
+        request = GenerateRequest(messages=messages, max_tokens=256, temperature=0.0)
+        prompt = len(backend.prompt_tokens(request))
+        if prompt + request.max_tokens > backend.context_tokens:
+            over += 1
+            failed += 1
+            _record(save, {"side": "baseline", "id": q.id, "question": q.question, "ok": False, "why": "over the context"})
+            say(f"baseline {n}/{len(questions)} {q.db_id}: BAD the full schema ({prompt} tokens) does not fit the {backend.context_tokens}-token context")
+            continue
+        out = await backend.generate(request)
         sql = extract_sql(out.text)
         ok, why = judge(dbs.get(q.db_id), sql, golds[q.id], has_order_by(q.gold_sql))
         latencies.append(time.perf_counter() - started)
@@ -117,6 +141,8 @@ async def run_baseline(
         "baseline_p50_s": round(percentile(latencies, 50), 2),
         "baseline_p95_s": round(percentile(latencies, 95), 2),
         "baseline_tokens_per_question": round(statistics.fmean(tokens), 1) if tokens else 0,
+        # Questions whose full-schema prompt did not fit the context: counted wrong, never sent.
+        "baseline_over_context": over,
     }
 
 
@@ -129,11 +155,13 @@ class CountingClient:
         self._direct = DirectClient(backend)
         self.calls: dict[str, int] = {}
         self.tokens: dict[str, int] = {}
+        self.prompt_tokens: dict[str, int] = {}
 
     async def generate(self, request: GenerateRequest, ctx: Any) -> Any:
         out = await self._direct.generate(request, ctx)
         self.calls[ctx.run_id] = self.calls.get(ctx.run_id, 0) + 1
         self.tokens[ctx.run_id] = self.tokens.get(ctx.run_id, 0) + out.prompt_tokens + out.completion_tokens
+        self.prompt_tokens[ctx.run_id] = self.prompt_tokens.get(ctx.run_id, 0) + out.prompt_tokens
         return out
 
     def stream(self, request: GenerateRequest, ctx: Any) -> Any:
@@ -148,6 +176,7 @@ async def run_workflow(
     home: Path,
     slo: float | None,
     save: Path | None = None,
+    predictions: Path | None = None,
 ) -> dict:
     """The `text2sql` workflow per question, through the runtime, under its SLO."""
     from sloflow.retrieval.databases import DatabaseRegistry
@@ -167,7 +196,7 @@ async def run_workflow(
     correct, met, n_cands, n_errors, failed_runs = 0, 0, 0, 0, 0
     latencies: list[float] = []
     stage_s: dict[str, list[float]] = {}
-    revised, stopped = 0, 0
+    revised, stopped, linked = 0, 0, 0
     for n, q in enumerate(questions, 1):
         started = time.perf_counter()
         record = await runtime.run(
@@ -177,6 +206,8 @@ async def run_workflow(
         out = record.output or {}
         ok, why = judge(dbs.get(q.db_id), out.get("sql"), golds[q.id], has_order_by(q.gold_sql)) if out else (False, "run failed")
         correct += ok
+        linked += gold_tables(q.gold_sql) <= {t.lower() for t in out.get("tables", [])}
+        _record(predictions, {"id": q.id, "db": q.db_id, "sql": out.get("sql")})
         met += bool(record.deadline_met)
         failed_runs += record.status.value != "succeeded"
         revised += bool(out.get("revisions"))
@@ -204,11 +235,14 @@ async def run_workflow(
     count = len(questions) or 1
     calls = [client.calls.get(r.id, 0) for r in runtime.store.runs(limit=100_000)]
     tokens = [client.tokens.get(r.id, 0) for r in runtime.store.runs(limit=100_000)]
+    prompts = [client.prompt_tokens.get(r.id, 0) for r in runtime.store.runs(limit=100_000)]
     return {
         "execution_accuracy": round(correct / count, 4),
         "refused_or_failed_share": round(n_errors / n_cands, 4) if n_cands else 0.0,
         "llm_calls_per_question": round(statistics.fmean(calls), 2) if calls else 0.0,
         "tokens_per_question": round(statistics.fmean(tokens), 1) if tokens else 0.0,
+        "prompt_tokens_per_question": round(statistics.fmean(prompts), 1) if prompts else 0.0,
+        "link_recall": round(linked / count, 4),  # questions whose gold tables were all linked
         "p50_s": round(percentile(latencies, 50), 2),
         "p95_s": round(percentile(latencies, 95), 2),
         "slo_s": slo,
@@ -233,6 +267,9 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict:
     parser.add_argument("--slo", type=float, default=None, help="seconds per question (default: the workflow's)")
     parser.add_argument("--save", type=Path, default=None, help="append one JSON line per question and side here")
     parser.add_argument("--only", choices=("baseline", "workflow"), default=None, help="run one side only")
+    parser.add_argument("--merge", action="store_true", help="ask every question of one database merged from all of --data")
+    parser.add_argument("--predictions", type=Path, default=None, help='write {"id", "db", "sql"} per question of the workflow here')
+    parser.add_argument("--link-report", action="store_true", help="link time, prompt tokens and recall at 10, 40, 100+ tables; no model")
     opts = parser.parse_args(args or [])
     if quick and opts.limit is None:
         opts.limit = 10
@@ -240,6 +277,21 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict:
     model = opts.model or settings.model
     dev = load_devset(opts.data)
     questions = sample_questions(dev.questions, opts.limit, opts.seed)
+    if opts.link_report:
+        from sloflow.bench.text2sql_link import link_report
+
+        return link_report(dev, questions)
+    figures: dict[str, Any] = {"questions": len(questions), "model": model, "seed": opts.seed}
+    merged_home = tempfile.TemporaryDirectory(prefix="sloflow-merge-")
+    if opts.merge:  # the same questions as without --merge, asked of the merged database
+        merged = merge_devset(dev, Path(merged_home.name))
+        by_id = {q.id: q for q in merged.dev.questions}
+        dev, questions = merged.dev, [by_id[q.id] for q in questions]
+        figures["merge"] = merged.summary()
+        say(f"merged {figures['merge']['databases']} databases into one of {merged.tables} tables; "
+            f"{len(merged.renamed)} renamed, {merged.gold_rewritten} gold queries rewritten")  # fmt: skip
+    if opts.predictions is not None:
+        opts.predictions.unlink(missing_ok=True)
     golds = {q.id: rows for q in questions if (rows := gold_rows(dev, q)) is not None}
     skipped = len(questions) - len(golds)
     questions = [q for q in questions if q.id in golds]
@@ -250,15 +302,16 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict:
 
     backend = EmbeddedBackend(model, models_dir=settings.home / "models", threads=opts.threads, context_tokens=4096)
     dbs = Databases(dev)
-    figures: dict[str, Any] = {"questions": len(questions), "model": model, "seed": opts.seed}
+    figures["questions"] = len(questions)
     try:
         if opts.only in (None, "workflow"):
             with tempfile.TemporaryDirectory(prefix="sloflow-bench-") as home:
-                figures.update(asyncio.run(run_workflow(backend, dbs, questions, golds, Path(home), opts.slo, opts.save)))
+                figures.update(asyncio.run(run_workflow(backend, dbs, questions, golds, Path(home), opts.slo, opts.save, opts.predictions)))
         if opts.only in (None, "baseline"):
             figures.update(asyncio.run(run_baseline(backend, dbs, questions, golds, opts.save)))
         if "execution_accuracy" in figures and "baseline_execution_accuracy" in figures:
             figures["gain_points"] = round(100 * (figures["execution_accuracy"] - figures["baseline_execution_accuracy"]), 1)
     finally:
         asyncio.run(backend.close())
+        merged_home.cleanup()
     return figures

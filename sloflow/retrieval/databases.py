@@ -157,8 +157,20 @@ class Database:
         if timeout_s <= 0 or max_rows < 1:
             raise InvalidRequest("timeout_s must be > 0 and max_rows >= 1")
         self.timeout_s, self.max_rows = timeout_s, max_rows
+        self._stamp = self._file_stamp()
         self.tables = self._introspect()
         self.columns = {t.name: {c.name: c.type for c in t.columns} for t in self.tables}
+
+    def _file_stamp(self) -> tuple[int, int]:
+        stat = self.path.stat()
+        return stat.st_mtime_ns, stat.st_size
+
+    def changed_on_disk(self) -> bool:
+        """Whether the file was written since its schema was read (a table added, values changed)."""
+        try:
+            return self._file_stamp() != self._stamp
+        except FileNotFoundError:
+            return True
 
     def _connect(self) -> Any:
         if self.engine == "duckdb":
@@ -306,9 +318,9 @@ class DatabaseRegistry:
             return db
 
     def get(self, name: str) -> Database:
-        """The registered database `name`."""
+        """The registered database `name`, its schema read again when the file changed."""
         with self._lock:
-            if name not in self._open:
+            if name not in self._open or self._open[name].changed_on_disk():
                 entry = self._entries().get(name)
                 if entry is None:
                     raise NotFound(f"database {name!r} is not registered; add it with `sloflow db add` or POST /v1/databases")

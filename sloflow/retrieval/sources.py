@@ -21,11 +21,10 @@ from pydantic import ConfigDict, ValidationError, create_model
 
 from sloflow.config import get_settings
 from sloflow.errors import Conflict, InvalidRequest
-from sloflow.retrieval.chunking import Chunk
 from sloflow.retrieval.databases import DatabaseRegistry, SqlResult
 from sloflow.retrieval.document_index import IndexRegistry, SearchMode
-from sloflow.retrieval.faiss_store import FaissStore
 from sloflow.retrieval.index import SearchHit, Where
+from sloflow.retrieval.schema_index import SchemaIndex, schema_fingerprint
 
 SourceKind = Literal["index", "database", "schema", "function"]
 _STRICT = ConfigDict(extra="forbid")  # an argument a function does not take is an error, not ignored
@@ -75,7 +74,7 @@ class SourceRegistry:
         self.indexes = indexes
         self.databases = databases
         self._functions: dict[str, _Function] = {}
-        self._schema_stores: dict[str, FaissStore] = {}
+        self._schema_indexes: dict[str, SchemaIndex] = {}
         self._lock = threading.Lock()
 
     def register_function(
@@ -135,10 +134,10 @@ class SourceRegistry:
         return await self.retrieve(name, args["query"], int(args.get("k", 5)))
 
     async def retrieve(self, source: str, query: str, k: int = 5, where: Where | None = None, mode: SearchMode = "hybrid") -> list[SearchHit]:
-        """Top-k hits from an index, or the best-matching tables for `schema:DB`."""
+        """Top-k hits from an index, or the best-matching tables for `schema:DB` (one hit per table; `where` and `mode` apply to indexes)."""
         if source.startswith("schema:"):
-            store = await asyncio.to_thread(self._schema_store, source[len("schema:") :])
-            return await asyncio.to_thread(store.search, query, k, where)
+            schema = await asyncio.to_thread(self.schema_index, source[len("schema:") :])
+            return await asyncio.to_thread(schema.tables, query, k)
         index = await asyncio.to_thread(self.indexes.get, source)
         return await asyncio.to_thread(index.search, query, k, where, mode)
 
@@ -147,20 +146,19 @@ class SourceRegistry:
         database = await asyncio.to_thread(self.databases.get, db)
         return await asyncio.to_thread(database.run, sql)
 
-    def _schema_store(self, db: str) -> FaissStore:
-        """An exact in-memory index over one line per table (built once per database)."""
+    def schema_index(self, db: str) -> SchemaIndex:
+        """The schema index of a database, rebuilt when its schema (names, types, keys, samples) changed."""
         with self._lock:
-            if db not in self._schema_stores:
-                database = self.databases.get(db)
-                store = FaissStore(f"schema:{db}", self.indexes.embedder, kind="flat")
-                store.add([Chunk(f"{db}.{t.name}", 0, t.describe(), {"table": t.name}) for t in database.tables])
-                self._schema_stores[db] = store
-            return self._schema_stores[db]
+            tables = self.databases.get(db).tables
+            index = self._schema_indexes.get(db)
+            if index is None or index.fingerprint != schema_fingerprint(tables):
+                index = self._schema_indexes[db] = SchemaIndex(db, tables, self.indexes.embedder)
+            return index
 
     def forget_schema(self, db: str) -> None:
         """Drop the cached schema index of a database (after it is re-registered or removed)."""
         with self._lock:
-            self._schema_stores.pop(db, None)
+            self._schema_indexes.pop(db, None)
 
 
 @lru_cache(maxsize=1)

@@ -7,6 +7,7 @@ they can be tested without a model.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 # Values this common match too many questions to say anything about a column.
@@ -16,13 +17,16 @@ _STOP = frozenset(
     other others one two three four five six seven eight nine ten""".split()
 )
 MAX_MATCHES = 8
+# A value stored in more columns than this ("open", "yes") says nothing about which one is meant.
+MAX_COLUMNS_PER_VALUE = 3
 
 
 def match_values(question: str, values: Mapping[str, Iterable[object]], limit: int = MAX_MATCHES) -> dict[str, list[str]]:
     """`{"table.column": [stored values]}` whose text appears as whole words in `question`.
 
     Longer values are preferred (they are more specific); numbers and stop words are ignored,
-    since the model copies numbers from the question correctly on its own.
+    since the model copies numbers from the question correctly on its own, and so are values
+    stored in more than `MAX_COLUMNS_PER_VALUE` columns.
     """
     q = " " + re.sub(r"\s+", " ", question.lower()) + " "
     found: list[tuple[int, str, str]] = []
@@ -36,6 +40,8 @@ def match_values(question: str, values: Mapping[str, Iterable[object]], limit: i
                 continue
             if re.search(r"(?<![\w])" + re.escape(low) + r"(?![\w])", q):
                 found.append((len(low), column, text))
+    spread = Counter(text.lower() for _, _, text in found)
+    found = [f for f in found if spread[f[2].lower()] <= MAX_COLUMNS_PER_VALUE]
     found.sort(key=lambda f: (-f[0], f[1]))
     out: dict[str, list[str]] = {}
     taken = 0
@@ -82,8 +88,14 @@ def _parents(graph: dict[str, dict[str, str]], starts: Iterable[str]) -> dict[st
     return parent
 
 
-def bridge_tables(kept: Iterable[str], all_tables: Sequence[str], join_keys: Iterable[str]) -> set[str]:
-    """`kept` plus the tables on shortest join paths between them, so kept tables can be joined."""
+def bridge_tables(
+    kept: Iterable[str], all_tables: Sequence[str], join_keys: Iterable[str], max_between: int | None = None
+) -> set[str]:
+    """`kept` plus the tables on shortest join paths between them, so kept tables can be joined.
+
+    With `max_between`, only paths through at most that many other tables are completed: on a
+    large connected schema a long path more likely joins unrelated tables than the question's.
+    """
     names = {t.lower(): t for t in all_tables}
     graph = _join_graph(all_tables, join_keys)
     keep = {k.lower() for k in kept if k.lower() in graph}
@@ -91,11 +103,21 @@ def bridge_tables(kept: Iterable[str], all_tables: Sequence[str], join_keys: Ite
         parent = _parents(graph, [start])
         for target in list(keep):
             if target in parent and target != start:
+                if max_between is not None and _depth(parent, target) - 1 > max_between:
+                    continue
                 node: str | None = target
                 while node is not None:
                     keep.add(node)
                     node = parent[node]
     return {names[k] for k in keep}
+
+
+def _depth(parent: dict[str, str | None], node: str) -> int:
+    """Join steps from the start of a breadth-first walk to `node`."""
+    steps = 0
+    while (prev := parent[node]) is not None:
+        node, steps = prev, steps + 1
+    return steps
 
 
 def join_path(start: Iterable[str], target: str, all_tables: Iterable[str], join_keys: Iterable[str]) -> list[str]:
@@ -118,6 +140,7 @@ def linked_tables(
     value_columns: Iterable[str],
     retrieved: Sequence[str],
     join_keys: Iterable[str],
+    max_between: int | None = None,
 ) -> list[str]:
     """The tables the prompt shows, in database order.
 
@@ -128,5 +151,5 @@ def linked_tables(
     keep |= {c.split(".")[0] for c in value_columns if c.split(".")[0] in all_tables}
     if not keep:
         keep = {t for t in retrieved if t in all_tables} or set(all_tables)
-    keep = bridge_tables(keep, all_tables, join_keys)
+    keep = bridge_tables(keep, all_tables, join_keys, max_between)
     return [t for t in all_tables if t in keep]

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from sloflow.errors import DeadlineExceeded, SloflowError
-from sloflow.llm.types import GenerateRequest
+from sloflow.llm.types import GenerateRequest, approx_tokens
 from sloflow.planners.sql.extract import extract_sql
 from sloflow.planners.sql.linking import linked_tables, match_values
 from sloflow.planners.sql.repair import name_hints, repair_names
@@ -37,6 +37,7 @@ from sloflow.planners.sql.prompts import (
 )
 from sloflow.planners.sql.prompts import quote_name as q
 from sloflow.planners.sql.select import Candidate, select_candidate
+from sloflow.retrieval.schema_index import schema_fingerprint
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.dsl import Workflow
 from sloflow.workflows.registry import register
@@ -44,6 +45,7 @@ from sloflow.workflows.registry import register
 SHOWN_ROWS = 50
 VALUE_SAMPLE = 200  # distinct values read per text column for matching question words
 _TAIL_S = 0.5  # select + answer, without an LLM call
+BRIDGE_MAX = 2  # retrieved tables are joined through at most this many others (Spider's link tables are one)
 
 
 class SqlState(BaseModel):
@@ -56,8 +58,10 @@ class SqlState(BaseModel):
     candidates_n: int = Field(3, ge=1, le=8)
     max_revisions: int = Field(3, ge=0, le=10)
     # Schemas with at most this many tables are shown whole: pruning them saves little prompt
-    # and risks dropping a table the query needs. Above it the model keeps or drops tables.
+    # and risks dropping a table the query needs. Above it the schema index retrieves
+    # `link_tables`, and the model prunes only when those and their joins exceed it.
     prune_above_tables: int = Field(6, ge=0)
+    link_tables: int = Field(5, ge=1, le=50, description="tables retrieved from the schema index when it is not shown whole")
     max_sql_tokens: int = Field(256, ge=16, le=2048)
     models: dict[Literal["link", "candidate", "revise"], str] = Field(
         default_factory=dict, description="a model per LLM stage, e.g. a small one for linking; unset: any worker"
@@ -65,6 +69,7 @@ class SqlState(BaseModel):
 
     schema_sql: str = ""
     tables: list[str] = Field(default_factory=list)
+    candidates_planned: int = 0
     values: list[str] = Field(default_factory=list)
     drafts: Annotated[list[dict[str, Any]], operator.add] = Field(default_factory=list)
     candidates: list[dict[str, Any]] = Field(default_factory=list)
@@ -119,12 +124,12 @@ async def _database(ctx: Any, name: str) -> Any:
     return await asyncio.to_thread(_tool(ctx, "database"), name)
 
 
-_VALUES: dict[tuple[str, str], dict[str, list[Any]]] = {}
+_VALUES: dict[tuple[str, str, str], dict[str, list[Any]]] = {}
 
 
 async def _text_values(ctx: Any, db_name: str, db: Any) -> dict[str, list[Any]]:
-    """Distinct stored values of every text column, read once per database through the guard."""
-    key = (db_name, str(getattr(db, "url", "")))
+    """Distinct stored values of every text column, read once per database (and schema) through the guard."""
+    key = (db_name, str(getattr(db, "url", "")), schema_fingerprint(db.tables))
     if key not in _VALUES:
         out: dict[str, list[Any]] = {}
         for t in db.tables:
@@ -151,7 +156,14 @@ def join_keys(db: Any, extra: list[str]) -> list[str]:
 
 @text2sql.stage(cost=Cost(calls=1, prompt=350, output=20, seconds=0.3))
 async def link(s: SqlState, ctx: Any) -> dict[str, Any]:
-    """Tables from embedding search and value matches; the model keeps or drops them on large schemas."""
+    """The tables the prompts show, and how many candidates the time left covers.
+
+    A small schema is shown whole. A larger one is searched (the schema index: table and column
+    entries, FAISS + BM25) for the question's tables; tables whose stored values the question
+    names join them, and so do the tables on the join paths between them. Only when that is still
+    more than `prune_above_tables` does the model choose among the retrieved tables, so linking
+    costs the same at 40 tables as at 400.
+    """
     db = await _database(ctx, s.db)
     names = [t.name for t in db.tables]
     by_name = {t.name: SchemaTable.from_table(t) for t in db.tables}
@@ -163,27 +175,44 @@ async def link(s: SqlState, ctx: Any) -> dict[str, Any]:
         kept = names
         notes.append(f"linking: {len(names)} tables, shown whole")
     else:
-        hits = await _tool(ctx, "retrieve")(f"schema:{s.db}", s.question, k=min(8, len(names)))
+        hits = await _tool(ctx, "retrieve")(f"schema:{s.db}", s.question, k=min(s.link_tables, len(names)))
         retrieved = [h.metadata.get("table") for h in hits if h.metadata.get("table") in by_name]
-        offered = retrieved + [t for t in names if t not in retrieved and any(c.startswith(t + ".") for c in matches)]
-        try:
-            answer = await ctx.llm.json(
-                link_messages([by_name[t] for t in offered], s.question, values),
-                schema=link_json_schema(offered),
-                max_tokens=64,
-                model=s.models.get("link"),
-            )
-            chosen = [t for t in answer.get("tables", []) if t in by_name]
-        except SloflowError as exc:
-            chosen = []
-            notes.append(f"linking: the model's table choice failed ({exc.message[:80]}); kept the retrieved tables")
-        kept = linked_tables(names, chosen, matches, retrieved, joins)
-        notes.append(f"linking: kept {len(kept)} of {len(names)} tables ({', '.join(kept)})")
-    ctx.emit("linked", tables=kept, values=values)
-    return {"schema_sql": schema_ddl([by_name[t] for t in kept], joins), "tables": kept, "values": values, "notes": notes}
+        kept = linked_tables(names, retrieved, matches, retrieved, joins, BRIDGE_MAX)
+        how = "retrieved"
+        if len(kept) > s.prune_above_tables:
+            chosen = await _prune(s, ctx, [by_name[t] for t in kept], values, notes)
+            kept, how = linked_tables(names, chosen, matches, retrieved, joins, BRIDGE_MAX), "pruned by the model" if chosen else how
+        notes.append(f"linking: kept {len(kept)} of {len(names)} tables, {how} ({', '.join(kept)})")
+    schema_sql = schema_ddl([by_name[t] for t in kept], joins)
+    planned, why = _candidates_that_fit(s, schema_sql, values, ctx.deadline)
+    if why:
+        notes.append(why)
+    ctx.emit("linked", tables=kept, values=values, candidates=planned)
+    return {"schema_sql": schema_sql, "tables": kept, "values": values, "candidates_planned": planned, "notes": notes}
 
 
-@text2sql.stage(cost=Cost(calls=1, prompt=700, output=50), fan_out=lambda s: list(range(s.candidates_n)))
+async def _prune(s: SqlState, ctx: Any, offered: list[SchemaTable], values: list[str], notes: list[str]) -> list[str]:
+    """The tables the model keeps of `offered`; [] when it fails or would leave no time for a candidate."""
+    names = [t.name for t in offered]
+    try:
+        answer = await ctx.llm.json(
+            link_messages(offered, s.question, values),
+            schema=link_json_schema(names),
+            max_tokens=64,
+            model=s.models.get("link"),
+            # Cut where going on would leave no time for one candidate: the retrieved tables stand.
+            reserve_s=_candidate_call_s(s, schema_ddl(offered), values) + _TAIL_S,
+        )
+    except SloflowError as exc:
+        notes.append(f"linking: the model's table choice failed ({exc.message[:80]}); kept the retrieved tables")
+        return []
+    return [t for t in answer.get("tables", []) if t in names]
+
+
+candidate_cost = Cost(calls=1, prompt=700, output=50)
+
+
+@text2sql.stage(cost=candidate_cost, fan_out=lambda s: list(range(s.candidates_planned or s.candidates_n)))
 async def candidate(s: SqlState, ctx: Any, variant: int) -> dict[str, Any]:
     """One SQL candidate; variant 0 is greedy, the others add a nudge and sample."""
     request = GenerateRequest(
@@ -195,9 +224,31 @@ async def candidate(s: SqlState, ctx: Any, variant: int) -> dict[str, Any]:
     try:
         out = await ctx.llm.generate(request, model=s.models.get("candidate"), reserve_s=_TAIL_S)
     except DeadlineExceeded as exc:  # the others may have made it: let selection decide
-        return {"drafts": [asdict(Candidate(None, variant=variant, error=exc.message))]}
+        note = f"candidate {variant} was cancelled: it was still running when the run had to answer"
+        return {"drafts": [asdict(Candidate(None, variant=variant, error=exc.message))], "notes": [note]}
     draft = Candidate(extract_sql(out.text), variant=variant)
     return {"drafts": [asdict(draft)], "call_s": [out.total_s]}
+
+
+def _candidate_call_s(s: SqlState, schema_sql: str, values: list[str]) -> float:
+    """Expected service time of one candidate call: its prompt's prefill and a typical query's decode."""
+    messages = candidate_messages(schema_sql, s.question, 0, s.evidence, values)
+    prompt = sum(approx_tokens(m.content) for m in messages)
+    return Cost(calls=1, prompt=prompt, output=candidate_cost.output).expected_s(text2sql.speed)
+
+
+def _candidates_that_fit(s: SqlState, schema_sql: str, values: list[str], deadline: float | None) -> tuple[int, str | None]:
+    """How many candidates to draft: as many as asked, fewer when the time left covers fewer calls
+    (one at least: the run must answer with something), and why when fewer."""
+    if deadline is None:
+        return s.candidates_n, None
+    per_call = _candidate_call_s(s, schema_sql, values)
+    left = deadline - time.time() - _TAIL_S
+    # Counted as if the calls ran one after another: the workers are shared with other runs.
+    fit = max(1, min(s.candidates_n, int(left // max(per_call, 0.01))))
+    if fit == s.candidates_n:
+        return fit, None
+    return fit, f"drafting {fit} of {s.candidates_n} candidates: {max(left, 0):.1f} s left, a candidate takes about {per_call:.1f} s"
 
 
 def _expected_call_s(s: SqlState) -> float:

@@ -201,3 +201,70 @@ async def test_calls_of_a_question_share_a_prefix_key_and_use_the_models_asked_f
     assert all(ctx.deadline is not None for ctx in contexts)
     with pytest.raises(InvalidInput, match="models"):
         await runtime(llm, sources).run("text2sql", {"question": "q", "db": "concert_singer", "models": {"answer": "x"}})
+
+
+class SlowSecondCandidate(SqlWriter):
+    """Candidate 1 (sampled with seed 1) takes far longer than the run's SLO; the others answer at once."""
+
+    async def generate(self, request: Any, ctx: Any) -> Any:
+        import asyncio
+
+        if request.seed == 1 and not _revision(request):
+            self.calls.append((request, ctx))
+            await asyncio.sleep(30.0)
+        return await super().generate(request, ctx)
+
+
+def _revision(request: Any) -> bool:
+    return "A previous query was" in request.messages[-1].content
+
+
+async def test_a_candidate_still_running_at_the_deadline_is_cut_and_the_run_answers_with_the_others(sources: SourceRegistry) -> None:
+    llm = SlowSecondCandidate(lambda n: GOOD)
+    started = time.monotonic()
+    record = await runtime(llm, sources).run(
+        "text2sql", {"question": "How many singers are from France?", "db": "concert_singer", "candidates_n": 2, "max_revisions": 0}, slo=20.0
+    )
+    out = record.output
+    assert record.status.value == "succeeded", record.error
+    assert time.monotonic() - started < 20.5
+    assert out["sql"] == GOOD and out["rows"] == [[4]]  # the candidate that finished answers
+    assert "candidate 1 was cancelled: it was still running when the run had to answer" in out["notes"]
+    cut = next(c for c in out["candidates"] if c["variant"] == 1)
+    assert cut["sql"] is None and "deadline" in cut["error"]
+
+
+async def test_candidates_are_sized_to_the_time_left(sources: SourceRegistry) -> None:
+    llm = SqlWriter(lambda n: GOOD)
+    record = await runtime(llm, sources).run(
+        "text2sql", {"question": "How many singers are from France?", "db": "concert_singer", "candidates_n": 3}, slo=4.0
+    )
+    out = record.output
+    assert record.status.value == "succeeded", record.error
+    assert len(llm.calls) == 1 and out["sql"] == GOOD  # one candidate fits, and the run still answers
+    assert any(n.startswith("drafting 1 of 3 candidates") for n in out["notes"])
+
+
+class SlowLinking(SqlWriter):
+    """The model's table choice (the one JSON call) takes far longer than the run's SLO."""
+
+    async def generate(self, request: Any, ctx: Any) -> Any:
+        import asyncio
+
+        if request.json_schema is not None:
+            self.calls.append((request, ctx))
+            await asyncio.sleep(60.0)
+        return await super().generate(request, ctx)
+
+
+async def test_a_slow_pruning_call_is_cut_in_time_for_a_candidate_and_the_retrieved_tables_stand(sources: SourceRegistry) -> None:
+    llm = SlowLinking(lambda n: GOOD)
+    started = time.monotonic()
+    record = await runtime(llm, sources).run(
+        "text2sql", {"question": "How many singers are from France?", "db": "concert_singer", "prune_above_tables": 0}, slo=15.0
+    )
+    out = record.output
+    assert record.status.value == "succeeded", record.error
+    assert time.monotonic() - started < 15.5
+    assert any(n.startswith("linking: the model's table choice failed") for n in out["notes"])
+    assert "singer" in out["tables"] and out["sql"] == GOOD and out["rows"] == [[4]]  # a candidate still had time

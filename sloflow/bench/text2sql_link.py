@@ -1,0 +1,95 @@
+"""What linking costs as the schema grows: `sloflow bench text2sql --link-report`.
+
+The dev questions are asked of merged databases of about 10 tables (the first databases), about 40
+(all of them) and 100+ (all, plus filler tables chained by foreign keys). The workflow's own `link`
+stage runs with no model bound: linking that retrieval keeps within `prune_above_tables` needs
+none, and a pruning call would see only the retrieved part (its prompt is counted here unsent).
+Reported per size: link time (P50/P95, after the first question built the schema index and read
+the stored values: that one-off cost is given apart), tokens of the candidate prompt the linked
+schema makes against the whole schema's, and link recall (questions whose gold tables were all kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sloflow.bench.progress import say
+from sloflow.bench.spider_eval import DevSet, Question
+from sloflow.bench.spider_merge import MERGED, add_filler_tables, merge_devset, table_names
+from sloflow.bench.text2sql import gold_tables, percentile
+from sloflow.llm.types import approx_tokens
+from sloflow.planners.sql.prompts import SchemaTable, candidate_messages, schema_ddl
+from sloflow.retrieval.databases import DatabaseRegistry
+from sloflow.retrieval.document_index import IndexRegistry
+from sloflow.retrieval.sources import SourceRegistry
+from sloflow.workflows.builtin.text2sql import SqlState, link, tools
+from sloflow.workflows.context import RunScope, StageContext
+
+SMALL_TABLES, LARGE_TABLES = 10, 100
+
+
+def _prompt_tokens(schema_sql: str, question: str, values: list[str]) -> int:
+    return sum(approx_tokens(m.content) for m in candidate_messages(schema_sql, question, 0, "", values))
+
+
+async def _link_all(sources: SourceRegistry, questions: list[Question], keys: list[str]) -> dict[str, Any]:
+    db = sources.databases.get(MERGED)
+    whole = schema_ddl([SchemaTable.from_table(t) for t in db.tables], keys)
+    ctx = StageContext(RunScope(tools=tools(sources)), "link", None)
+    first_s, seconds, prompts, full, recalled, pruned = 0.0, [], [], [], 0, 0
+    for n, q in enumerate(questions):
+        state = SqlState(question=q.question, db=MERGED, join_keys=keys)
+        started = time.perf_counter()
+        out = await link(state, ctx)
+        took = time.perf_counter() - started
+        if n == 0:
+            first_s = took  # builds the schema index and reads the stored values
+        else:
+            seconds.append(took)
+        prompts.append(_prompt_tokens(out["schema_sql"], q.question, out["values"]))
+        full.append(_prompt_tokens(whole, q.question, out["values"]))
+        recalled += gold_tables(q.gold_sql) <= {t.lower() for t in out["tables"]}
+        pruned += any("table choice failed" in note for note in out["notes"])
+    count = len(questions) or 1
+    return {
+        "tables": len(db.tables),
+        "questions": len(questions),
+        "first_link_s": round(first_s, 2),
+        "link_ms_p50": round(1000 * percentile(seconds, 50), 1),
+        "link_ms_p95": round(1000 * percentile(seconds, 95), 1),
+        "prompt_tokens_mean": round(statistics.fmean(prompts), 1) if prompts else 0.0,
+        "full_schema_prompt_tokens": round(statistics.fmean(full), 1) if full else 0.0,
+        "link_recall": round(recalled / count, 4),
+        # Questions whose retrieved part stayed over prune_above_tables: a run would make one
+        # pruning call over it; here the retrieved tables stood.
+        "would_prune": pruned,
+    }
+
+
+def link_report(dev: DevSet, questions: list[Question]) -> dict[str, Any]:
+    """Link figures at about 10, 40 and 100+ tables over `questions` (those on the merged databases)."""
+    by_size: dict[str, Any] = {}
+    db_ids = sorted({q.db_id for q in dev.questions})
+    small: list[str] = []
+    for db in db_ids:  # the first databases, in name order, until they hold 10 tables
+        if sum(len(table_names(dev.db_path(d))) for d in small) >= SMALL_TABLES:
+            break
+        small.append(db)
+    with tempfile.TemporaryDirectory(prefix="sloflow-link-") as home:
+        for label, chosen, filler in (("small", small, False), ("all", db_ids, False), ("large", db_ids, True)):
+            root = Path(home) / label
+            merged = merge_devset(dev, root, chosen)
+            if filler:
+                add_filler_tables(merged.dev.db_path(MERGED), max(0, LARGE_TABLES + 6 - merged.tables))
+            asked = [q for q in merged.dev.questions if q.id in {x.id for x in questions}]
+            sources = SourceRegistry(IndexRegistry(root / "indexes"), DatabaseRegistry(root / "databases.json"))
+            sources.databases.add(MERGED, f"sqlite:///{merged.dev.db_path(MERGED)}")
+            figures = asyncio.run(_link_all(sources, asked, merged.dev.foreign_keys[MERGED]))
+            say(f"link at {figures['tables']} tables: {figures}")
+            by_size[str(figures["tables"])] = figures
+    return {"link_report": by_size}

@@ -1,0 +1,106 @@
+"""The text2sql workflow on a 100-table schema built here: retrieval linking, join paths, flat cost."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from sloflow.retrieval.databases import DatabaseRegistry
+from sloflow.retrieval.document_index import IndexRegistry
+from sloflow.retrieval.embedder import Embedder
+from sloflow.retrieval.sources import SourceRegistry
+from sloflow.workflows import MemoryRunStore, Registry, Runtime
+from sloflow.workflows.builtin.text2sql import text2sql, tools
+from tests.workflows.builtin.text2sql.conftest import SqlWriter
+
+NOUNS = """airport album antenna aquarium asteroid auction bakery ballot banner barn battery beacon bicycle
+blanket boiler bookshop bridge brochure bucket cabinet cactus camera canal candle canoe carpet castle
+cathedral cellar chimney cinema circus clinic compass concert cottage crane crater dairy dentist
+diamond dolphin drone elevator embassy engine factory farm ferry festival fountain furnace galaxy
+garage glacier greenhouse guitar hammer harbor helmet highway hospital hotel island jewel kettle
+kitchen ladder lagoon lantern library lighthouse locomotive magnet marathon meadow microscope
+mineral monastery museum necklace orchard orchestra painting palace parachute pharmacy piano
+pipeline planet pottery prison pyramid quarry radio reservoir robot saddle satellite tunnel""".split()
+
+
+def build_schema(path: Path) -> Path:
+    """100 tables, one per noun: id, name, a text column with stored values; each of the first 60
+    refers to the next one, so tables far apart are joined only through the ones between them."""
+    assert len(NOUNS) == 100
+    conn = sqlite3.connect(path)
+    for i, noun in enumerate(NOUNS):
+        ref = f", {NOUNS[i + 1]}_id INTEGER REFERENCES {NOUNS[i + 1]}(id)" if i < 60 else ""
+        conn.execute(f"CREATE TABLE {noun} (id INTEGER PRIMARY KEY, name TEXT, {noun}_status TEXT{ref})")
+        rows = [(n, f"{noun} {n}", ("open", "closed")[n % 2]) + ((n,) if ref else ()) for n in range(1, 4)]
+        conn.executemany(f"INSERT INTO {noun} VALUES ({', '.join('?' * len(rows[0]))})", rows)
+    conn.commit()
+    conn.close()
+    return path
+
+
+@pytest.fixture
+def big(tmp_path: Path, embedder: Embedder) -> SourceRegistry:
+    registry = SourceRegistry(IndexRegistry(tmp_path / "indexes", embedder), DatabaseRegistry(tmp_path / "databases.json"))
+    registry.databases.add("big", f"sqlite:///{build_schema(tmp_path / 'big.sqlite')}")
+    return registry
+
+
+def runtime(llm: SqlWriter, sources: SourceRegistry) -> Runtime:
+    registry = Registry()
+    registry.add(text2sql)
+    return Runtime(MemoryRunStore(), None, client=llm, tools=tools(sources), registry=registry)
+
+
+@pytest.mark.parametrize(
+    ("question", "named"),
+    [
+        ("How many lighthouses are there?", {"lighthouse"}),
+        ("List the names of the glaciers whose status is open.", {"glacier"}),
+        ("Which orchestras play in which cathedral?", {"orchestra", "cathedral"}),
+    ],
+)
+async def test_linking_a_100_table_schema_returns_the_tables_the_question_names(
+    big: SourceRegistry, question: str, named: set[str]
+) -> None:
+    llm = SqlWriter(lambda n: "SELECT count(*) FROM lighthouse")
+    record = await runtime(llm, big).run("text2sql", {"question": question, "db": "big", "candidates_n": 1})
+    out = record.output
+    assert record.status.value == "succeeded", record.error
+    assert named <= set(out["tables"])
+    assert len(out["tables"]) <= 6  # the prompt sees the retrieved part, not 100 tables
+    assert all(f"CREATE TABLE {t} (" in out["schema_sql"] for t in out["tables"])
+    assert out["schema_sql"].count("CREATE TABLE") == len(out["tables"])
+    # Retrieval kept the part small, so no model call was needed to prune it.
+    assert [r.json_schema for r, _ in llm.calls] == [None]
+
+
+async def test_tables_named_far_apart_are_joined_through_the_tables_between_them(big: SourceRegistry) -> None:
+    # bakery -> ballot -> banner: the question names the ends; the join path brings the middle.
+    llm = SqlWriter(lambda n: "SELECT 1")
+    record = await runtime(llm, big).run(
+        "text2sql", {"question": "For each bakery, the banner it is linked to.", "db": "big", "candidates_n": 1, "link_tables": 2}
+    )
+    out = record.output
+    assert {"bakery", "ballot", "banner"} <= set(out["tables"])
+    assert "bakery.ballot_id = ballot.id" in out["schema_sql"] and "ballot.banner_id = banner.id" in out["schema_sql"]
+
+
+async def test_the_prompt_stays_the_same_size_as_the_schema_grows(big: SourceRegistry, tmp_path: Path) -> None:
+    small_path = tmp_path / "small.sqlite"
+    conn = sqlite3.connect(small_path)
+    conn.execute("CREATE TABLE lighthouse (id INTEGER PRIMARY KEY, name TEXT, lighthouse_status TEXT)")
+    conn.executemany("INSERT INTO lighthouse VALUES (?, ?, ?)", [(n, f"lighthouse {n}", "open") for n in range(1, 4)])
+    for noun in NOUNS[:9]:
+        conn.execute(f"CREATE TABLE {noun} (id INTEGER PRIMARY KEY, name TEXT, {noun}_status TEXT)")
+    conn.commit()
+    conn.close()
+    big.databases.add("small", f"sqlite:///{small_path}")
+    sizes = {}
+    for db in ("small", "big"):
+        llm = SqlWriter(lambda n: "SELECT count(*) FROM lighthouse")
+        record = await runtime(llm, big).run("text2sql", {"question": "How many lighthouses are there?", "db": db, "candidates_n": 1})
+        sizes[db] = len(llm.calls[0][0].messages[0].content)
+        assert "lighthouse" in record.output["tables"]
+    assert sizes["big"] <= 1.5 * sizes["small"]  # 10x the tables, about the same prompt
