@@ -124,7 +124,9 @@ async def test_budgets_shrink_as_time_is_spent_and_revising_stops_when_it_cannot
     budgets = [e.data["budget_s"] for e in rt.store.events(record.id) if e.kind == "stage_started" and e.stage == "revise"]
     assert len(budgets) >= 2 and all(a > b for a, b in zip(budgets, budgets[1:]))
     assert out["revisions"] < 10
-    assert any(n.startswith("stopped revising") for n in out["notes"])
+    # Revising ends for lack of time: stopped before a round that cannot fit, or (on a loaded
+    # machine, where a round overruns its estimate) a round cut at the deadline.
+    assert any(n.startswith("stopped revising") or n == "a revision was not made: the deadline passed first" for n in out["notes"])
     calls = [c.budget_s for _, c in llm.calls if c.stage == "revise"]
     assert all(b is not None and b > 0 for b in calls) and calls[-1] < calls[0]
 
