@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-MIN_LETTERS = 3
+MIN_LETTERS = 4
 MAX_LETTERS = 8
 # Solver tokens that bound each difficulty level: a gate solved within 96 tokens is level 1, within
 # 192 level 2... Difficulty is what the solver needed, so it rises with length and clue obscurity.
