@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from sloflow.api.app import create_app
 from sloflow.api.gate_tokens import HEADER, TokenSigner
@@ -36,6 +37,7 @@ class Clock:
 
 @dataclass
 class Gated:
+    app: FastAPI
     client: httpx.AsyncClient
     keys: KeyStore
     bank: GateBank
@@ -79,7 +81,7 @@ async def gated(tmp_path: Path, small_llm: EmbeddedBackend) -> AsyncIterator[Gat
         _, key = keys.create(tenant, role, gate_exempt=exempt)  # type: ignore[arg-type]
         headers[name] = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-        yield Gated(client, keys, bank, keeper, clock, load, tmp_path, answers, headers)
+        yield Gated(app, client, keys, bank, keeper, clock, load, tmp_path, answers, headers)
     bank.close()
     keys.close()
 
