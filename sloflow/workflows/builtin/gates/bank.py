@@ -107,6 +107,7 @@ class GateBank:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # no fsync per issue and answer: a crash may lose the last, never corrupt
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self._secret = hmac.new(secret, b"gate answers", hashlib.sha256).digest()  # its own key, not the token signer's
