@@ -86,7 +86,7 @@ def _digest(salt: bytes, secret: str) -> bytes:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
     id TEXT PRIMARY KEY, tenant TEXT NOT NULL, role TEXT NOT NULL, salt BLOB NOT NULL, hash BLOB NOT NULL,
-    created_at REAL NOT NULL, revoked_at REAL, label TEXT NOT NULL DEFAULT ''
+    created_at REAL NOT NULL, revoked_at REAL, label TEXT NOT NULL DEFAULT '', gate_exempt INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS quotas (tenant TEXT PRIMARY KEY, doc TEXT NOT NULL);
 """
