@@ -33,7 +33,7 @@ def fill_runtime(client: LLMClient, bank: GateBank) -> Runtime:
     """An in-memory runtime that runs `gates.fill` against `bank` (nothing it holds reaches a disk)."""
     registry = Registry()
     registry.add(fill)
-    return Runtime(MemoryRunStore(), None, client=client, registry=registry, tools={"gates": bank})
+    return Runtime(MemoryRunStore(keep=100), None, client=client, registry=registry, tools={"gates": bank})
 
 
 class GateFiller:
