@@ -142,8 +142,7 @@ class WrongAnswer(SloflowError):
     code = "wrong_answer"
 
 
-class GateBankEmpty(SloflowError):
-    """No gate is left in the bank to issue; the background filler is topping it up."""
+class GateBankEmpty(QuotaExceeded):
+    """A gate is required but none is left to issue: back off (429, Retry-After) while the bank refills."""
 
-    status_code = 503
     code = "gate_bank_empty"

@@ -9,7 +9,6 @@ Request rates, wrong answers and token uses are counted in this process (one API
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections import deque
@@ -17,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from sloflow.api.gate_tokens import HEADER, BadToken, TokenClaims, TokenSigner
-from sloflow.errors import GateRequired
+from sloflow.errors import GateRequired, WrongAnswer
 from sloflow.gating import UNGATED_GROUPS, GatePolicy, demand, route_group
 from sloflow.tenancy import Principal
 from sloflow.workflows.builtin.gates.bank import Challenge, GateBank
@@ -66,6 +65,7 @@ class Gatekeeper:
         self._admitted: dict[tuple[str, str], _Times] = {}
         self._wrong: dict[str, _Times] = {}
         self._spent: dict[str, tuple[int, float]] = {}  # token id -> (uses spent, expiry)
+        self._open: dict[tuple[str, str], Challenge] = {}  # (key, group) -> its unanswered gate: a refusal costs no query
         self._lock = threading.Lock()
 
     def policy(self, group: str) -> GatePolicy | None:
@@ -96,23 +96,40 @@ class Gatekeeper:
         if needed is None:
             self._count(key_id, group, policy, now)
             return
-        challenge = await asyncio.to_thread(self.bank.issue, key_id, group, needed.difficulty, policy.gate_ttl_s)
-        if self._on_issue is not None:
-            self._on_issue()
+        challenge = self._challenge(key_id, group, needed.difficulty, policy, now)
         raise GateRequired(_message(group, needed.reason, refused), rate_driven=needed.reason == "rate", details={
             "gate": challenge.to_dict(), "reason": needed.reason, "rate_per_s": round(rate, 3), "load_s": round(load, 3),
             "token_header": HEADER, **({"token_refused": refused} if refused else {}),
         })
 
-    def solved(self, challenge: Challenge, key_id: str) -> tuple[str, TokenClaims]:
-        """The access token a right answer earns: for the gate's scope, per its group's policy."""
+    def answer(self, gate_id: str, key_id: str, answer: str) -> tuple[str, TokenClaims]:
+        """Use the gate up; a right answer earns an access token for the gate's scope, per its group's policy.
+
+        A wrong one raises `WrongAnswer` and counts against the key: its next gates are harder.
+        """
+        with self._lock:
+            self._open = {k: c for k, c in self._open.items() if c.id != gate_id}
+        try:
+            challenge = self.bank.answer(gate_id, key_id, answer)
+        except WrongAnswer:
+            with self._lock:
+                self._wrong.setdefault(key_id, _Times()).add(self._clock(), WRONG_MEMORY_S)
+            raise
         policy = self.policies.get(challenge.scope) or GatePolicy()
         return self.signer.issue(key_id, challenge.scope, self._clock() + policy.token_ttl_s, policy.token_uses)
 
-    def wrong_answer(self, key_id: str) -> None:
-        """Count a wrong answer against the key: its next gates are harder."""
+    def _challenge(self, key_id: str, group: str, difficulty: int, policy: GatePolicy, now: float) -> Challenge:
+        """The key's open gate on `group` if it is hard enough and unexpired, else one from the bank."""
         with self._lock:
-            self._wrong.setdefault(key_id, _Times()).add(self._clock(), WRONG_MEMORY_S)
+            found = self._open.get((key_id, group))
+        if found is not None and found.expires_at > now and found.difficulty >= difficulty:
+            return found
+        challenge = self.bank.issue(key_id, group, difficulty, policy.gate_ttl_s)  # an indexed query: cheaper than a thread hop
+        with self._lock:
+            self._open[(key_id, group)] = challenge
+        if self._on_issue is not None:
+            self._on_issue()
+        return challenge
 
     def _count(self, key_id: str, group: str, policy: GatePolicy, now: float) -> None:
         with self._lock:

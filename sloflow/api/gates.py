@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from sloflow.api.auth import Admin, Caller
 from sloflow.api.gate_tokens import HEADER
 from sloflow.api.gatekeeper import Gatekeeper
-from sloflow.errors import WrongAnswer
 from sloflow.planners.gates.puzzle import MAX_LETTERS
 
 router = APIRouter(tags=["gates"])
@@ -66,14 +65,7 @@ def _gatekeeper(request: Request) -> Gatekeeper:
 )
 async def solve_gate(gate_id: GateId, body: GateAnswer, request: Request, caller: Caller) -> AccessToken:
     """Answer a gate issued to this key (once: right or wrong, it is used up) for an access token."""
-    keeper = _gatekeeper(request)
-    key_id = caller.key_id or ""
-    try:
-        challenge = await asyncio.to_thread(keeper.bank.answer, gate_id, key_id, body.answer)
-    except WrongAnswer:
-        keeper.wrong_answer(key_id)
-        raise
-    token, claims = keeper.solved(challenge, key_id)
+    token, claims = await asyncio.to_thread(_gatekeeper(request).answer, gate_id, caller.key_id or "", body.answer)
     return AccessToken(token=token, header=HEADER, scope=claims.scope, expires_at=claims.expires_at, uses=claims.uses)
 
 

@@ -23,7 +23,7 @@ _ERRORS = {
     "422": "a field is invalid: details.fields names each",
     "429": "over a quota: Retry-After says when to retry",
     "502": "an LLM backend failed",
-    "503": "a model is not available, or no gate is left to issue",
+    "503": "a model is not available",
     "504": "the deadline passed during the work",
 }
 _OPEN = {"health", "ready"}  # no key needed

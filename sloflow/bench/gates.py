@@ -44,12 +44,12 @@ DEFAULT_DIFFICULTY = 1
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sloflow bench gates")
     p.add_argument("--model", default=None, help="embedded model that makes and solves gates (default: SLOFLOW_MODEL)")
-    p.add_argument("--gates", type=int, default=None, help="gates to bank (default 12; --quick 4)")
-    p.add_argument("--reserve", type=int, default=None, help="banked gates kept for the load run's agent (default 4; --quick 2)")
+    p.add_argument("--gates", type=int, default=None, help="gates to bank (default 12; --quick 3)")
+    p.add_argument("--reserve", type=int, default=None, help="banked gates kept for the load run's agent (default 4; --quick 1)")
     p.add_argument("--solve-tokens", type=int, default=768, help="output tokens a solver may use")
     p.add_argument("--endpoint", default=None, help="an OpenAI-compatible /v1 URL: a second solver")
     p.add_argument("--endpoint-model", default=None, help="the model name to ask --endpoint for")
-    p.add_argument("--seconds", type=float, default=None, help="length of each load run (default 60; --quick 20)")
+    p.add_argument("--seconds", type=float, default=None, help="length of each load run (default 60; --quick 15)")
     p.add_argument("--rate", type=float, default=2.0, help="requests/s per key past which the gated route asks for a gate")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--predictions", type=Path, default=None, help="write each solve (gate id, difficulty, tokens, seconds, right) as JSON lines")
@@ -57,10 +57,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _bank(filler: Any, gates: int) -> tuple[list[str], float]:
-    """Fill until `gates` are banked (at most 4 attempts per gate); the ids and the seconds it took."""
+    """Fill until `gates` are banked (at most 3 attempts per gate); the ids and the seconds it took."""
     ids: list[str] = []
     start = time.perf_counter()
-    while len(ids) < gates and filler.runs < 4 * gates:
+    while len(ids) < gates and filler.runs < 3 * gates:
         gate_id = await filler.fill_once()
         totals = filler.bank.totals()
         say(f"fill attempt {filler.runs}: {'banked' if gate_id else 'dropped'}; {totals.saved} banked, {totals.generation_tokens} generation tokens so far")
@@ -219,9 +219,9 @@ def _by_difficulty(records: list[dict[str, Any]], field: str, how: Any) -> dict[
 def main(quick: bool = False, args: list[str] | None = None) -> dict[str, Any]:
     opts = _parser().parse_args(args or [])
     opts.model = opts.model or get_settings().model
-    opts.gates = opts.gates if opts.gates is not None else (4 if quick else 12)
-    opts.reserve = opts.reserve if opts.reserve is not None else (2 if quick else 4)
-    opts.seconds = opts.seconds if opts.seconds is not None else (20.0 if quick else 60.0)
+    opts.gates = opts.gates if opts.gates is not None else (3 if quick else 12)
+    opts.reserve = opts.reserve if opts.reserve is not None else (1 if quick else 4)
+    opts.seconds = opts.seconds if opts.seconds is not None else (15.0 if quick else 60.0)
     if quick:
         opts.solve_tokens = min(opts.solve_tokens, 384)
     return asyncio.run(_main(opts))

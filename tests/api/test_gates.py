@@ -270,3 +270,12 @@ async def test_admins_read_the_bank(gated: Gated) -> None:
     r = await g.client.get("/v1/admin/gates", headers=g.headers["admin"])
     assert r.status_code == 200
     assert r.json()["available"] == {str(level): len(WORDS) for level in (1, 2, 3, 4)}
+
+
+async def test_with_no_gate_left_the_client_is_told_to_back_off(gated: Gated) -> None:
+    g = gated
+    for n in range(sum(g.bank.available().values())):
+        g.bank.issue(f"other{n}", "models", 1, ttl_s=60)
+    r = await g.client.get("/v1/models", headers=g.headers["a"])
+    assert r.status_code == 429 and r.json()["code"] == "gate_bank_empty" and int(r.headers["Retry-After"]) >= 1
+    assert (await g.client.get("/v1/models", headers=g.headers["trusted"])).status_code == 200

@@ -25,7 +25,8 @@ from sloflow.planners.gates.puzzle import normalise
 
 SECRET_FILE = "gates.secret"
 BANK_FILE = "gates.sqlite"
-FORGET_AFTER_S = 3600.0  # an answered or expired gate is deleted this long after it ended
+FORGET_AFTER_S = 3600.0
+EMPTY_RETRY_S = 60.0  # what a client is told to wait when no gate is left  # an answered or expired gate is deleted this long after it ended
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS gates (
@@ -166,7 +167,11 @@ class GateBank:
                     (difficulty, difficulty),
                 ).fetchone()
                 if row is None:
-                    raise GateBankEmpty("no gate is left to issue; the bank is being refilled in the background, retry in a minute")
+                    raise GateBankEmpty(
+                        f"this request needs a solved reasoning gate and none is left to issue; retry after {EMPTY_RETRY_S:.0f} s, "
+                        "while the bank is refilled in the background",
+                        retry_after_s=EMPTY_RETRY_S,
+                    )
                 self._db.execute(
                     "UPDATE gates SET key_id = ?, scope = ?, issued_at = ?, expires_at = ? WHERE id = ?", (key_id, scope, now, now + ttl_s, row[0])
                 )
