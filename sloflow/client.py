@@ -81,19 +81,18 @@ class GatedClient:
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send the request; a gate on the way is solved and the request repeated with the token."""
         group = path.strip("/").split("/")[1] if path.startswith("/v1/") else ""
-        for _ in range(self.max_gates + 1):
-            headers = dict(kwargs.pop("headers", None) or {})
+        headers = dict(kwargs.pop("headers", None) or {})
+        solved = 0
+        while True:
             if group in self._tokens:
                 name, token = self._tokens[group]
                 headers[name] = token
             r = await self._http.request(method, path, headers=headers, **kwargs)
-            kwargs["headers"] = headers
-            if r.status_code not in (401, 429) or r.json().get("code") != GATE_REQUIRED:
+            if r.status_code not in (401, 429) or r.json().get("code") != GATE_REQUIRED or solved == self.max_gates:
                 return r
             self._tokens.pop(group, None)
-            details = r.json()["details"]
-            await self._solve(details["gate"])
-        return r
+            await self._solve(r.json()["details"]["gate"])
+            solved += 1
 
     async def _solve(self, gate: dict[str, Any]) -> None:
         attempt = await self.solver.solve(gate)
