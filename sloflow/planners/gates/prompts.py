@@ -13,6 +13,9 @@ from typing import Literal
 from sloflow.llm.types import Message
 
 Obscurity = Literal["plain", "obscure"]
+# The checker's guesses: a clue passes when its term is among them. One exact guess dropped every
+# gate of a --quick run with the 1.5B model (RESULTS.md); the solver's labelling pass still decides.
+CHECK_GUESSES = 3
 
 _STYLE = {
     "plain": "Write a short, plain clue (at most 15 words) that a well-read person would solve.",
@@ -29,10 +32,10 @@ def clue_messages(term: str, domain: str, obscurity: Obscurity) -> list[Message]
 
 
 def check_messages(clue: str, domain: str) -> list[Message]:
-    """Ask which single word the clue points at (the checker compares it with the intended term)."""
+    """Ask for the clue's likeliest one-word answers (the checker looks for the intended term among them)."""
     return [
-        {"role": "system", "content": "You solve crossword clues. Reply with one word only."},
-        {"role": "user", "content": f"Domain: {domain}. Clue: {clue}\nThe answer is one word. Answer:"},
+        {"role": "system", "content": "You solve crossword clues. Reply with one-word answers only, separated by commas."},
+        {"role": "user", "content": f"Domain: {domain}. Clue: {clue}\nGive up to {CHECK_GUESSES} one-word answers, the likeliest first. Answers:"},
     ]
 
 
@@ -43,10 +46,9 @@ def read_clue(text: str) -> str:
     return line.strip().strip('"').strip()[:200]
 
 
-def read_word(text: str) -> str:
-    """The first word of a reply."""
-    match = re.search(r"[A-Za-z][A-Za-z'-]*", text)
-    return match.group(0) if match else ""
+def read_words(text: str, most: int = CHECK_GUESSES) -> list[str]:
+    """The first `most` words of a reply."""
+    return re.findall(r"[A-Za-z][A-Za-z'-]*", text)[:most]
 
 
 def solve_messages(clues: Sequence[tuple[str, str]]) -> list[Message]:

@@ -27,7 +27,7 @@ def shift(word: str, by: int) -> str:
 class Puzzler:
     """Writes each clue as the term shifted one letter on, resolves such clues, and solves gates of them.
 
-    `check_ok=False` makes the checker name another word; `solves` records each solver answer.
+    The checker guesses the term second; with `check_ok=False` only fourth, too late. `solves` records each solver answer.
     """
 
     def __init__(self, check_ok: bool = True) -> None:
@@ -42,7 +42,8 @@ class Puzzler:
             term = re.search(r"Answer: (\w+)\.", user).group(1)
             text = f"Shifted by one, it reads {shift(term, 1)}"
         elif "solve crossword clues" in system:
-            text = shift(re.search(r"reads (\w+)", user).group(1), -1) if self.check_ok else "nothing"
+            term = shift(re.search(r"reads (\w+)", user).group(1), -1)
+            text = f"Decoy, {term.title()}, other" if self.check_ok else f"decoy, other, another, {term}"  # only 3 guesses count
         else:
             answers = [shift(r, -1) for r in re.findall(r"reads (\w+)", user)]
             word = "".join(a[0] for a in answers)

@@ -1,7 +1,7 @@
 """The `gates.fill` workflow: makes one reasoning gate for the bank, on idle capacity.
 
     pick (hidden word, one term per letter from distinct domains) -> write (a clue per term: one call)
-    -> check (a second call must name the term from the clue alone; a failed clue gets another term)
+    -> check (a second call must name the term among its guesses from the clue alone; a failed clue gets another term)
     -> label (the solver must solve the whole gate; its tokens set the difficulty) -> save
 
 It has no deadline, so its calls are background calls that never delay a deadline call. The gate's
@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from sloflow.errors import NotFound
 from sloflow.llm.types import GenerateRequest
-from sloflow.planners.gates.prompts import Obscurity, check_messages, clue_messages, read_clue, read_solution, read_word, solve_messages
+from sloflow.planners.gates.prompts import Obscurity, check_messages, clue_messages, read_clue, read_solution, read_words, solve_messages
 from sloflow.planners.gates.puzzle import MAX_LETTERS, MIN_LETTERS, Term, difficulty_of, domains, gives_away, hidden_words, normalise, pick_terms
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.gates.bank import Clue, GateBank
@@ -28,7 +28,7 @@ from sloflow.workflows.dsl import Workflow
 
 FILL_WORKFLOW = "gates.fill"
 CLUE_TOKENS = 40
-CHECK_TOKENS = 6
+CHECK_TOKENS = 16
 SOLVE_TOKENS = 768  # "enough tokens" for the labelling solver: the top difficulty bound
 
 
@@ -79,7 +79,7 @@ async def _clue(ctx: Any, term: Term, obscurity: Obscurity) -> tuple[str | None,
     if len(clue) < 8 or gives_away(clue, term.word):
         return None, tokens
     reply, checked = await _generate(ctx, check_messages(clue, term.domain), CHECK_TOKENS)
-    return (clue if normalise(read_word(reply)) == term.word else None), tokens + checked
+    return (clue if term.word in {normalise(w) for w in read_words(reply)} else None), tokens + checked
 
 
 @fill.admit
