@@ -16,13 +16,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from sloflow.api.gate_tokens import HEADER, BadToken, TokenClaims, TokenSigner
-from sloflow.errors import GateRequired, WrongAnswer
+from sloflow.errors import GateBankEmpty, GateRequired, WrongAnswer
 from sloflow.gating import UNGATED_GROUPS, GatePolicy, demand, route_group
 from sloflow.tenancy import Principal
 from sloflow.workflows.builtin.gates.bank import Challenge, GateBank
 
 LoadGauge = Callable[[], Awaitable[float]]  # seconds of queued deadline work per worker
 WRONG_MEMORY_S = 3600.0  # wrong answers older than this are forgotten whatever the window
+EMPTY_MEMORY_S = 1.0  # an empty bank is believed empty this long before it is asked again
 
 
 class _Times:
@@ -66,6 +67,7 @@ class Gatekeeper:
         self._wrong: dict[str, _Times] = {}
         self._spent: dict[str, tuple[int, float]] = {}  # token id -> (uses spent, expiry)
         self._open: dict[tuple[str, str], Challenge] = {}  # (key, group) -> its unanswered gate: a refusal costs no query
+        self._empty: tuple[float, GateBankEmpty] | None = None  # (until when, the refusal) once the bank ran dry
         self._lock = threading.Lock()
 
     def policy(self, group: str) -> GatePolicy | None:
@@ -124,11 +126,18 @@ class Gatekeeper:
             found = self._open.get((key_id, group))
         if found is not None and found.expires_at > now and found.difficulty >= difficulty:
             return found
-        challenge = self.bank.issue(key_id, group, difficulty, policy.gate_ttl_s)  # an indexed query: cheaper than a thread hop
+        if self._empty is not None and self._empty[0] > now:  # a hammering client must not cost a query each time
+            raise self._empty[1]
+        try:
+            challenge = self.bank.issue(key_id, group, difficulty, policy.gate_ttl_s)  # an indexed query: cheaper than a thread hop
+        except GateBankEmpty as exc:
+            self._empty = (now + EMPTY_MEMORY_S, exc)
+            raise
+        finally:
+            if self._on_issue is not None:
+                self._on_issue()  # a gate issued, or none left: the filler looks at the bank
         with self._lock:
             self._open[(key_id, group)] = challenge
-        if self._on_issue is not None:
-            self._on_issue()
         return challenge
 
     def _count(self, key_id: str, group: str, policy: GatePolicy, now: float) -> None:

@@ -276,6 +276,11 @@ async def test_with_no_gate_left_the_client_is_told_to_back_off(gated: Gated) ->
     g = gated
     for n in range(sum(g.bank.available().values())):
         g.bank.issue(f"other{n}", "models", 1, ttl_s=60)
-    r = await g.client.get("/v1/models", headers=g.headers["a"])
-    assert r.status_code == 429 and r.json()["code"] == "gate_bank_empty" and int(r.headers["Retry-After"]) >= 1
+    for who in ("a", "b"):
+        r = await g.client.get("/v1/models", headers=g.headers[who])
+        assert r.status_code == 429 and r.json()["code"] == "gate_bank_empty" and int(r.headers["Retry-After"]) >= 1
     assert (await g.client.get("/v1/models", headers=g.headers["trusted"])).status_code == 200
+    fill_bank(g.bank, ["lamp"], 1)
+    assert (await g.client.get("/v1/models", headers=g.headers["a"])).json()["code"] == "gate_bank_empty"  # believed empty a moment
+    g.clock.now += 1.5
+    assert (await g.client.get("/v1/models", headers=g.headers["a"])).json()["code"] == "gate_required"
