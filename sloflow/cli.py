@@ -28,6 +28,7 @@ BENCHMARKS = {
     "reaper": "sloflow.bench.reaper",
     "sleeptime": "sloflow.bench.sleeptime",
     "stream-rag": "sloflow.bench.stream_rag",
+    "gates": "sloflow.bench.gates",
 }
 
 

@@ -11,6 +11,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sloflow.errors import ConfigError
+from sloflow.gating import UNGATED_GROUPS, GatePolicy
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -64,6 +65,13 @@ class Settings(BaseSettings):
     quota_requests_per_min: int = Field(600, ge=1)
     quota_tokens_per_min: int = Field(200_000, ge=1)
 
+    # Reasoning gates per route group (the first path segment after /v1: chat, workflows, runs...),
+    # e.g. SLOFLOW_GATES='{"chat": {"mode": "adaptive", "rate_per_s": 1}}'; groups not named are off.
+    gates: dict[str, GatePolicy] = Field(default_factory=dict)
+    # The bank is refilled (gates.fill, on idle capacity) when fewer gates than the low mark are left.
+    gate_bank_low: int = Field(20, ge=0)
+    gate_bank_high: int = Field(40, ge=1)
+
     # Ray: empty means a local, loopback-only Ray started by sloflow.
     ray_address: str | None = None
     ray_dashboard: bool = True
@@ -72,6 +80,15 @@ class Settings(BaseSettings):
     def _auth_off_only_on_loopback(self) -> Settings:
         if not self.auth and self.host not in LOOPBACK_HOSTS:
             raise ValueError(f"auth can be turned off only for a server bound to loopback, not {self.host}")
+        return self
+
+    @model_validator(mode="after")
+    def _gates_solvable(self) -> Settings:
+        ungated = sorted(set(self.gates) & UNGATED_GROUPS)
+        if ungated:
+            raise ValueError(f"route groups {ungated} cannot be gated (a gate is solved, and health read, without one)")
+        if self.gate_bank_low > self.gate_bank_high:
+            raise ValueError(f"gate_bank_low ({self.gate_bank_low}) must not exceed gate_bank_high ({self.gate_bank_high})")
         return self
 
     @field_validator("host")

@@ -126,3 +126,30 @@ class UnsafeSql(SloflowError):
 
     status_code = 400
     code = "unsafe_sql"
+
+
+class GateRequired(SloflowError):
+    """The route asks this key to solve a reasoning gate first; `details.gate` is the challenge.
+
+    401 when the route always gates or the server is loaded, 429 when the key's own request rate
+    is what crossed the threshold.
+    """
+
+    code = "gate_required"
+
+    def __init__(self, message: str, *, rate_driven: bool, details: dict[str, Any]) -> None:
+        super().__init__(message, details=details)
+        self.status_code = 429 if rate_driven else 401
+
+
+class WrongAnswer(SloflowError):
+    """A gate was answered wrongly; the gate is used up and the key's next gates are harder."""
+
+    status_code = 403
+    code = "wrong_answer"
+
+
+class GateBankEmpty(QuotaExceeded):
+    """A gate is required but none is left to issue: back off (429, Retry-After) while the bank refills."""
+
+    code = "gate_bank_empty"

@@ -36,6 +36,7 @@ class Principal:
     tenant: str
     role: Role
     key_id: str | None = None
+    gate_exempt: bool = False  # never asked to solve a reasoning gate (set by an admin)
 
     @property
     def is_admin(self) -> bool:
@@ -65,6 +66,7 @@ class KeyInfo:
     created_at: float
     revoked_at: float | None
     label: str
+    gate_exempt: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,10 +86,11 @@ def _digest(salt: bytes, secret: str) -> bytes:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
     id TEXT PRIMARY KEY, tenant TEXT NOT NULL, role TEXT NOT NULL, salt BLOB NOT NULL, hash BLOB NOT NULL,
-    created_at REAL NOT NULL, revoked_at REAL, label TEXT NOT NULL DEFAULT ''
+    created_at REAL NOT NULL, revoked_at REAL, label TEXT NOT NULL DEFAULT '', gate_exempt INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS quotas (tenant TEXT PRIMARY KEY, doc TEXT NOT NULL);
 """
+_KEY_COLUMNS = "id, tenant, role, created_at, revoked_at, label, gate_exempt"
 
 
 class KeyStore:
@@ -99,18 +102,21 @@ class KeyStore:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(keys)")}
+        if "gate_exempt" not in columns:  # a file from before reasoning gates
+            self._db.execute("ALTER TABLE keys ADD COLUMN gate_exempt INTEGER NOT NULL DEFAULT 0")
         self._lock = threading.Lock()
         self.default_quotas = default_quotas or Quotas()
 
-    def create(self, tenant: str, role: Role = "member", label: str = "") -> tuple[KeyInfo, str]:
+    def create(self, tenant: str, role: Role = "member", label: str = "", gate_exempt: bool = False) -> tuple[KeyInfo, str]:
         """A new key for `tenant`: its listing and the key itself, which is not kept and cannot be shown again."""
         check_tenant(tenant)
         key_id, secret, salt = secrets.token_hex(6), secrets.token_urlsafe(32), secrets.token_bytes(16)
-        info = KeyInfo(key_id, tenant, role, time.time(), None, label[:200])
+        info = KeyInfo(key_id, tenant, role, time.time(), None, label[:200], gate_exempt)
         with self._lock:
             self._db.execute(
-                "INSERT INTO keys (id, tenant, role, salt, hash, created_at, label) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key_id, tenant, role, salt, _digest(salt, secret), info.created_at, info.label),
+                "INSERT INTO keys (id, tenant, role, salt, hash, created_at, label, gate_exempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (key_id, tenant, role, salt, _digest(salt, secret), info.created_at, info.label, int(gate_exempt)),
             )
         return info, f"sf-{key_id}-{secret}"
 
@@ -121,31 +127,40 @@ class KeyStore:
             return None
         key_id, secret = match.groups()
         with self._lock:
-            row = self._db.execute("SELECT tenant, role, salt, hash, revoked_at FROM keys WHERE id = ?", (key_id,)).fetchone()
+            row = self._db.execute("SELECT tenant, role, salt, hash, revoked_at, gate_exempt FROM keys WHERE id = ?", (key_id,)).fetchone()
         if row is None:
             return None
-        tenant, role, salt, stored, revoked = row
+        tenant, role, salt, stored, revoked, gate_exempt = row
         if revoked is not None or not hmac.compare_digest(_digest(salt, secret), stored):
             return None
-        return Principal(tenant, role, key_id)
+        return Principal(tenant, role, key_id, bool(gate_exempt))
 
     def keys(self, tenant: str | None = None) -> list[KeyInfo]:
         """Every key (or one tenant's), newest first."""
         where, params = ("WHERE tenant = ?", (tenant,)) if tenant else ("", ())
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT id, tenant, role, created_at, revoked_at, label FROM keys {where} ORDER BY created_at DESC", params
-            ).fetchall()
-        return [KeyInfo(*row) for row in rows]
+            rows = self._db.execute(f"SELECT {_KEY_COLUMNS} FROM keys {where} ORDER BY created_at DESC", params).fetchall()
+        return [_info(row) for row in rows]
 
     def revoke(self, key_id: str) -> KeyInfo:
         """Revoke a key at once; `NotFound` if there is no such key."""
         with self._lock:
             self._db.execute("UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), key_id))
-            row = self._db.execute("SELECT id, tenant, role, created_at, revoked_at, label FROM keys WHERE id = ?", (key_id,)).fetchone()
+        return self.key(key_id)
+
+    def set_gate_exempt(self, key_id: str, exempt: bool) -> KeyInfo:
+        """Exempt a key from reasoning gates (a trusted client), or stop exempting it."""
+        with self._lock:
+            self._db.execute("UPDATE keys SET gate_exempt = ? WHERE id = ?", (int(exempt), key_id))
+        return self.key(key_id)
+
+    def key(self, key_id: str) -> KeyInfo:
+        """One key's listing; `NotFound` if there is no such key."""
+        with self._lock:
+            row = self._db.execute(f"SELECT {_KEY_COLUMNS} FROM keys WHERE id = ?", (key_id,)).fetchone()
         if row is None:
             raise NotFound(f"no key with id {key_id!r}; `sloflow keys list` or GET /v1/admin/keys lists them")
-        return KeyInfo(*row)
+        return _info(row)
 
     def tenants(self) -> list[str]:
         """Every tenant that has a key or quotas."""
@@ -176,6 +191,10 @@ class KeyStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _info(row: tuple[Any, ...]) -> KeyInfo:
+    return KeyInfo(*row[:6], gate_exempt=bool(row[6]))
 
 
 def local_key(keys: KeyStore, home: Path) -> tuple[str, Path, bool]:

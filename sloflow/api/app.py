@@ -20,7 +20,11 @@ from sloflow.tenancy import KeyStore
 DESCRIPTION = """Agentic LLM workflows under latency SLOs.
 
 Every `/v1` route but `health` and `ready` needs `Authorization: Bearer KEY`; a tenant sees only its
-own runs, indexes, databases, sources and contexts. Errors are `{code, message, details}`."""
+own runs, indexes, databases, sources and contexts. Errors are `{code, message, details}`.
+
+Route groups may be gated: a `401`/`429` with code `gate_required` carries a reasoning gate in
+`details.gate`; `POST /v1/gates/{id}/solve` with its hidden word returns an access token for the
+`X-Sloflow-Gate-Token` header."""
 
 
 def create_app(
@@ -39,6 +43,7 @@ def create_app(
     dispatcher: Any | None = None,
     context_tokens: int | None = None,
     profiles: list[Any] | None = None,
+    gatekeeper: Any | None = None,
     max_body_bytes: int = 16 << 20,
     max_json_depth: int = 32,
 ) -> FastAPI:
@@ -52,8 +57,9 @@ def create_app(
     `ContextStore` and `learn_queue` the started `LearnQueue` that learns them; `dispatcher` the
     scheduler's actor for the worker routes; `metrics_url` the Prometheus export that `/metrics`
     relays; `context_tokens` the models' context, the most `max_tokens` may ask for; `profiles` the
-    workers' measured `WorkerProfile`s, against which a chat deadline is checked at submission.
-    The caller owns the services' lifetime.
+    workers' measured `WorkerProfile`s, against which a chat deadline is checked at submission;
+    `gatekeeper` a `Gatekeeper` that asks keys to solve reasoning gates on the route groups its
+    policies name. The caller owns the services' lifetime.
     """
     if keys is None and not open_access:
         raise ValueError("create_app needs a KeyStore, or open_access=True for a loopback-only server")
@@ -103,6 +109,11 @@ def create_app(
 
         app.state.dispatcher = dispatcher
         app.include_router(workers.router)
+    if gatekeeper is not None:
+        from sloflow.api import gates
+
+        app.state.gatekeeper = gatekeeper
+        app.include_router(gates.router)
     if metrics_url is not None:
         from sloflow.api import metrics
 

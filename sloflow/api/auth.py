@@ -2,7 +2,8 @@
 
 The app holds an `Authenticator` in `app.state.auth`: `KeyAuth` (the default) or `OpenAccess`, for a
 personal server on loopback with auth turned off. Handlers take `Caller` (any valid key) or `Admin`.
-Each authenticated request also counts against its tenant's requests-per-minute quota.
+Each authenticated request also counts against its tenant's requests-per-minute quota, and on a
+gated route group must pass the gatekeeper (`app.state.gatekeeper`, see api/gatekeeper.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Annotated, Protocol
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from sloflow.api.gate_tokens import HEADER
 from sloflow.errors import ConfigError, Forbidden, Unauthorized
 from sloflow.tenancy import LOCAL_TENANT, KeyStore, Principal
 
@@ -53,7 +55,7 @@ class OpenAccess:
 async def authenticated(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
-    """The caller's principal; also counts the request against its tenant's rate."""
+    """The caller's principal; also counts the request against its tenant's rate and passes it through the gatekeeper."""
     auth: Authenticator | None = getattr(request.app.state, "auth", None)
     if auth is None:
         raise ConfigError("the app has no authenticator (app.state.auth); refusing to serve without one")
@@ -63,6 +65,9 @@ async def authenticated(
     meter = getattr(request.app.state, "meter", None)
     if meter is not None:
         meter.admit_request(principal.tenant)
+    gatekeeper = getattr(request.app.state, "gatekeeper", None)
+    if gatekeeper is not None:
+        await gatekeeper.admit(request.url.path, request.headers.get(HEADER), principal)
     return principal
 
 

@@ -23,13 +23,14 @@ def create(
     tenant: Annotated[str, typer.Option(help="the tenant the key acts for (made with its first key)")],
     admin: Annotated[bool, typer.Option("--admin", help="the key may manage keys, workers and quotas")] = False,
     label: Annotated[str, typer.Option(help="what the key is for")] = "",
+    gate_exempt: Annotated[bool, typer.Option("--gate-exempt", help="a trusted client: never asked to solve a reasoning gate")] = False,
 ) -> None:
     """Create a key and print it once: only a salted hash of it is kept."""
     from sloflow.api.serve import key_store
 
     try:
         store = key_store(get_settings())
-        info, key = store.create(tenant, "admin" if admin else "member", label)
+        info, key = store.create(tenant, "admin" if admin else "member", label, gate_exempt=gate_exempt)
     except SloflowError as exc:
         _fail(exc)
     typer.echo(key)
@@ -49,7 +50,8 @@ def list_keys(
             typer.echo(json.dumps(info.to_dict()))
         else:
             state = "revoked" if info.revoked_at else "active"
-            typer.echo(f"{info.id}  {info.tenant:20} {info.role:7} {state:8} {info.label}")
+            exempt = "gate-exempt" if info.gate_exempt else ""
+            typer.echo(f"{info.id}  {info.tenant:20} {info.role:7} {state:8} {exempt:11} {info.label}")
 
 
 @keys_app.command("revoke")

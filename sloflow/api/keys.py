@@ -1,4 +1,4 @@
-"""Admin: API keys. Create (the key is in the answer, once), list (never secrets), revoke.
+"""Admin: API keys. Create (the key is in the answer, once), list (never secrets), exempt from gates, revoke.
 
 Needs `app.state.keys` (a `KeyStore`).
 """
@@ -25,6 +25,15 @@ class KeyCreate(BaseModel):
     tenant: str = Field(pattern=TENANT_PATTERN, examples=["team-a"])
     role: Literal["member", "admin"] = "member"
     label: str = Field("", max_length=200, description="what the key is for")
+    gate_exempt: bool = Field(False, description="a trusted client: never asked to solve a reasoning gate")
+
+
+class KeyUpdate(BaseModel):
+    """What an admin may change on a key."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    gate_exempt: bool = Field(description="true: the key never sees a reasoning gate; false: it does where a route's policy asks")
 
 
 class KeyOut(BaseModel):
@@ -36,6 +45,7 @@ class KeyOut(BaseModel):
     created_at: float
     revoked_at: float | None
     label: str
+    gate_exempt: bool
 
     @classmethod
     def of(cls, info: KeyInfo) -> KeyOut:
@@ -59,7 +69,7 @@ def _keys(request: Request) -> KeyStore:
 @router.post("", status_code=201, operation_id="create_key")
 def create_key(body: KeyCreate, request: Request, caller: Admin) -> KeyCreated:
     """Create a key; the answer holds the key itself, which cannot be shown again."""
-    info, key = _keys(request).create(body.tenant, body.role, body.label)
+    info, key = _keys(request).create(body.tenant, body.role, body.label, gate_exempt=body.gate_exempt)
     return KeyCreated(**info.to_dict(), key=key)
 
 
@@ -67,6 +77,12 @@ def create_key(body: KeyCreate, request: Request, caller: Admin) -> KeyCreated:
 def list_keys(request: Request, caller: Admin) -> KeyList:
     """Every key with its tenant, role and state."""
     return KeyList(keys=[KeyOut.of(k) for k in _keys(request).keys()])
+
+
+@router.patch("/{key_id}", operation_id="update_key")
+def update_key(key_id: KeyId, body: KeyUpdate, request: Request, caller: Admin) -> KeyOut:
+    """Exempt a key from reasoning gates, or stop exempting it; it applies to its next request."""
+    return KeyOut.of(_keys(request).set_gate_exempt(key_id, body.gate_exempt))
 
 
 @router.post("/{key_id}/revoke", operation_id="revoke_key")

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -58,6 +59,23 @@ def key_store(settings: Settings) -> KeyStore:
         tokens_per_min=settings.quota_tokens_per_min,
     )
     return KeyStore(settings.home / "tenants.sqlite", defaults)
+
+
+def gating(settings: Settings, client: Any, dispatcher: Any) -> tuple[Any, Any]:
+    """The gatekeeper and the started bank filler when some route group is gated, else (None, None)."""
+    if not any(p.mode != "off" for p in settings.gates.values()):
+        return None, None
+    from sloflow.api.gate_tokens import TokenSigner
+    from sloflow.api.gatekeeper import DispatcherLoad, Gatekeeper
+    from sloflow.workflows.builtin.gates.bank import BANK_FILE, GateBank, server_secret
+    from sloflow.workflows.builtin.gates.filler import GateFiller
+
+    secret = server_secret(settings.home)
+    bank = GateBank(settings.home / BANK_FILE, secret)
+    filler = GateFiller(client, bank, low_water=settings.gate_bank_low, high_water=settings.gate_bank_high)
+    filler.start()
+    keeper = Gatekeeper(bank, TokenSigner(secret), settings.gates, load=DispatcherLoad(dispatcher), on_issue=filler.wake)
+    return keeper, filler
 
 
 async def serve(
@@ -136,6 +154,7 @@ async def serve(
                 announce(f"resumed {len(resumed)} unfinished run(s)")
             learn_queue = LearnQueue(runtime, contexts)
             await learn_queue.start()
+            gatekeeper, filler = gating(settings, client, dispatcher)
             app = create_app(
                 client,
                 models,
@@ -150,6 +169,7 @@ async def serve(
                 metrics_url=metrics_url,
                 dispatcher=dispatcher,
                 profiles=profiles,
+                gatekeeper=gatekeeper,
                 context_tokens=_context_limit(specs),
                 max_body_bytes=settings.max_body_bytes,
                 max_json_depth=settings.max_json_depth,
@@ -160,6 +180,10 @@ async def serve(
                 await server.serve()
             finally:
                 await learn_queue.close()
+                if filler is not None:
+                    await filler.close()
+                if gatekeeper is not None:
+                    gatekeeper.bank.close()
         contexts.close()
     finally:
         ray.shutdown()

@@ -14,6 +14,8 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from sloflow.api.app import create_app
+from sloflow.api.gate_tokens import TokenSigner
+from sloflow.api.gatekeeper import Gatekeeper
 from sloflow.api.quotas import Meter, MeteredClient
 from sloflow.llm.client import DirectClient
 from sloflow.llm.embedded import EmbeddedBackend
@@ -25,6 +27,7 @@ from sloflow.retrieval.tenant_sources import TenantSources
 from sloflow.scheduler.policies.profile import WorkerProfile, measure_profile
 from sloflow.tenancy import KeyStore
 from sloflow.workflows import Registry, Runtime, Workflow
+from sloflow.workflows.builtin.gates.bank import BANK_FILE, GateBank, server_secret
 from sloflow.workflows.builtin.reaper import reaper
 from sloflow.workflows.builtin.sleeptime.answer import sleeptime
 from sloflow.workflows.builtin.sleeptime.learn import learn
@@ -111,12 +114,16 @@ async def deployment(tmp_path: Path, small_llm: EmbeddedBackend, small_profile: 
     async with Runtime.open(tmp_path, client=client, registry=registry, tools_of=TenantTools(sources, contexts=contexts)) as runtime:
         learn_queue = LearnQueue(runtime, contexts, learn_input={"max_tokens": 16})  # short passes: tests check properties
         await learn_queue.start()
+        secret = server_secret(tmp_path)
+        bank = GateBank(tmp_path / BANK_FILE, secret)
+        gatekeeper = Gatekeeper(bank, TokenSigner(secret), {})  # the gate routes are served; no group is gated (test_gates.py gates some)
         app = create_app(
             client, [small_llm.name], keys=keys, meter=meter, runtime=runtime, sources=sources, contexts=contexts, learn_queue=learn_queue,
-            database_roots=[str(folder)], context_tokens=2048, profiles=[small_profile], max_body_bytes=1 << 20,
+            database_roots=[str(folder)], context_tokens=2048, profiles=[small_profile], max_body_bytes=1 << 20, gatekeeper=gatekeeper,
         )
         yield Deployment(app, keys, runtime, sources, contexts, gate, folder, headers)
         gate.set()
         await learn_queue.close()
+        bank.close()
     contexts.close()
     keys.close()

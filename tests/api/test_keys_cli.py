@@ -48,3 +48,26 @@ def test_the_local_key_is_made_once_kept_private_and_remade_when_revoked(home: P
     store.revoke(principal.key_id or "")
     again, _, remade = local_key(store, home)
     assert remade and again != key and store.authenticate(again) is not None
+
+
+def test_a_key_created_gate_exempt_says_so_and_an_old_key_file_gains_the_column(home: Path) -> None:
+    import sqlite3
+
+    old = home / "old.sqlite"  # a key store from before reasoning gates
+    db = sqlite3.connect(old)
+    db.execute("CREATE TABLE keys (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, role TEXT NOT NULL, salt BLOB NOT NULL, "
+               "hash BLOB NOT NULL, created_at REAL NOT NULL, revoked_at REAL, label TEXT NOT NULL DEFAULT '')")
+    db.commit()
+    db.close()
+    from sloflow.tenancy import KeyStore
+
+    upgraded = KeyStore(old)
+    _, key = upgraded.create("team-a")
+    assert upgraded.authenticate(key).gate_exempt is False  # type: ignore[union-attr]
+    upgraded.close()
+    runner = CliRunner()
+    made = runner.invoke(app, ["keys", "create", "--tenant", "bots", "--gate-exempt"])
+    assert made.exit_code == 0, made.output
+    principal = key_store(get_settings()).authenticate(made.stdout.strip())
+    assert principal is not None and principal.gate_exempt
+    assert "gate-exempt" in runner.invoke(app, ["keys", "list"]).stdout

@@ -1,0 +1,93 @@
+"""Reasoning gates (PAPERS.md section 5): a hidden word spelled by the initials of clue answers.
+
+A gate hides one word; each of its letters gets a clue whose answer is a term starting with that
+letter, each term from a different domain of knowledge. The word lists and domains are data files
+in this package (`data/words.txt`, `data/domains/*.txt`), so the clues rest on knowledge the
+project controls. Verification is an exact match after `normalise`.
+"""
+
+from __future__ import annotations
+
+import random
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+MIN_LETTERS = 4
+MAX_LETTERS = 8
+# Solver tokens that bound each difficulty level: a gate solved within 96 tokens is level 1, within
+# 192 level 2... Difficulty is what the solver needed, so it rises with length and clue obscurity.
+LEVEL_TOKENS = (96, 192, 384, 768)
+MAX_DIFFICULTY = len(LEVEL_TOKENS) + 1
+
+
+def normalise(text: str) -> str:
+    """Lower-case ASCII letters only: accents dropped, spaces and punctuation removed."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return "".join(c for c in ascii_text.lower() if "a" <= c <= "z")
+
+
+def difficulty_of(solve_tokens: int) -> int:
+    """The difficulty level (1..MAX_DIFFICULTY) of a gate the solver answered in `solve_tokens`."""
+    return next((level for level, bound in enumerate(LEVEL_TOKENS, 1) if solve_tokens <= bound), MAX_DIFFICULTY)
+
+
+@dataclass(frozen=True)
+class Term:
+    """A clue's answer and the domain it is from."""
+
+    domain: str
+    word: str
+
+
+def _lines(text: str) -> list[str]:
+    return [normalise(line) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+@lru_cache(maxsize=1)
+def hidden_words() -> tuple[str, ...]:
+    """The words a gate may hide (data/words.txt)."""
+    return tuple(w for w in _lines((resources.files(__package__) / "data" / "words.txt").read_text()) if MIN_LETTERS <= len(w) <= MAX_LETTERS)
+
+
+@lru_cache(maxsize=1)
+def domains() -> dict[str, tuple[str, ...]]:
+    """Each domain's terms (data/domains/NAME.txt)."""
+    folder = resources.files(__package__) / "data" / "domains"
+    return {f.name.removesuffix(".txt"): tuple(_lines(f.read_text())) for f in sorted(folder.iterdir(), key=lambda f: f.name) if f.name.endswith(".txt")}
+
+
+def pick_terms(word: str, rng: random.Random, avoid: frozenset[str] = frozenset()) -> list[Term] | None:
+    """One term per letter of `word`, starting with it, each from a different domain; None if impossible.
+
+    `avoid` are terms already tried (e.g. whose clue failed its check). Backtracking over the
+    letters with the fewest candidates first; the domains are few, so this is instant.
+    """
+    by_domain = domains()
+    options: list[list[Term]] = []
+    for letter in word:
+        found = [Term(d, t) for d, terms in by_domain.items() for t in terms if t[0] == letter and t not in avoid]
+        rng.shuffle(found)
+        options.append(found)
+    order = sorted(range(len(word)), key=lambda i: len(options[i]))
+    chosen: dict[int, Term] = {}
+
+    def place(k: int, used: frozenset[str]) -> bool:
+        if k == len(order):
+            return True
+        i = order[k]
+        for term in options[i]:
+            if term.domain not in used:
+                chosen[i] = term
+                if place(k + 1, used | {term.domain}):
+                    return True
+        return False
+
+    return [chosen[i] for i in range(len(word))] if place(0, frozenset()) else None
+
+
+def gives_away(clue: str, term: str) -> bool:
+    """Whether the clue contains its answer (or the answer's first five letters, e.g. a plural)."""
+    letters = normalise(clue)
+    return term in letters or (len(term) > 5 and term[:5] in letters)

@@ -1,0 +1,157 @@
+"""The `gates.fill` workflow: makes one reasoning gate for the bank, on idle capacity.
+
+    pick (hidden word, one term per letter from distinct domains) -> write (a clue per term: one call)
+    -> check (a second call must name the term among its guesses from the clue alone; a failed clue gets another term)
+    -> label (the solver must solve the whole gate; its tokens set the difficulty) -> save
+
+It has no deadline, so its calls are background calls that never delay a deadline call. The gate's
+word and terms live only in the run's state: `save` keeps a keyed hash in the bank and clears them,
+and `GateFiller` runs this workflow on an in-memory runtime, so no checkpoint holds them either.
+The word is drawn from the system's random source, never from the run's input.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from sloflow.errors import NotFound
+from sloflow.llm.types import GenerateRequest
+from sloflow.planners.gates.prompts import Obscurity, check_messages, clue_messages, read_clue, read_solution, read_words, solve_messages
+from sloflow.planners.gates.puzzle import MAX_LETTERS, MIN_LETTERS, Term, difficulty_of, domains, gives_away, hidden_words, normalise, pick_terms
+from sloflow.workflows.budget import Cost
+from sloflow.workflows.builtin.gates.bank import Clue, GateBank
+from sloflow.workflows.dsl import Workflow
+
+FILL_WORKFLOW = "gates.fill"
+CLUE_TOKENS = 40
+CHECK_TOKENS = 16
+SOLVE_TOKENS = 768  # "enough tokens" for the labelling solver: the top difficulty bound
+
+
+class FillState(BaseModel):
+    """Input (the gate's shape and bounds) and what the stages fill in."""
+
+    letters: int = Field(5, ge=MIN_LETTERS, le=MAX_LETTERS, description="letters of the hidden word")
+    obscurity: Obscurity = Field("plain", description="plain clues, or obscure ones (harder gates)")
+    solve_tokens: int = Field(SOLVE_TOKENS, ge=32, le=4096, description="the labelling solver's budget")
+
+    word: str = ""  # secret: cleared by `save`
+    terms: list[list[str]] = Field(default_factory=list)  # secret (domain, term) per letter: cleared by `save`
+    clues: list[str] = Field(default_factory=list)
+    checked: bool = False
+    generation_tokens: int = 0
+    label_tokens: int = 0
+    solved: bool = False
+    difficulty: int | None = None
+    gate_id: str | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
+fill = Workflow(
+    FILL_WORKFLOW,
+    state=FillState,
+    slo=None,
+    description="one reasoning gate (clues written, checked, solved and labelled) into the gate bank, on idle capacity",
+)
+
+
+def bank_tool(tools: Mapping[str, Any]) -> GateBank:
+    """The run tool `gates` (the `GateBank`); `NotFound` on a runtime that binds none."""
+    found = tools.get("gates")
+    if found is None:
+        raise NotFound("this runtime binds no `gates` tool (a GateBank); run gates.fill through GateFiller")
+    return found
+
+
+async def _generate(ctx: Any, messages: list[dict[str, str]], max_tokens: int) -> tuple[str, int]:
+    out = await ctx.llm.generate(GenerateRequest(messages=messages, max_tokens=max_tokens, temperature=0.0))
+    return out.text, out.completion_tokens
+
+
+async def _clue(ctx: Any, term: Term, obscurity: Obscurity) -> tuple[str | None, int]:
+    """A clue for `term` that the checker resolves to it and that does not write it; None if not."""
+    text, tokens = await _generate(ctx, clue_messages(term.word, term.domain, obscurity), CLUE_TOKENS)
+    clue = read_clue(text)
+    if len(clue) < 8 or gives_away(clue, term.word):
+        return None, tokens
+    reply, checked = await _generate(ctx, check_messages(clue, term.domain), CHECK_TOKENS)
+    return (clue if term.word in {normalise(w) for w in read_words(reply)} else None), tokens + checked
+
+
+@fill.admit
+def _has_bank(s: FillState, tools: Mapping[str, Any]) -> None:
+    bank_tool(tools)
+
+
+@fill.stage(cost=Cost(seconds=0.01))
+async def pick(s: FillState, ctx: Any) -> dict[str, Any]:
+    """A hidden word of `letters` letters and, per letter, a term starting with it from its own domain."""
+    rng = secrets.SystemRandom()
+    words = [w for w in hidden_words() if len(w) == s.letters]
+    if not words:
+        return {"notes": [*s.notes, f"pick: no hidden word has {s.letters} letters"]}
+    for word in rng.sample(words, len(words)):
+        terms = pick_terms(word, rng)
+        if terms is not None:
+            return {"word": word, "terms": [[t.domain, t.word] for t in terms]}
+    return {"notes": [*s.notes, f"pick: no {s.letters}-letter word has a term per letter from distinct domains"]}
+
+
+@fill.stage(cost=Cost(calls=2 * 5, prompt=80, output=CLUE_TOKENS))
+async def write(s: FillState, ctx: Any) -> dict[str, Any]:
+    """A clue per term, each checked; a failed one is tried once more with another term of its letter."""
+    if not s.word:
+        return {}
+    terms = [Term(d, t) for d, t in s.terms]
+    clues: list[str] = []
+    tokens = s.generation_tokens
+    tried = frozenset(t.word for t in terms)
+    for i, term in enumerate(terms):
+        clue, used = await _clue(ctx, term, s.obscurity)
+        tokens += used
+        if clue is None:
+            taken = {t.domain for j, t in enumerate(terms) if j != i}
+            other = [Term(d, w) for d, ws in domains().items() if d not in taken for w in ws if w[0] == term.word[0] and w not in tried]
+            if other:
+                terms[i] = term = secrets.choice(other)
+                clue, used = await _clue(ctx, term, s.obscurity)
+                tokens += used
+        if clue is None:
+            note = f"write: no clue for letter {i + 1} passed its check"
+            return {"generation_tokens": tokens, "clues": clues, "notes": [*s.notes, note]}
+        clues.append(clue)
+    return {"terms": [[t.domain, t.word] for t in terms], "clues": clues, "checked": True, "generation_tokens": tokens}
+
+
+@fill.stage(cost=Cost(calls=1, prompt=200, output=SOLVE_TOKENS))
+async def label(s: FillState, ctx: Any) -> dict[str, Any]:
+    """The solver answers the whole gate; solved, its output tokens set the difficulty."""
+    if not s.checked:
+        return {}
+    text, tokens = await _generate(ctx, solve_messages([(d, c) for (d, _), c in zip(s.terms, s.clues)]), s.solve_tokens)
+    solved = normalise(read_solution(text)) == s.word
+    out: dict[str, Any] = {"label_tokens": tokens, "solved": solved}
+    if solved:
+        out["difficulty"] = difficulty_of(tokens)
+    else:
+        out["notes"] = [*s.notes, f"label: the solver did not find the word in {tokens} tokens; the gate is dropped"]
+    return out
+
+
+@fill.stage(cost=Cost(seconds=0.01))
+async def save(s: FillState, ctx: Any) -> dict[str, Any]:
+    """Keep a solved gate (its answer only as a keyed hash), count the attempt's tokens, clear the secrets."""
+    bank = bank_tool(ctx.tools)
+    gate_id = None
+    if s.solved and s.difficulty is not None:
+        clues = [Clue(d, c) for (d, _), c in zip(s.terms, s.clues)]
+        gate_id = bank.add(clues, s.word, s.difficulty, s.label_tokens)
+    bank.record_attempt(saved=gate_id is not None, generation_tokens=s.generation_tokens, label_tokens=s.label_tokens)
+    return {"gate_id": gate_id, "word": "", "terms": [], "clues": [] if gate_id is None else s.clues}
+
+
+fill.then(pick, write, label, save)

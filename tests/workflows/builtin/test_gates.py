@@ -1,0 +1,125 @@
+"""`gates.fill` and the bank filler on a real SQLite bank: with a scripted client that knows every
+clue's answer (the workflow's logic), and with the real small model (properties only)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from sloflow.llm.client import CallContext, DirectClient
+from sloflow.llm.embedded import EmbeddedBackend
+from sloflow.llm.types import Completion, GenerateRequest
+from sloflow.planners.gates.puzzle import MAX_DIFFICULTY, difficulty_of
+from sloflow.workflows.builtin.gates.bank import BANK_FILE, GateBank, server_secret
+from sloflow.workflows.builtin.gates.fill import FILL_WORKFLOW
+from sloflow.workflows.builtin.gates.filler import GateFiller, fill_runtime
+from sloflow.workflows.records import RunStatus
+
+
+def shift(word: str, by: int) -> str:
+    return "".join(chr((ord(c) - 97 + by) % 26 + 97) for c in word)
+
+
+class Puzzler:
+    """Writes each clue as the term shifted one letter on, resolves such clues, and solves gates of them.
+
+    The checker guesses the term second; with `check_ok=False` only fourth, too late. `solves` records each solver answer.
+    """
+
+    def __init__(self, check_ok: bool = True) -> None:
+        self.check_ok = check_ok
+        self.contexts: list[CallContext] = []
+        self.solves: list[str] = []
+
+    async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
+        self.contexts.append(ctx)
+        system, user = request.messages[0].content, request.messages[-1].content
+        if "write crossword clues" in system:
+            term = re.search(r"Answer: (\w+)\.", user).group(1)
+            text = f"Shifted by one, it reads {shift(term, 1)}"
+        elif "solve crossword clues" in system:
+            term = shift(re.search(r"reads (\w+)", user).group(1), -1)
+            text = f"Decoy, {term.title()}, other" if self.check_ok else f"decoy, other, another, {term}"  # only 3 guesses count
+        else:
+            answers = [shift(r, -1) for r in re.findall(r"reads (\w+)", user)]
+            word = "".join(a[0] for a in answers)
+            self.solves.append(word)
+            text = "\n".join(f"{i}. {a}" for i, a in enumerate(answers, 1)) + f"\nWORD: {word}"
+        return Completion(text=text, prompt_tokens=20, completion_tokens=len(text.split()) * 2, ttft_s=0.0, total_s=0.0)
+
+    async def stream(self, request, ctx):  # pragma: no cover - gates.fill never streams
+        raise NotImplementedError
+
+
+@pytest.fixture
+def bank(tmp_path: Path) -> GateBank:
+    b = GateBank(tmp_path / BANK_FILE, server_secret(tmp_path))
+    yield b
+    b.close()
+
+
+async def test_a_fill_run_banks_a_checked_solved_labelled_gate_and_keeps_no_secret(bank: GateBank) -> None:
+    llm = Puzzler()
+    runtime = fill_runtime(llm, bank)
+    done = await runtime.run(FILL_WORKFLOW, {"letters": 5, "obscurity": "obscure"})
+    assert done.status is RunStatus.succeeded, done.error
+    out = done.output
+    assert out["gate_id"] and out["word"] == "" and out["terms"] == []  # the run keeps no secret
+    assert all(c.deadline is None for c in llm.contexts)  # background calls only: idle capacity
+    assert len(llm.contexts) == 5 * 2 + 1  # a writer and a checker call per letter, one solver call
+    totals = bank.totals()
+    assert (totals.attempts, totals.saved) == (1, 1) and totals.generation_tokens == out["generation_tokens"] > 0
+    assert bank.available() == {difficulty_of(out["label_tokens"]): 1}
+    gate = bank.issue("k1", "chat", 1, ttl_s=60)
+    assert gate.id == out["gate_id"] and gate.letters == 5 and len({c.domain for c in gate.clues}) == 5
+    assert bank.answer(gate.id, "k1", llm.solves[0]).id == gate.id  # the solver's answer is the gate's
+
+
+async def test_a_clue_that_fails_its_check_is_retried_then_the_gate_is_dropped(bank: GateBank) -> None:
+    llm = Puzzler(check_ok=False)
+    done = await fill_runtime(llm, bank).run(FILL_WORKFLOW, {"letters": 4})
+    assert done.status is RunStatus.succeeded and done.output["gate_id"] is None
+    assert "passed its check" in " ".join(done.output["notes"])
+    assert len(llm.contexts) == 4  # letter 1: writer + checker, then another term: writer + checker
+    totals = bank.totals()
+    assert (totals.attempts, totals.saved) == (1, 0) and totals.generation_tokens > 0  # a dropped gate's tokens still count
+    assert bank.available() == {}
+
+
+async def test_the_filler_tops_the_bank_up_when_it_runs_low(bank: GateBank) -> None:
+    filler = GateFiller(Puzzler(), bank, low_water=2, high_water=4, recheck_s=30)
+    filler.start()
+    try:
+        await until(lambda: filler.left() == 4)
+        for i in range(2):
+            bank.issue(f"key{i}", "chat", 1, ttl_s=60)
+        await asyncio.sleep(0.2)
+        assert filler.left() == 2  # not below the low mark: no refill yet
+        bank.issue("key9", "chat", 1, ttl_s=60)
+        filler.wake()
+        await until(lambda: filler.left() == 4)
+        assert filler.saved == 7 and filler.runs == 7
+    finally:
+        await filler.close()
+
+
+async def until(condition, timeout_s: float = 20.0) -> None:
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout_s
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.model
+async def test_a_fill_run_with_the_small_model_ends_and_counts_its_tokens(bank: GateBank, small_llm: EmbeddedBackend) -> None:
+    done = await fill_runtime(DirectClient(small_llm), bank).run(FILL_WORKFLOW, {"letters": 4, "solve_tokens": 64})
+    assert done.status is RunStatus.succeeded, done.error
+    assert done.output["word"] == "" and done.output["terms"] == []
+    totals = bank.totals()
+    assert totals.attempts == 1 and totals.generation_tokens > 0
+    if done.output["gate_id"] is not None:  # the small model rarely passes its own checks
+        assert 1 <= done.output["difficulty"] <= MAX_DIFFICULTY and totals.saved == 1
