@@ -7,18 +7,18 @@ Sleep-time compute goes where the baseline spends test-time compute. `solve` ans
 likeliest questions with the baseline's own request (`answer_request` without a learned context:
 its prompt and step-by-step budget) `samples` times, the first greedy (the baseline's very call)
 and the others sampled with distinct seeds, and keeps the majority final number with the working
-of a sample that reached it and the share that agreed (self-consistency: a majority of samples is
-right more often than one greedy answer, and ties go to the greedy one, so a result is no worse
-than the baseline's own). A test-time question that asks the same then costs a few tokens
+of a sample that reached it and the share that agreed (self-consistency: the majority of several
+samples is usually right more often than one greedy answer; ties go to the greedy sample, the
+baseline's own call, so a lone sample never overrules it). A test-time question that asks the same then costs a few tokens
 (`Answer: <result>`); another leans on the working. `learn_tokens` counts every call's output,
 every sample included: the amortised cost per question is measured from it.
 
 It has no deadline, so its calls are background calls: a worker serves them only when no deadline
 call waits, and a deadline call that arrives while one runs preempts it (the generation stops at
 its next token and starts over later; see `sloflow.scheduler.live.worker`). A preemption throws
-away at most one call's output, however many samples the pass runs: `derive` and `anticipate`
-are bounded by `max_tokens` (default `LEARN_TOKENS`), each solve sample by the baseline's budget
-(`STEP_BY_STEP_TOKENS`, or `solve_tokens`). The learned context is saved only if the context is
+away only what the calls it stops had generated, never the pass's finished calls, and each call
+is bounded: `derive` and `anticipate` by `max_tokens` (default `LEARN_TOKENS`), each solve sample
+by the baseline's budget (`STEP_BY_STEP_TOKENS`, or `solve_tokens`). The learned context is saved only if the context is
 still at the version read: a pass that a newer version overtook saves nothing, so an old
 version's learned context is never used.
 """
