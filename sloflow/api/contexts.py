@@ -51,8 +51,12 @@ class ContextIn(BaseModel):
 
 
 class WorkedQuestion(BaseModel):
+    """An anticipated question; once solved, its working, majority result and the share of samples that agreed."""
+
     question: str
-    answer: str
+    answer: str | None = Field(None, description="the working of a sample that reached the result")
+    result: float | None = Field(None, description="the final number most samples reached")
+    agreement: float | None = Field(None, description="the share of samples that reached it")
 
 
 class LearnedOut(BaseModel):
@@ -66,7 +70,7 @@ class LearnedOut(BaseModel):
     error: str | None
     summary: str | None = None
     facts: list[str] = Field(default_factory=list)
-    questions: list[WorkedQuestion] = Field(default_factory=list, description="anticipated questions with worked answers")
+    questions: list[WorkedQuestion] = Field(default_factory=list, description="anticipated questions, the likeliest solved in advance")
 
 
 class AmortisedOut(BaseModel):

@@ -2,12 +2,14 @@
 without a learned context, the amortised cost per question, and the interference of learn passes
 with an interactive workload on the same worker.
 
-Usage: sloflow bench sleeptime [--data FILE] [--limit N] [--followups F] [--model NAME] [--threads T]
-                               [--predictions FILE] [--rate R] [--interactive N] [--interactive-slo S]
+Usage: sloflow bench sleeptime [--data FILE] [--limit N] [--followups F] [--samples S] [--solve N] [--model NAME]
+                               [--threads T] [--predictions FILE] [--rate R] [--interactive N] [--interactive-slo S]
 Each problem is split as in the paper: every sentence but the last is the context, the last is the
 question. Everything runs through sloflow itself: one llama.cpp worker behind the Ray scheduler,
 the durable runtime, the `sleeptime` workflow (with `use_learned=false` for the baseline: a
-step-by-step answer) and the learn queue running `sleeptime.learn` as background work.
+step-by-step answer) and the learn queue running `sleeptime.learn` as background work; each pass
+solves its `--solve` likeliest anticipated questions `--samples` times with the baseline's own
+request and keeps the majority result, and all of that is counted in its learn tokens.
 
 Amortisation, measured (the paper's multi-query setting): before anything is learned, the model
 writes `--followups` new questions about each context (`sleeptime.followups`, background-class
@@ -39,12 +41,12 @@ from typing import Any
 from sloflow.bench.progress import say
 from sloflow.bench.text2sql import percentile
 from sloflow.config import get_settings
+from sloflow.workflows.builtin.sleeptime.prompts import last_number
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "gsm8k" / "test_dev.jsonl"
 TENANT = "bench"
 QUESTIONS_PER_CONTEXT = (1, 2, 5, 10)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9$])")
-_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 
 
 def split_problem(problem: str) -> tuple[str, str] | None:
@@ -53,17 +55,6 @@ def split_problem(problem: str) -> tuple[str, str] | None:
     if len(sentences) < 2:
         return None
     return " ".join(sentences[:-1]), sentences[-1]
-
-
-def last_number(text: str) -> float | None:
-    """The last number written in `text` (commas and a dollar sign allowed), or None."""
-    found = _NUMBER.findall(text)
-    if not found:
-        return None
-    try:
-        return float(found[-1].replace("$", "").replace(",", ""))
-    except ValueError:
-        return None
 
 
 def load_problems(path: Path, limit: int | None) -> list[dict[str, Any]]:
@@ -81,30 +72,45 @@ def load_problems(path: Path, limit: int | None) -> list[dict[str, Any]]:
     return problems
 
 
-def options(args: list[str] | None) -> argparse.Namespace:
+def options(args: list[str] | None, quick: bool = False) -> argparse.Namespace:
+    """The command line, with the defaults of a full or a `--quick` run filled in."""
     parser = argparse.ArgumentParser(prog="sloflow bench sleeptime")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="GSM8K-format JSON lines (question, answer ending '#### N')")
-    parser.add_argument("--limit", type=int, default=None, help="problems (default: all; --quick: 3)")
+    parser.add_argument("--limit", type=int, default=None, help="problems (default: all; --quick: 2)")
     parser.add_argument("--followups", type=int, default=None, help="follow-up questions per context, at most (default 9; --quick: 1)")
+    parser.add_argument("--samples", type=int, default=None, help="solutions per solved question in a learn pass, majority kept (default 3; --quick: 1)")
+    parser.add_argument("--solve", type=int, default=1, help="anticipated questions a learn pass solves (default 1)")
     parser.add_argument("--model", default=None, help="embedded model name (default: settings.model)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--predictions", type=Path, default=None, help="write one JSON line per question and mode here")
     parser.add_argument("--rate", type=float, default=0.5, help="interactive calls per second")
     parser.add_argument("--interactive", type=int, default=None, help="interactive calls per phase (default 20; --quick: 8)")
     parser.add_argument("--interactive-slo", type=float, default=5.0, help="deadline of each interactive call, seconds")
-    return parser.parse_args(args or [])
+    opts = parser.parse_args(args or [])
+    # --quick: 4 problems with 2 follow-ups each took 387 s with qwen on 2 cores (about 24 s a question
+    # asked both ways, 23 s a learn pass without `solve`). A solve sample is one more baseline answer
+    # (~300 tokens at ~10 tok/s: ~30 s) and the samples of a pass share the one worker, so a pass
+    # takes ~50 s with 1 sample and ~110 s with 3. 2 problems with 1 follow-up and 1 sample: 4
+    # questions both ways (~100 s) + 2 passes (~100 s, overlapping the second interactive phase) + 2
+    # interactive phases of 16 s + model load and follow-ups (~30 s): about 4.5 minutes. 3 samples or
+    # 3 problems would pass 5.
+    opts.limit = opts.limit if opts.limit is not None else (2 if quick else None)
+    opts.samples = opts.samples or (1 if quick else 3)
+    opts.interactive = opts.interactive or (8 if quick else 20)
+    opts.followups = opts.followups if opts.followups is not None else (1 if quick else max(QUESTIONS_PER_CONTEXT) - 1)
+    return opts
+
+
+def learn_input(opts: argparse.Namespace) -> dict[str, int]:
+    """The bounds the learn queue gives every `sleeptime.learn` pass: `--solve` questions, `--samples` solutions each."""
+    return {"solve_n": opts.solve, "samples": opts.samples}
 
 
 def main(quick: bool = False, args: list[str] | None = None) -> dict[str, Any]:
-    opts = options(args)
-    # --quick: 4 problems with 2 follow-ups each took 387 s with qwen on 2 cores (about 24 s a question
-    # asked both ways, 23 s a learn pass); 3 with 1 each keeps it under 5 minutes.
-    opts.limit = opts.limit if opts.limit is not None else (3 if quick else None)
-    opts.interactive = opts.interactive or (8 if quick else 20)
-    opts.followups = opts.followups if opts.followups is not None else (1 if quick else max(QUESTIONS_PER_CONTEXT) - 1)
+    opts = options(args, quick)
     model = opts.model or get_settings().model
     problems = load_problems(opts.data, opts.limit)
-    say(f"{len(problems)} problems from {opts.data}; model {model}")
+    say(f"{len(problems)} problems from {opts.data}; model {model}; learn passes solve {opts.solve} question(s) x {opts.samples} sample(s)")
     return asyncio.run(_run(problems, model, opts))
 
 
@@ -153,7 +159,7 @@ async def _run(problems: list[dict[str, Any]], model: str, opts: argparse.Namesp
                 say("interactive calls, nothing else queued ...")
                 alone = await _interactive(client, opts)
                 say("learning every context while the interactive calls run ...")
-                queue = LearnQueue(runtime, store)
+                queue = LearnQueue(runtime, store, learn_input=learn_input(opts))
                 t0 = time.monotonic()
                 await queue.start()
                 beside = await _interactive(client, opts)
@@ -249,6 +255,8 @@ def _figures(
         "latency_p50_with_s": round(percentile([r["latency_s"] for r in with_], 50), 2),
         "latency_p50_without_s": round(percentile([r["latency_s"] for r in without], 50), 2),
         "learn_tokens_per_context": round(learn_tokens, 1),
+        "learn_samples": opts.samples,
+        "learn_solved_questions": opts.solve,
         "learn_seconds_total": round(learn_s, 1),
         "interactive_calls": opts.interactive,
         "interactive_rate_per_s": opts.rate,

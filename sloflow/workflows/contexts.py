@@ -48,7 +48,8 @@ class LearnedContext:
 
     summary: str = ""
     facts: list[str] = field(default_factory=list)
-    questions: list[dict[str, str]] = field(default_factory=list)  # {"question", "answer"}: worked answers
+    # {"question"}; a solved one also has "answer" (its working), "result" (the majority number) and "agreement"
+    questions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": self.summary, "facts": self.facts, "questions": self.questions}

@@ -112,7 +112,7 @@ async def deployment(tmp_path: Path, small_llm: EmbeddedBackend, small_profile: 
         _, key = keys.create(tenant, role)  # type: ignore[arg-type]
         headers[name] = {"Authorization": f"Bearer {key}"}
     async with Runtime.open(tmp_path, client=client, registry=registry, tools_of=TenantTools(sources, contexts=contexts)) as runtime:
-        learn_queue = LearnQueue(runtime, contexts, learn_input={"max_tokens": 16})  # short passes: tests check properties
+        learn_queue = LearnQueue(runtime, contexts, learn_input={"max_tokens": 16, "solve_tokens": 16})  # short passes: tests check properties
         await learn_queue.start()
         secret = server_secret(tmp_path)
         bank = GateBank(tmp_path / BANK_FILE, secret)

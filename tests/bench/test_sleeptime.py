@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sloflow.bench.sleeptime import DEFAULT_DATA, amortisation_figures, amortised_costs, last_number, load_problems, split_problem
+from sloflow.bench.sleeptime import DEFAULT_DATA, amortisation_figures, amortised_costs, learn_input, load_problems, options, split_problem
 
 
 def test_a_problem_splits_into_context_and_its_last_sentence() -> None:
@@ -11,15 +11,17 @@ def test_a_problem_splits_into_context_and_its_last_sentence() -> None:
     assert split_problem("How many apples?") is None
 
 
-def test_the_last_number_is_the_answer() -> None:
-    assert last_number("9 * 2 = $1,018.50 a day") == 1018.5
-    assert last_number("Answer: -3") == -3 and last_number("no number") is None
-
-
 def test_the_shared_gsm8k_file_loads_with_gold_numbers() -> None:
     problems = load_problems(DEFAULT_DATA, 5)
     assert len(problems) == 5 and all(p["context"] and p["question"].endswith("?") for p in problems)
     assert problems[0]["gold"] == 18
+
+
+def test_the_learn_passes_get_the_solve_settings_and_quick_takes_one_sample() -> None:
+    assert learn_input(options(["--samples", "5", "--solve", "2"])) == {"solve_n": 2, "samples": 5}
+    assert learn_input(options([])) == {"solve_n": 1, "samples": 3}
+    quick = options([], quick=True)
+    assert learn_input(quick) == {"solve_n": 1, "samples": 1} and (quick.limit, quick.followups) == (2, 1)
 
 
 def test_measured_cost_per_question_counts_the_learn_pass_once_per_context() -> None:

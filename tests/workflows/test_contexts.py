@@ -8,10 +8,14 @@ import pytest
 
 from sloflow.errors import NotFound
 from sloflow.workflows.builtin.sleeptime.order import learn_order, likelihood
-from sloflow.workflows.builtin.sleeptime.prompts import answer_messages, read_derived, read_questions
+from sloflow.workflows.builtin.sleeptime.prompts import answer_messages, last_number, read_derived, read_questions, render_learned
 from sloflow.workflows.contexts import ContextStore, LearnedContext, PendingLearn
 
-LEARNED = LearnedContext("a farm", ["apples = 3 * 4 = 12"], [{"question": "how many apples?", "answer": "3 * 4 = 12"}])
+LEARNED = LearnedContext(
+    "a farm",
+    ["apples = 3 * 4 = 12"],
+    [{"question": "How many apples?", "answer": "3 * 4 = 12", "result": 12.0, "agreement": 0.667}, {"question": "How many bags?"}],
+)
 
 
 def test_contexts_and_learned_contexts_survive_a_restart(tmp_path: Path) -> None:
@@ -89,9 +93,28 @@ def test_learn_order_puts_likely_questions_first() -> None:
 def test_the_learn_output_readers_keep_every_complete_line() -> None:
     summary, facts = read_derived("SUMMARY: Ann's apples.\nFACTS:\n- bags = 3\n* per bag = 4\n1. total = 3 * 4 = 12\n- bags = 3\n")
     assert summary == "Ann's apples." and facts == ["bags = 3", "per bag = 4", "total = 3 * 4 = 12"]
-    cut = read_questions("Q: How many apples?\nA: 3 bags * 4\n= 12 apples\nQ: How many bags?\nA: 3\nQ: What colour are the")
-    assert cut == [{"question": "How many apples?", "answer": "3 bags * 4 = 12 apples"}, {"question": "How many bags?", "answer": "3"}]
-    assert read_questions("no format at all") == [] and read_derived("") == ("", [])
+    cut = read_questions("Q: How many apples?\n2. Q: How many bags?\n- q: how many APPLES?\nQ1: How many pears are left?\nQ: What colour are the", 5)
+    assert cut == ["How many apples?", "How many bags?", "How many pears are left?"]  # labels dropped, once each, a cut line dropped
+    assert read_questions("Q: How many apples?\nQ: How many bags?", 1) == ["How many apples?"]
+    assert read_questions("Q: How many apples?\nQ: How many bags?", 5, besides="how many apples") == ["How many bags?"]
+    assert read_questions("no format at all", 3) == [] and read_derived("") == ("", [])
+
+
+def test_the_final_number_is_the_answer_lines_else_the_last_one() -> None:
+    assert last_number("9 * 2 = $1,018.50 a day") == 1018.5
+    assert last_number("Answer: -3") == -3 and last_number("no number") is None
+    assert last_number("Answer: 18 dollars\nCheck: 18 / 2 = 9") == 18  # the Answer line, not the check after it
+    assert last_number("**Final answer:** $1,200\n") == 1200 and last_number("Answer: none\n3 + 4 = 7") == 7
+
+
+def test_the_learned_context_shows_solved_questions_with_their_result_and_the_others_as_likely() -> None:
+    shown = render_learned(LEARNED)
+    assert "Q: How many apples?\n3 * 4 = 12\nResult: 12" in shown and "Result: 12.0" not in shown
+    assert "likely questions (not solved):\n- How many bags?" in shown and "agreement" not in shown
+    bare = render_learned(LearnedContext(questions=[{"question": "How many apples?", "answer": "", "result": 12.0, "agreement": 1.0}]))
+    assert bare == "Solved questions:\nQ: How many apples?\nResult: 12"  # solved with no working written: still its result
+    system = answer_messages("ctx", "How many apples?", LEARNED)[0].content
+    assert 'reply only "Answer: <its result>"' in system and shown in system
 
 
 def test_questions_about_one_context_share_the_prompt_prefix() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sloflow.llm.client import DirectClient
 from sloflow.llm.embedded import EmbeddedBackend
-from sloflow.workflows.builtin.sleeptime.followups import ask_followups, read_followups
+from sloflow.workflows.builtin.sleeptime.followups import ask_followups
+from sloflow.workflows.builtin.sleeptime.prompts import read_questions
 
 CONTEXT = "Ann has 3 bags. Each bag holds 4 apples. She gives 2 apples to Bob."
 ASKED = "How many apples does Ann have left?"
@@ -19,9 +20,9 @@ def test_the_reader_keeps_new_distinct_questions_only() -> None:
         "Q: What is the total\n"  # cut off: not a question
         "Q1: How many apples does Bob get?\n"
     )
-    assert read_followups(output, ASKED, 5) == ["How many bags does Ann have?", "How many apples are in each bag?", "How many apples does Bob get?"]
-    assert read_followups(output, ASKED, 1) == ["How many bags does Ann have?"]
-    assert read_followups("no questions here.", ASKED, 3) == []
+    assert read_questions(output, 5, besides=ASKED) == ["How many bags does Ann have?", "How many apples are in each bag?", "How many apples does Bob get?"]
+    assert read_questions(output, 1, besides=ASKED) == ["How many bags does Ann have?"]
+    assert read_questions("no questions here.", 3, besides=ASKED) == []
 
 
 class Recording(DirectClient):

@@ -2,8 +2,9 @@
 
     read (context, and its learned context if ready for the current version) -> answer (one call)
 
-With a learned context the prompt asks for a short answer leaning on the prepared notes, so the
-test-time output is small; without one (not learned yet, failed, or `use_learned=false`) it asks
+With a learned context the prompt asks for a short answer leaning on the prepared notes (only
+`Answer: <result>` when the question is one the learn pass already solved), so the test-time
+output is small; without one (not learned yet, failed, or `use_learned=false`) it asks
 for a step-by-step answer, the baseline. The output says which (`used_learned`) and why.
 """
 
@@ -14,17 +15,13 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from sloflow.errors import DeadlineExceeded
-from sloflow.llm.types import GenerateRequest
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.sleeptime.learn import CONTEXT_ID_PATTERN, contexts_tool
-from sloflow.workflows.builtin.sleeptime.prompts import answer_messages
+from sloflow.workflows.builtin.sleeptime.prompts import SHORT_ANSWER_TOKENS, STEP_BY_STEP_TOKENS, answer_request
 from sloflow.workflows.contexts import LearnedContext
 from sloflow.workflows.dsl import Workflow
 from sloflow.workflows.outcomes import count_outcome
 from sloflow.workflows.registry import register
-
-SHORT_ANSWER_TOKENS = 96  # with a learned context
-STEP_BY_STEP_TOKENS = 512  # without one: enough that a step-by-step answer is rarely cut before its result
 
 
 class SleeptimeState(BaseModel):
@@ -91,8 +88,7 @@ async def answer(s: SleeptimeState, ctx: Any) -> dict[str, Any]:
     if learned is not None and context.version != s.context_version:  # changed since `read`: its learned context is old
         learned = None
         notes.append(f"answer: the context changed to version {context.version} meanwhile; its old learned context was not used")
-    limit = s.max_tokens or (SHORT_ANSWER_TOKENS if learned is not None else STEP_BY_STEP_TOKENS)
-    request = GenerateRequest(messages=answer_messages(context.text, s.question, learned), max_tokens=limit, temperature=0.0)
+    request = answer_request(context.text, s.question, learned, max_tokens=s.max_tokens)
     used = {"used_learned": learned is not None, "learned": s.learned if learned is not None else None, "context_version": context.version}
     try:
         out = await ctx.llm.generate(request)

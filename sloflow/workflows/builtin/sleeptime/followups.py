@@ -7,13 +7,9 @@ rather than the learn pass's anticipated ones read back.
 
 from __future__ import annotations
 
-import re
-
 from sloflow.llm.client import CallContext, LLMClient
 from sloflow.llm.types import GenerateRequest, Message
-
-TOKENS_PER_QUESTION = 40
-_LABEL = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])?\s*(?:Q\d*\s*[:.)]\s*)?", re.IGNORECASE)
+from sloflow.workflows.builtin.sleeptime.prompts import TOKENS_PER_QUESTION, read_questions
 
 FOLLOWUPS = """\
 Here is a context and a question someone asked about it. Write {n} other questions a reader could
@@ -30,28 +26,9 @@ def followup_messages(text: str, asked: str, n: int) -> list[Message]:
     ]
 
 
-def _key(question: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9 ]", " ", question.lower()).split())
-
-
-def read_followups(output: str, asked: str, n: int) -> list[str]:
-    """Up to `n` distinct questions (lines ending in '?') from the model's text, none the question asked."""
-    seen = {_key(asked)}
-    questions: list[str] = []
-    for raw in output.splitlines():
-        line = _LABEL.sub("", raw).strip()
-        if not line.endswith("?") or len(line) < 8 or _key(line) in seen:
-            continue
-        seen.add(_key(line))
-        questions.append(line)
-        if len(questions) == n:
-            break
-    return questions
-
-
 async def ask_followups(llm: LLMClient, text: str, asked: str, n: int, *, run_id: str, tenant: str | None = None) -> tuple[list[str], int]:
     """(up to `n` follow-up questions, generated tokens): one background-class call."""
     request = GenerateRequest(messages=followup_messages(text, asked, n), max_tokens=TOKENS_PER_QUESTION * n + 16, temperature=0.0)
     ctx = CallContext(run_id=run_id, workflow="sleeptime.followups", stage="followups", tenant=tenant)
     out = await llm.generate(request, ctx)
-    return read_followups(out.text, asked, n), out.completion_tokens
+    return read_questions(out.text, n, besides=asked), out.completion_tokens

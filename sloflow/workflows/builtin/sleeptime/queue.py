@@ -8,8 +8,9 @@ queue remembers when each tenant's last pass started.
 
 Learn work is patient: a pass refused by its tenant's tokens-per-minute quota is queued again, and
 that tenant's passes wait until the quota's `retry_after_s` has passed (one timer, no polling)
-while other tenants' passes go on. The refused pass starts over; at most one learn call's
-output (`max_tokens`) is lost, since a call is refused before it generates.
+while other tenants' passes go on. The refused pass starts over; the refused call itself lost
+nothing, since a call is refused before it generates, but the calls the pass made before it
+(derive, anticipate, solve samples that finished) are made again.
 """
 
 from __future__ import annotations
