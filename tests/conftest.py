@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,16 +17,10 @@ from sloflow.api.app import create_app  # noqa: E402
 from sloflow.llm.client import DirectClient  # noqa: E402
 from sloflow.llm.embedded import EmbeddedBackend  # noqa: E402
 from sloflow.llm.models import is_available, model_path  # noqa: E402
+from sloflow.processes import free_port  # noqa: E402,F401  (tests import it from here)
 
 TEST_MODEL = "smollm2-135m"  # fast, but cannot write SQL or plans: tests check properties only
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.asynccontextmanager

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import httpx
 
+from sloflow.processes import stop
+
 
 @contextlib.contextmanager
 def serving(cmd: list[str], ready_url: str, *, timeout_s: float = 120.0, env: dict | None = None) -> Iterator[subprocess.Popen]:
@@ -34,10 +36,5 @@ def serving(cmd: list[str], ready_url: str, *, timeout_s: float = 120.0, env: di
             time.sleep(0.3)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()

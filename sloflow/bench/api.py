@@ -36,6 +36,7 @@ import httpx
 from sloflow.bench.progress import say
 from sloflow.llm.backend import Backend
 from sloflow.llm.types import GenerateRequest, Message
+from sloflow.processes import free_port, stop
 
 WORKFLOW = "bench-short"
 # The emulated workers' speeds: about a GPU server's, so the scheduler path is what is measured.
@@ -66,7 +67,7 @@ def own_server(backend: str, model: str) -> Iterator[tuple[str, str]]:
     from sloflow.config import get_settings
 
     home = Path(tempfile.mkdtemp(prefix="sloflow-bench-api-"))
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "SLOFLOW_HOME": str(home),
@@ -101,22 +102,9 @@ def own_server(backend: str, model: str) -> Iterator[tuple[str, str]]:
         say(f"server ready at {url} with {backend} workers ({ready['models']})")
         yield url, ready["models"][0]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout_s=60)
         log.close()
         shutil.rmtree(home, ignore_errors=True)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Tally:

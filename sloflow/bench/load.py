@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 
 from sloflow.bench.progress import say
+from sloflow.processes import stop
 
 _READY = "decoding"
 
@@ -35,11 +36,7 @@ def inference_load(model: str = "smollm2-135m", threads: int = 1) -> Iterator[No
         say(f"  load: {model} generating on {threads} thread(s) beside the benchmark")
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, timeout_s=10)
 
 
 def _generate_forever(model: str, threads: int) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sloflow.processes import stop
 from sloflow.retrieval.bm25_store import Bm25Store
 from sloflow.retrieval.chroma_store import ChromaStore, chroma_client
 from sloflow.retrieval.chunking import Chunk
@@ -149,8 +150,7 @@ def chroma_server(tmp_path: Path) -> Iterator[str]:
                 time.sleep(0.2)
         yield url
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop(proc, timeout_s=10)
 
 
 def test_a_chroma_server_is_reached_by_url(embedder: Embedder, vectors: np.ndarray, chroma_server: str) -> None:

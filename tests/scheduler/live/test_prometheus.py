@@ -17,6 +17,7 @@ import ray
 
 from sloflow.api.app import create_app
 from sloflow.llm.client import CallContext
+from sloflow.processes import stop
 from sloflow.scheduler.live.client import SchedulerClient
 from tests.conftest import free_port, serving
 from tests.scheduler.live.test_live import cluster, emulated, req
@@ -68,6 +69,5 @@ async def test_prometheus_scrapes_the_sloflow_series(tmp_path: Path) -> None:
                         break
                     await asyncio.sleep(1)
         finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+            stop(proc)
     assert all({"ray", "sloflow-api"} <= found.get(n, set()) for n in SERIES), found
