@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sloflow.bench.spider_merge import FILLER_NOUNS
 from sloflow.retrieval.databases import DatabaseRegistry
 from sloflow.retrieval.document_index import IndexRegistry
 from sloflow.retrieval.embedder import Embedder
@@ -15,14 +16,7 @@ from sloflow.workflows import MemoryRunStore, Registry, Runtime
 from sloflow.workflows.builtin.text2sql import text2sql, tools
 from tests.workflows.builtin.text2sql.conftest import SqlWriter
 
-NOUNS = """airport album antenna aquarium asteroid auction bakery ballot banner barn battery beacon bicycle
-blanket boiler bookshop bridge brochure bucket cabinet cactus camera canal candle canoe carpet castle
-cathedral cellar chimney cinema circus clinic compass concert cottage crane crater dairy dentist
-diamond dolphin drone elevator embassy engine factory farm ferry festival fountain furnace galaxy
-garage glacier greenhouse guitar hammer harbor helmet highway hospital hotel island jewel kettle
-kitchen ladder lagoon lantern library lighthouse locomotive magnet marathon meadow microscope
-mineral monastery museum necklace orchard orchestra painting palace parachute pharmacy piano
-pipeline planet pottery prison pyramid quarry radio reservoir robot saddle satellite tunnel""".split()
+NOUNS = FILLER_NOUNS  # 100 table names, none a Spider table
 
 
 def build_schema(path: Path) -> Path:
