@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 from sloflow.config import Settings
 
@@ -17,6 +18,16 @@ def _is_loopback(address: str) -> bool:
     """True for `127.0.0.1:6379`, `localhost:6379` and the like (a `ray://` client address is not)."""
     host = address.rpartition(":")[0] or address
     return host.strip("[]") in _LOOPBACK_HOSTS
+
+
+def _driver_ip(address: str) -> str:
+    """The address this driver gives Ray: loopback for a loopback head, else the local address that routes to the head."""
+    if _is_loopback(address):
+        return LOOPBACK
+    host = (address.removeprefix("ray://").rpartition(":")[0] or address).strip("[]")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((host, 9))  # no packet is sent: this only picks the route's local address
+        return str(s.getsockname()[0])
 
 
 def _keep_ray_on_loopback() -> None:
@@ -65,11 +76,8 @@ def _join(address: str, runtime_env: dict) -> None:
     # connect without the token (~/.ray/auth_token, RAY_AUTH_TOKEN...) and be refused. An explicit
     # RAY_AUTH_MODE still wins.
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-    loopback = _is_loopback(address)
     try:
-        ray.init(
-            address=address, log_to_driver=False, runtime_env=runtime_env, **({"_node_ip_address": LOOPBACK} if loopback else {})
-        )
+        ray.init(address=address, log_to_driver=False, runtime_env=runtime_env, _node_ip_address=_driver_ip(address))
     except ConnectionError as exc:
         raise ConnectionError(
             f"cannot join the Ray cluster at SLOFLOW_RAY_ADDRESS={address}: {exc}. Is a head running there "
