@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 
 import httpx
 
-from sloflow.processes import stop
+from sloflow.processes import stop, wait_ready
 
 
 @contextlib.contextmanager
@@ -20,20 +19,11 @@ def serving(cmd: list[str], ready_url: str, *, timeout_s: float = 120.0, env: di
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                out = log.read().decode(errors="replace")
-                raise RuntimeError(f"{cmd[0]} exited with {proc.returncode}:\n{out[-3000:]}")
-            try:
-                if httpx.get(ready_url, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{ready_url} not ready after {timeout_s}s")
-            time.sleep(0.3)
+        def output() -> str:
+            log.seek(0)
+            return log.read().decode(errors="replace")
+
+        wait_ready(proc, lambda: httpx.get(ready_url, timeout=2).status_code == 200, timeout_s=timeout_s, output=output)
         yield proc
     finally:
         stop(proc)

@@ -36,7 +36,7 @@ import httpx
 from sloflow.bench.progress import say
 from sloflow.llm.backend import Backend
 from sloflow.llm.types import GenerateRequest, Message
-from sloflow.processes import free_port, stop
+from sloflow.processes import free_port, stop, wait_ready
 
 WORKFLOW = "bench-short"
 # The emulated workers' speeds: about a GPU server's, so the scheduler path is what is measured.
@@ -86,19 +86,13 @@ def own_server(backend: str, model: str) -> Iterator[tuple[str, str]]:
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        end = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {proc.returncode}: {(home / 'server.log').read_text()[-2000:]}")
-            try:
-                ready = httpx.get(f"{url}/v1/ready", timeout=2).json()
-                if ready.get("status") == "ready":
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > end:
-                raise TimeoutError(f"the server at {url} was not ready after 300 s")
-            time.sleep(0.5)
+        wait_ready(
+            proc,
+            lambda: httpx.get(f"{url}/v1/ready", timeout=2).json().get("status") == "ready",
+            timeout_s=300,
+            output=lambda: (home / "server.log").read_text(errors="replace"),
+        )
+        ready = httpx.get(f"{url}/v1/ready", timeout=10).json()
         say(f"server ready at {url} with {backend} workers ({ready['models']})")
         yield url, ready["models"][0]
     finally:
