@@ -88,7 +88,10 @@ class Dispatcher:
 
     def __init__(self, scheduler: str = DEFAULT, alpha: float = 0.5) -> None:
         self.scheduler = make_scheduler(scheduler, alpha)
+        # In the order add_worker was called, not the order workers became ready: policies that
+        # read the order (round-robin's turn, HEXGEN's base worker) then match the simulator's.
         self.views: dict[str, WorkerView] = {}
+        self.added: list[str] = []
         self.handles: dict[str, Any] = {}
         self.redirect: dict[str, str] = {}  # call id -> worker it was moved to
         self.metrics = DispatcherMetrics()
@@ -99,15 +102,21 @@ class Dispatcher:
 
     async def add_worker(self, worker_id: str, spec: WorkerSpec) -> WorkerProfile:
         """Start a worker actor, wait for its profile, and begin dispatching to it."""
-        if worker_id in self.handles:
+        if worker_id in self.added:
             raise Conflict(f"worker {worker_id!r} already exists; remove it first or pick another id")
         me = ray.get_runtime_context().current_actor
         handle = WorkerActor.options(**spec.actor_options(f"sloflow-worker-{worker_id}")).remote(
             worker_id, spec, self.scheduler.queue.name, me
         )
-        profile, model = await handle.ready.remote()
+        self.added.append(worker_id)
+        try:
+            profile, model = await handle.ready.remote()
+        except BaseException:
+            self.added.remove(worker_id)
+            raise
         self.handles[worker_id] = handle
         self.views[worker_id] = WorkerView(worker_id, profile, model=model)
+        self.views = {w: self.views[w] for w in self.added if w in self.views}
         return profile
 
     async def drain(self, worker_id: str) -> None:
@@ -121,7 +130,7 @@ class Dispatcher:
         """Drain a worker, then stop its actor."""
         await self.drain(worker_id)
         handle = self.handles.pop(worker_id)
-        self.views.pop(worker_id, None)
+        self._drop(worker_id)
         try:
             await handle.close.remote()
         except RayActorError:
@@ -170,9 +179,13 @@ class Dispatcher:
         elif call_id in view.queued:
             view.withdraw(call_id)
 
+    def _drop(self, worker_id: str) -> None:
+        self.views.pop(worker_id, None)
+        self.added.remove(worker_id)
+
     def _lost(self, worker_id: str) -> None:
         if self.handles.pop(worker_id, None) is not None:
-            self.views.pop(worker_id, None)
+            self._drop(worker_id)
             log.warning("worker %s died; re-dispatching its calls", worker_id, extra={"worker": worker_id})
 
     async def generate(self, call: Call, request: GenerateRequest) -> Completion:

@@ -15,7 +15,7 @@ from sloflow.errors import DeadlineExceeded
 from sloflow.llm.client import CallContext
 from sloflow.llm.types import GenerateRequest, Message
 from sloflow.scheduler.live.client import SchedulerClient
-from sloflow.scheduler.live.dispatcher import start_scheduler
+from sloflow.scheduler.live.dispatcher import start_dispatcher, start_scheduler
 from sloflow.scheduler.live.worker import WorkerSpec
 from sloflow.scheduler.policies.profile import WorkerProfile
 
@@ -84,6 +84,16 @@ async def test_workers_can_be_added_drained_and_removed_while_serving() -> None:
     assert out.model == "emulated:second"
     with pytest.raises(ValueError):  # the actor is gone, not just unused
         ray.get_actor(f"sloflow-worker-{a}")
+
+
+async def test_workers_keep_the_order_they_were_added_in_not_the_order_they_became_ready() -> None:
+    # Round-robin's turn and HEXGEN's base worker read this order; the simulator lists workers as given.
+    n = next(_ids)
+    dispatcher = start_dispatcher(name=f"sloflow-dispatcher-test{n}")
+    slow = replace(emulated("measured"), profile=None)  # measures its profile first: ready later
+    ids = [f"t{n}-slow", f"t{n}-quick"]
+    await asyncio.gather(dispatcher.add_worker.remote(ids[0], slow), dispatcher.add_worker.remote(ids[1], emulated("declared")))
+    assert [w["id"] for w in await dispatcher.workers.remote()] == ids
 
 
 async def worker_holds(worker_id: str, queued: int, running: int, timeout_s: float = 30.0) -> None:
