@@ -187,9 +187,11 @@ class LeastHarm(SlackAwareFinish):
     already running there, so calls that are short of time later find the fast cards crowded. Here
     a call goes to the worker where it adds the least delay to running calls, among those where its
     expected finish (slack-aware, as `SlackAwareFinish`), stretched by `room` for estimate error and
-    later arrivals, is within its deadline; ties (idle workers) go to the earliest finish. A call that
-    fits nowhere takes its earliest finish; background calls and calls of lost requests go to the
-    least loaded worker.
+    later arrivals, is within its deadline. Ties go to the worker where the call costs the least
+    worker time, then to the earliest finish: workers that differ by call shape (one prefills
+    faster, another decodes faster) keep each call where it is cheapest while its deadline allows,
+    and leave the capacity it would waste elsewhere to later calls. A call that fits nowhere takes
+    its earliest finish; background calls and calls of lost requests go to the least loaded worker.
     """
 
     name = "least-harm"
@@ -205,7 +207,7 @@ class LeastHarm(SlackAwareFinish):
         fits = [(f, w) for f, w in scored if now + self.room * f <= call.deadline]
         if not fits:
             return min(scored, key=lambda fw: fw[0])[1]
-        return min(fits, key=lambda fw: (added_delay_s(fw[1], call, now, fw[0]), fw[0]))[1]
+        return min(fits, key=lambda fw: (added_delay_s(fw[1], call, now, fw[0]), fw[1].solo_s(call), fw[0]))[1]
 
 
 class Rebalancer:

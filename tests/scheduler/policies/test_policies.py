@@ -123,6 +123,21 @@ def test_least_harm_keeps_a_short_of_time_call_where_it_meets_its_deadline() -> 
     assert LeastHarm().choose(call("late", deadline=0.1), [fast, slow], 0).id == "fast"  # none fits: earliest finish
 
 
+PREFILLER = WorkerProfile("prefiller", prefill_s_per_token=0.001, decode_s_per_token=0.04, slots=1, context_tokens=4096)
+DECODER = WorkerProfile("decoder", prefill_s_per_token=0.004, decode_s_per_token=0.01, slots=1, context_tokens=4096)
+
+
+def test_least_harm_waits_for_the_worker_a_call_is_cheapest_on_while_its_deadline_allows() -> None:
+    prefiller, decoder = WorkerView("prefiller", PREFILLER), WorkerView("decoder", DECODER)
+    decoder.enqueue(call("running", prompt=10, output=96))
+    decoder.start("running", 0.0)  # busy for 1.0 s
+    talky = call("talky", prompt=10, output=20)  # 0.24 s on the decoder (ends at 1.24 s), 0.81 s on the idle prefiller
+    assert EarliestFinish().choose(talky, [prefiller, decoder], 0).id == "prefiller"
+    assert LeastHarm().choose(talky, [prefiller, decoder], 0).id == "decoder"
+    urgent = call("urgent", prompt=10, output=20, deadline=1.3)  # waiting for the decoder would leave no room
+    assert LeastHarm().choose(urgent, [prefiller, decoder], 0).id == "prefiller"
+
+
 def test_hexgen_alpha_trades_speed_against_cumulative_load() -> None:
     fast, slow = WorkerView("fast", FAST), WorkerView("slow", SLOW)
     fast.enqueue(call("first"))
