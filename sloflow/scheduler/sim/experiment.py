@@ -73,15 +73,16 @@ def simulate(
     *,
     alpha: float = 0.5,
     noise: float = 0.1,
+    noise_seed: int | None = None,
     scale: float | None = None,
 ) -> SimResult:
-    """One simulated run at `rate` requests per second."""
+    """One simulated run at `rate` requests per second; the noise draws from `seed` too unless `noise_seed` is given."""
     sched = make_scheduler(scheduler, alpha) if isinstance(scheduler, str) else scheduler
     profiles = [p for _, p in workers]
     shapes, unit = workload.draw(seed)
     slo = scale or workload.scale
     deadlines = [slo * standalone_s(s, profiles) for s in shapes]
-    sim = Simulation(workers, sched, BudgetModel(workload.trace, profiles), noise=noise, seed=seed)
+    sim = Simulation(workers, sched, BudgetModel(workload.trace, profiles), noise=noise, seed=seed if noise_seed is None else noise_seed)
     return sim.run(shapes, [t / rate for t in unit], deadlines)
 
 
