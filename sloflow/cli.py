@@ -96,6 +96,48 @@ def serve(
 
 
 @app.command()
+def node(
+    address: Annotated[str, typer.Option(help="the Ray head on this machine, e.g. 127.0.0.1:6379")],
+    num_cpus: Annotated[Optional[int], typer.Option(help="CPUs the node offers (default: all)")] = None,
+    num_gpus: Annotated[Optional[int], typer.Option(help="GPUs the node offers (default: those detected)")] = None,
+    resources: Annotated[str, typer.Option(help='custom resources as JSON, e.g. \'{"accelerator_type:T4": 1}\'')] = "{}",
+) -> None:
+    """Add a Ray node on this machine to a loopback head, every port on 127.0.0.1; until Ctrl-C or SIGTERM.
+
+    `ray start --address` refuses a second node while Ray is kept on loopback; this starts the same node.
+    """
+    import signal
+    import time
+
+    from sloflow.ray_start import start_node
+
+    try:
+        custom = json.loads(resources)
+        if not isinstance(custom, dict) or not all(isinstance(v, (int, float)) and v > 0 for v in custom.values()):
+            raise ValueError
+    except ValueError:
+        typer.secho(f"error: --resources must be a JSON object of positive amounts, not {resources!r}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    try:
+        started = start_node(address, num_cpus=num_cpus, num_gpus=num_gpus, resources=custom)
+    except SloflowError as exc:
+        _fail(exc)
+    typer.echo(f"sloflow node {started.node_id} joined the Ray head at {address} (127.0.0.1 only); Ctrl-C stops it")
+    # Ray's own SIGTERM handler first waits up to 30 s for the node to drain, which a node holding
+    # LLM workers never does; stop at once instead: the dispatcher re-dispatches their calls.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while not started.dead_processes():
+            time.sleep(1)
+        typer.secho(f"error: Ray processes of this node exited: {started.dead_processes()}", fg="red", err=True)
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        started.kill_all_processes(check_alive=False, allow_graceful=True, wait=True)
+
+
+@app.command()
 def models(
     prepare: Annotated[Optional[str], typer.Option(help="assemble and verify this model now")] = None,
 ) -> None:

@@ -1,12 +1,14 @@
-"""The one Ray start-up helper: loopback-only locally, or join a cluster at SLOFLOW_RAY_ADDRESS."""
+"""The one Ray start-up helper: loopback-only locally, join a cluster at SLOFLOW_RAY_ADDRESS, or add a node to a loopback head."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+from typing import Any
 
 from sloflow.config import Settings
+from sloflow.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -84,3 +86,56 @@ def _join(address: str, runtime_env: dict) -> None:
             "(`ray start --head`), and is this process given its auth token (~/.ray/auth_token or RAY_AUTH_TOKEN)?"
         ) from exc
     log.info("joined Ray cluster at %s", address)
+
+
+def start_node(address: str, *, num_cpus: int | None = None, num_gpus: int | None = None, resources: dict[str, float] | None = None) -> Any:
+    """Add a Ray node on this machine to the loopback head at `address`, every port on 127.0.0.1; returns Ray's `Node`.
+
+    What `ray start --address` does, which it refuses here: with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+    (the setting that keeps Ray on loopback) it aborts ("Multi-node Ray clusters are not supported"),
+    and with =1 it rewrites 127.0.0.1 to the machine's routable address, where a loopback head is
+    not reachable. This starts the same `Node` in-process, as `ray.cluster_utils.Cluster` does for
+    Ray's multi-node tests; its processes stop when this process exits.
+    """
+    if not _is_loopback(address):
+        raise ConfigError(
+            f"`sloflow node` joins a Ray head on this machine (127.0.0.1:PORT), not {address}; "
+            f"on another machine run `ray start --address={address}` there"
+        )
+    port = address.rpartition(":")[2]
+    if not port.isdigit():
+        raise ConfigError(f"give the Ray head's port, as in 127.0.0.1:6379, not {address}")
+    try:  # Ray would retry a head that is not there for ever
+        socket.create_connection((LOOPBACK, int(port)), timeout=5).close()
+    except OSError:
+        raise ConfigError(
+            f"no Ray head listens at {LOOPBACK}:{port}; start one with "
+            f"`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 ray start --head --node-ip-address=127.0.0.1 --port={port}`"
+        ) from None
+    _keep_ray_on_loopback()
+    from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+    from ray._private.node import Node
+    from ray._private.parameter import RayParams
+    from ray._private.services import wait_for_node
+
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)  # the head's token, as in _join
+    params = RayParams(
+        gcs_address=f"{LOOPBACK}:{port}",
+        node_ip_address=LOOPBACK,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        resources=resources or {},
+        # Every port picked free: the head on this machine already holds Ray's default ones.
+        node_manager_port=0,
+        object_manager_port=0,
+        dashboard_agent_listen_port=None,
+        min_worker_port=0,
+        max_worker_port=0,
+        include_log_monitor=False,  # the head's log monitor already follows the session's shared log folder
+    )
+    try:
+        node = Node(params, head=False, shutdown_at_exit=True, spawn_reaper=True)
+        wait_for_node(node.gcs_address, node.plasma_store_socket_name, timeout=60)  # registered: tasks can land on it
+    except (ConnectionError, RuntimeError, TimeoutError) as exc:
+        raise ConfigError(f"cannot add a node to the Ray head at {address}: {exc}. Is `ray start --head` running there?") from exc
+    return node

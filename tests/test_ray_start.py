@@ -13,7 +13,10 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
+from typing import IO
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import free_port
 
@@ -66,7 +69,7 @@ def _listening_addresses(pgid: int) -> set[str]:
 
 
 @contextlib.contextmanager
-def ray_head(port: int) -> Iterator[int]:
+def ray_head(port: int, resources: str = "{}") -> Iterator[int]:
     """A `ray start --head` on loopback in its own process group; yields the group, always stops it.
 
     Stopped by signalling that group, not with `ray stop`, which would stop every Ray on the machine.
@@ -81,7 +84,7 @@ def ray_head(port: int) -> Iterator[int]:
     }
     cmd = [
         str(Path(sys.executable).with_name("ray")), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-        "--include-dashboard=false", "--num-cpus=1", f"--temp-dir={temp}", "--disable-usage-stats",
+        "--include-dashboard=false", "--num-cpus=1", f"--resources={resources}", f"--temp-dir={temp}", "--disable-usage-stats",
         *(f"{flag}={p}" for flag, p in ports.items()),
     ]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
@@ -144,3 +147,150 @@ def test_start_ray_joins_a_loopback_cluster_by_explicit_address() -> None:
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got == {"gcs": f"127.0.0.1:{port}", "tokens": 4, "model": "emulated:joined"}
     assert addrs and addrs <= LOOPBACK, addrs
+
+
+def test_node_without_a_head_fails_at_once_saying_what_to_start() -> None:
+    sloflow = [sys.executable, "-m", "sloflow.cli", "node"]
+    nobody = subprocess.run([*sloflow, f"--address=127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=60)
+    assert nobody.returncode == 2 and "ray start --head --node-ip-address=127.0.0.1" in nobody.stderr, nobody.stderr
+    remote = subprocess.run([*sloflow, "--address=10.1.2.3:6379"], capture_output=True, text=True, timeout=60)
+    assert remote.returncode == 2 and "ray start --address=10.1.2.3:6379" in remote.stderr, remote.stderr
+
+
+# Two workers on two nodes, placed by the accelerator each node offers (as `sloflow serve --workers`).
+TWO_NODE_WORKERS = """
+workers:
+  - {id: on-a100, backend: emulated, model: a100, slots: 2, accelerator: A100, emulated: {decode_s_per_token: 0.02}}
+  - {id: on-t4, backend: emulated, model: t4, slots: 2, accelerator: T4, emulated: {decode_s_per_token: 0.02}}
+"""
+
+# Places the workers, waits for the test's go, then runs workflows and stops the T4 node under load.
+TWO_NODE_DRIVER = textwrap.dedent(
+    """
+    import asyncio, json, os, signal, sys
+    from collections import Counter
+    from pathlib import Path
+    import ray
+    from pydantic import BaseModel
+    from sloflow import Workflow
+    from sloflow.config import get_settings
+    from sloflow.ray_start import start_ray
+    from sloflow.scheduler.live.client import SchedulerClient
+    from sloflow.scheduler.live.dispatcher import start_scheduler
+    from sloflow.scheduler.live.worker_file import load_worker_specs
+    from sloflow.workflows import MemoryRunStore, Registry, Runtime
+
+    class Answer(BaseModel):
+        question: str
+        draft: str = ""
+        answer: str = ""
+
+    wf = Workflow("draft-polish", state=Answer, slo=90.0)
+
+    @wf.stage
+    async def draft(s, ctx):
+        return {"draft": await ctx.llm.text(s.question, max_tokens=30)}
+
+    @wf.stage
+    async def polish(s, ctx):
+        return {"answer": await ctx.llm.text(s.draft, max_tokens=30)}
+
+    async def main():
+        signal.alarm(150)  # a driver that hangs ends, and the test reports its output
+        start_ray(get_settings())
+        accelerators = sorted(k for n in ray.nodes() if n["Alive"] for k in n["Resources"] if k.startswith("accelerator_type:"))
+        dispatcher = await asyncio.to_thread(start_scheduler, load_worker_specs(Path(sys.argv[1])))
+        print(json.dumps({"accelerators": accelerators}), flush=True)
+        await asyncio.to_thread(sys.stdin.readline)  # the test looks at what every Ray process listens on
+        registry = Registry()
+        registry.add(wf.then(draft, polish))
+        runtime = Runtime(MemoryRunStore(), None, client=SchedulerClient(dispatcher), registry=registry)
+        runs = [asyncio.ensure_future(runtime.run("draft-polish", {"question": f"question {i}"})) for i in range(16)]
+        t4 = ray.get_actor("sloflow-worker-on-t4")
+        answered = lambda: [e.data["worker"] for r in runtime.runs() for e in runtime.store.events(r.id) if e.kind == "llm_call"]
+        while not ("on-t4" in answered() and (await t4.state.remote())["running"]):  # it served, and holds calls
+            await asyncio.sleep(0.02)
+        os.kill(int(os.environ["NODE_PID"]), signal.SIGTERM)
+        done = await asyncio.wait_for(asyncio.gather(*runs), 90)
+        calls = answered()
+        after = await runtime.run("draft-polish", {"question": "once the node is gone"})
+        while sum(n["Alive"] for n in ray.nodes()) > 1:  # until the head has seen the node leave
+            await asyncio.sleep(0.2)
+        print(json.dumps({
+            "statuses": Counter(r.status.value for r in done), "runs": len({r.id for r in done}),
+            "calls": len(calls), "by_worker": Counter(calls), "after": after.status.value,
+            "workers": [w["id"] for w in await dispatcher.workers.remote()],
+            "redispatched": (await dispatcher.stats.remote())["redispatched"],
+            "alive": sorted(k for n in ray.nodes() if n["Alive"] for k in n["Resources"] if k.startswith("accelerator_type:")),
+        }), flush=True)
+        ray.shutdown()
+
+    asyncio.run(main())
+    """
+)
+
+
+def _wait_for_output(log: IO[bytes], text: bytes, proc: subprocess.Popen, timeout_s: float = 90.0) -> None:
+    """Wait until `proc` has written `text` to `log`; fail with its output if it exits or takes too long."""
+    end = time.monotonic() + timeout_s
+    while True:
+        log.seek(0)
+        seen = log.read()
+        if text in seen:
+            return
+        assert proc.poll() is None and time.monotonic() < end, seen.decode(errors="replace")[-3000:]
+        time.sleep(0.2)
+
+
+@pytest.mark.faults
+def test_two_node_loopback_cluster_places_workers_by_accelerator_and_survives_losing_a_node(tmp_path: Path) -> None:
+    # `ray start --head` on loopback, plus `sloflow node` (a second `ray start --address` aborts
+    # while Ray is kept on loopback); workers land by accelerator; the T4 node stops mid-load.
+    port = free_port()
+    workers = tmp_path / "workers.yaml"
+    workers.write_text(TWO_NODE_WORKERS)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
+    sloflow = [sys.executable, "-m", "sloflow.cli"]
+    with ray_head(port, resources='{"accelerator_type:A100": 1}') as head, tempfile.TemporaryFile() as node_log:
+        node = subprocess.Popen(
+            [*sloflow, "node", f"--address=127.0.0.1:{port}", "--num-cpus=1", '--resources={"accelerator_type:T4": 1}'],
+            env=env, stdout=node_log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            _wait_for_output(node_log, b"joined", node)
+            driver_env = {**env, "SLOFLOW_RAY_ADDRESS": f"127.0.0.1:{port}", "NODE_PID": str(node.pid)}
+            with tempfile.TemporaryFile() as driver_log:
+                driver = subprocess.Popen(
+                    [sys.executable, "-c", TWO_NODE_DRIVER, str(workers)], env=driver_env, text=True,
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=driver_log, start_new_session=True,
+                )
+                try:
+                    placed = driver.stdout.readline()
+                    addrs = {g: _listening_addresses(g) for g in (head, node.pid, driver.pid)}
+                    with contextlib.suppress(BrokenPipeError):
+                        driver.stdin.write("go\n")
+                        driver.stdin.flush()
+                    out = driver.stdout.read()
+                    driver.wait(timeout=120)
+                finally:
+                    _stop_group(driver.pid)
+                    driver_log.seek(0)
+                    driver_errors = driver_log.read().decode(errors="replace")[-3000:]
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.wait(timeout=30)  # the driver stopped it
+            node_exit, node_left = node.returncode, _group(node.pid)
+        finally:
+            _stop_group(node.pid)
+            node_log.seek(0)
+            node_output = node_log.read().decode(errors="replace")[-3000:]
+    assert placed, f"the driver placed no workers:\n{driver_errors}\nnode:\n{node_output}"
+    assert json.loads(placed) == {"accelerators": ["accelerator_type:A100", "accelerator_type:T4"]}
+    assert all(addrs.values()) and set().union(*addrs.values()) <= LOOPBACK, addrs
+    assert driver.returncode == 0, driver_errors
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got["statuses"] == {"succeeded": 16} and got["runs"] == 16 and got["after"] == "succeeded"
+    assert got["calls"] == 32, got  # one answer per stage of each run: none lost, none twice
+    assert set(got["by_worker"]) == {"on-a100", "on-t4"}, got  # both nodes served
+    assert got["redispatched"] >= 1 and got["workers"] == ["on-a100"], got
+    assert got["alive"] == ["accelerator_type:A100"], got
+    assert node_exit == 0 and not node_left, (node_exit, node_left, node_output)
