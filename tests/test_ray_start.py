@@ -13,8 +13,8 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
-from typing import IO
 from pathlib import Path
+from typing import IO
 
 import pytest
 
