@@ -181,7 +181,8 @@ async def link(s: SqlState, ctx: Any) -> dict[str, Any]:
         how = "retrieved"
         if len(kept) > s.prune_above_tables:
             chosen = await _prune(s, ctx, [by_name[t] for t in kept], values, notes)
-            kept, how = linked_tables(names, chosen, matches, retrieved, joins, BRIDGE_MAX), "pruned by the model" if chosen else how
+            if chosen:  # else the retrieved tables stand, as the note of a failed choice says
+                kept, how = linked_tables(names, chosen, matches, retrieved, joins, BRIDGE_MAX), "pruned by the model"
         notes.append(f"linking: kept {len(kept)} of {len(names)} tables, {how} ({', '.join(kept)})")
     schema_sql = schema_ddl([by_name[t] for t in kept], joins)
     planned, why = _candidates_that_fit(s, schema_sql, values, ctx.deadline)
