@@ -260,8 +260,9 @@ class EmbeddedBackend:
             except Exception as exc:
                 raise BackendError(f"{self.name} failed to generate: {exc}") from exc
             choice = out["choices"][0]
-            text = choice["text"]
-            return meter.completion(text or "", choice.get("finish_reason"), self.name)
+            completion = meter.completion(choice["text"] or "", choice.get("finish_reason"), self.name)
+            # A background call finds the background instance busy now and then and takes a shared one.
+            return completion.model_copy(update={"apart": llm is self._background})
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
         async with self._instance() as llm:

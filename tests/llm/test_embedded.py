@@ -189,3 +189,13 @@ async def test_a_prefill_stopped_part_way_keeps_the_chunks_it_finished(small_llm
     kept = small_llm.cached_prefixes()[0]
     assert len(kept) >= seen >= PREFILL_CHUNK
     assert kept == tokens[: len(kept)]
+
+
+async def test_a_background_call_says_whether_it_ran_apart_from_the_shared_instances(small_llm: EmbeddedBackend) -> None:
+    """The worker keeps a slot's cached-prefix claim only when a background call left that cache alone."""
+    other = GenerateRequest(messages=[Message(role="user", content="Count the pears: one, two.")], max_tokens=4)
+    assert (await small_llm.generate(other, background=True)).apart
+    assert not (await small_llm.generate(other)).apart
+    # The background instance serves one call at a time: the second of two at once took a shared one.
+    both = await asyncio.gather(*(small_llm.generate(other, background=True) for _ in range(2)))
+    assert sorted(b.apart for b in both) == [False, True]

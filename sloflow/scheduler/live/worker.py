@@ -231,10 +231,11 @@ class LLMWorker:
                 entry.update(ended=how, completion_tokens=tokens)
                 return
 
-    def _release(self, call: Call, slot: int) -> tuple[str, ...]:
+    def _release(self, call: Call, slot: int, apart: bool = False) -> tuple[str, ...]:
+        """Free `slot`; unless the call ran `apart` from its cache, the slot now holds the call's prefix."""
         assert self.view is not None
         self.free_slots.append(slot)
-        if call.deadline is not None or call.warms_cache:  # other background calls run apart (see EmbeddedBackend)
+        if not apart:
             self.slot_prefix[slot] = call.prefix_key
         self.view.held_prefixes = {p for p in self.slot_prefix if p is not None}
         self.view.finish(call.id)
@@ -257,6 +258,7 @@ class LLMWorker:
             generation = asyncio.ensure_future(self.backend.generate(request, background=apart))
             if call.deadline is None:
                 self.background[call.id] = generation
+            completion: Completion | None = None
             try:
                 completion = await generation
             except asyncio.CancelledError:
@@ -270,7 +272,10 @@ class LLMWorker:
             finally:
                 self.background.pop(call.id, None)
                 self.preempted.discard(call.id)
-                held = self._release(call, slot)
+                # Asked to run apart, a background call says whether it did (EmbeddedBackend runs it on
+                # a shared instance when its own is busy); a stopped one's placement is unknown.
+                held = self._release(call, slot, apart and (completion is None or completion.apart))
+            assert completion is not None
             self._ended(call, "done", completion.completion_tokens)
             self.metrics.served(completion)
             completion = completion.model_copy(update={"worker": self.id, "queue_s": waited})
