@@ -7,11 +7,14 @@ reads; DuckDB `read_only` without external access); and a time limit that interr
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -145,6 +148,15 @@ def _fetch_capped(cursor: Any, limit: int, sql: str) -> list[tuple[Any, ...]]:
     return rows
 
 
+def schema_fingerprint(tables: Sequence[Table]) -> str:
+    """A digest of names, types, keys and sample values: equal digests index the same entries."""
+    shape = [
+        [t.name, [[c.name, c.type, c.primary_key, [str(v) for v in c.samples]] for c in t.columns], [list(f.__dict__.values()) for f in t.foreign_keys]]
+        for t in tables
+    ]
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+
+
 class Database:
     """One registered database: its schema, and `run` for guarded read-only queries."""
 
@@ -160,6 +172,14 @@ class Database:
         self._stamp = self._file_stamp()
         self.tables = self._introspect()
         self.columns = {t.name: {c.name: c.type for c in t.columns} for t in self.tables}
+        # Distinct stored values of the text columns, as text2sql's linking reads them (through the
+        # guard) once per database: a file that changes on disk is opened as a new Database.
+        self.text_values: dict[str, list[Any]] | None = None
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """The schema's digest (see `schema_fingerprint`), computed once: the schema is read once."""
+        return schema_fingerprint(self.tables)
 
     def _file_stamp(self) -> tuple[int, int]:
         stat = self.path.stat()

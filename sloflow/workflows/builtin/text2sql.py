@@ -37,7 +37,6 @@ from sloflow.planners.sql.prompts import (
 )
 from sloflow.planners.sql.prompts import quote_name as q
 from sloflow.planners.sql.select import Candidate, select_candidate
-from sloflow.retrieval.schema_index import schema_fingerprint
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.dsl import Workflow
 from sloflow.workflows.registry import register
@@ -124,13 +123,9 @@ async def _database(ctx: Any, name: str) -> Any:
     return await asyncio.to_thread(_tool(ctx, "database"), name)
 
 
-_VALUES: dict[tuple[str, str, str], dict[str, list[Any]]] = {}
-
-
 async def _text_values(ctx: Any, db_name: str, db: Any) -> dict[str, list[Any]]:
-    """Distinct stored values of every text column, read once per database (and schema) through the guard."""
-    key = (db_name, str(getattr(db, "url", "")), schema_fingerprint(db.tables))
-    if key not in _VALUES:
+    """Distinct stored values of every text column, read through the guard once per opened `Database`."""
+    if db.text_values is None:
         out: dict[str, list[Any]] = {}
         for t in db.tables:
             for c in t.columns:
@@ -141,8 +136,8 @@ async def _text_values(ctx: Any, db_name: str, db: Any) -> dict[str, list[Any]]:
                     except SloflowError:
                         continue
                     out[f"{t.name}.{c.name}"] = [r[0] for r in result.rows]
-        _VALUES[key] = out
-    return _VALUES[key]
+        db.text_values = out
+    return db.text_values
 
 
 def join_keys(db: Any, extra: list[str]) -> list[str]:

@@ -297,3 +297,15 @@ async def test_a_failed_pruning_call_keeps_every_retrieved_table_not_only_those_
     assert any(n.startswith("linking: the model's table choice failed") for n in out["notes"])
     assert "stadium" in out["tables"] and "CREATE TABLE stadium" in out["schema_sql"]
     assert any(n.startswith(f"linking: kept {len(out['tables'])} of 4 tables, retrieved") for n in out["notes"])
+
+
+async def test_stored_text_values_are_read_once_per_opened_database(sources: SourceRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = StatementLog(monkeypatch)
+    rt = runtime(SqlWriter(lambda n: GOOD), sources)
+    question = {"question": "How many singers are from France?", "db": "concert_singer", "candidates_n": 1}
+    await rt.run("text2sql", question)
+    distinct = [s for s in log.executed if s.upper().startswith("SELECT DISTINCT")]
+    assert distinct and sources.databases.get("concert_singer").text_values is not None
+    record = await rt.run("text2sql", question)
+    assert record.status.value == "succeeded", record.error
+    assert [s for s in log.executed if s.upper().startswith("SELECT DISTINCT")] == distinct  # none read again
