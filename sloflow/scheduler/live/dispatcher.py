@@ -148,8 +148,7 @@ class Dispatcher:
         """Seconds of deadline work queued per worker (not yet running): the load that gates rise with."""
         if not self.views:
             return 0.0
-        queued = sum(q.work_s for v in self.views.values() for q in v.queued.values() if q.call.deadline is not None)
-        return queued / len(self.views)
+        return sum(v.deadline_work_s() for v in self.views.values()) / len(self.views)
 
     async def stats(self) -> dict[str, Any]:
         return {"redispatched": self.redispatched, "workers": len(self.views)}
