@@ -69,10 +69,14 @@ class WorkerSpec:
             needs[f"accelerator_type:{self.accelerator}"] = 0.001
         return needs
 
+    def needs(self) -> dict[str, float]:
+        """Every Ray resource the actor needs, by Ray's names (CPU, GPU, custom ones); none of zero."""
+        needs = {"CPU": self.num_cpus, "GPU": self.num_gpus, **self.custom_resources()}
+        return {k: v for k, v in needs.items() if v > 0}
+
     def fits_node(self, node_resources: dict[str, float]) -> bool:
         """Whether a node with these total resources could ever hold this worker."""
-        needs = {"CPU": self.num_cpus, "GPU": self.num_gpus, **self.custom_resources()}
-        return all(node_resources.get(k, 0.0) >= v for k, v in needs.items() if v > 0)
+        return all(node_resources.get(k, 0.0) >= v for k, v in self.needs().items())
 
     def actor_options(self, name: str) -> dict[str, Any]:
         """Ray options that place the actor: CPUs, GPUs, accelerator type, and its name."""

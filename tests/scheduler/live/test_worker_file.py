@@ -142,3 +142,10 @@ async def test_a_background_call_on_a_shared_cache_takes_its_slots_prefix_claim(
     # The emulated backend has one cache for every call: a background call overwrites it, and says so.
     out = await worker.run(Call("b", 4, 2, now, prefix_key="other"), request)
     assert out.completion is not None and not out.completion.apart and out.held_prefixes == ("other",)
+
+
+def test_a_workers_needs_name_every_nonzero_resource_and_decide_which_nodes_fit() -> None:
+    spec = WorkerSpec("openai", "m", base_url="http://127.0.0.1:9/v1", num_cpus=2, accelerator="H100", resources=(("ssd", 1.0),))
+    assert spec.needs() == {"CPU": 2, "accelerator_type:H100": 0.001, "ssd": 1.0}  # no GPU: it needs none
+    assert spec.fits_node({"CPU": 4, "accelerator_type:H100": 1.0, "ssd": 1.0})
+    assert not spec.fits_node({"CPU": 4, "ssd": 1.0})
