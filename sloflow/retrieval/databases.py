@@ -83,7 +83,8 @@ class SqlResult:
         return {**asdict(self), "rows": rows}
 
 
-def _quote(name: str) -> str:
+def quote_identifier(name: str) -> str:
+    """A table or column name as SQL (SQLite, DuckDB) reads it, whatever it holds: double-quoted."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -217,7 +218,7 @@ class Database:
 
     def _samples(self, conn: Any, table: str, column: str) -> list[Any]:
         rows = conn.execute(
-            f"SELECT DISTINCT {_quote(column)} FROM {_quote(table)} WHERE {_quote(column)} IS NOT NULL LIMIT {SAMPLE_VALUES}"
+            f"SELECT DISTINCT {quote_identifier(column)} FROM {quote_identifier(table)} WHERE {quote_identifier(column)} IS NOT NULL LIMIT {SAMPLE_VALUES}"
         ).fetchall()
         return [r[0] if not isinstance(r[0], bytes) else r[0].hex() for r in rows]
 
@@ -229,9 +230,9 @@ class Database:
         for name in names:
             cols = [
                 Column(col, ty or "", pk > 0, self._samples(conn, name, col))
-                for _, col, ty, _, _, pk in conn.execute(f"PRAGMA table_info({_quote(name)})")
+                for _, col, ty, _, _, pk in conn.execute(f"PRAGMA table_info({quote_identifier(name)})")
             ]
-            fks = [ForeignKey(r[3], r[2], r[4] or "") for r in conn.execute(f"PRAGMA foreign_key_list({_quote(name)})")]
+            fks = [ForeignKey(r[3], r[2], r[4] or "") for r in conn.execute(f"PRAGMA foreign_key_list({quote_identifier(name)})")]
             tables.append(Table(name, cols, fks))
         return tables
 

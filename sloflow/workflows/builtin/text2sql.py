@@ -226,10 +226,14 @@ async def candidate(s: SqlState, ctx: Any, variant: int) -> dict[str, Any]:
     return {"drafts": [asdict(draft)], "call_s": [out.total_s]}
 
 
+def candidate_prompt_tokens(schema_sql: str, question: str, values: list[str], evidence: str = "") -> int:
+    """The prompt tokens of a candidate call, estimated as the dispatcher does before any tokenizer."""
+    return sum(approx_tokens(m.content) for m in candidate_messages(schema_sql, question, 0, evidence, values))
+
+
 def _candidate_call_s(s: SqlState, schema_sql: str, values: list[str]) -> float:
     """Expected service time of one candidate call: its prompt's prefill and a typical query's decode."""
-    messages = candidate_messages(schema_sql, s.question, 0, s.evidence, values)
-    prompt = sum(approx_tokens(m.content) for m in messages)
+    prompt = candidate_prompt_tokens(schema_sql, s.question, values, s.evidence)
     return Cost(calls=1, prompt=prompt, output=candidate_cost.output).expected_s(text2sql.speed)
 
 
