@@ -125,6 +125,7 @@ async def test_workers_from_a_file_serve_and_an_unplaceable_one_is_refused(tmp_p
         start_scheduler(load_worker_specs(path), name="sloflow-dispatcher-file2")
 
 
+@pytest.mark.usefixtures("ray_session")  # the worker reports its metrics through Ray
 async def test_a_background_call_on_a_shared_cache_takes_its_slots_prefix_claim() -> None:
     import time
 
