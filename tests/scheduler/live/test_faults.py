@@ -84,7 +84,8 @@ async def test_a_call_no_worker_could_answer_says_why_for_each(faulty_url: str) 
 
 
 async def test_a_request_the_backend_refuses_reaches_the_caller_without_failing_over(faulty_url: str) -> None:
-    dispatcher, _ = await cluster(faulty(faulty_url, "refuse"), emulated("healthy", slots=4, decode=0.05))
+    # Two workers that both refuse: failing over would try the second, and end in a BackendError.
+    dispatcher, _ = await cluster(faulty(faulty_url, "refuse"), faulty(faulty_url, "refuse"))
     with pytest.raises(InvalidRequest, match=r"refused the request \(400\)"):
         await SchedulerClient(dispatcher).generate(GenerateRequest(prompt="hi", max_tokens=3), ctx(60.0))
-    assert (await dispatcher.stats.remote())["redispatched"] == 0  # another worker would refuse it too
+    assert (await dispatcher.stats.remote())["redispatched"] == 0
