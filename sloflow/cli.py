@@ -13,7 +13,7 @@ import typer
 
 from sloflow.config import get_settings
 from sloflow.errors import SloflowError
-from sloflow.logs import setup_logging
+from sloflow.logs import setup_from_settings, setup_logging
 
 app = typer.Typer(help="sloflow: agentic LLM workflows under latency SLOs.", no_args_is_help=True)
 
@@ -54,8 +54,8 @@ def serve(
     from sloflow.api import serve as serving
 
     try:
+        setup_from_settings()
         settings = get_settings()
-        setup_logging(settings.log_level, settings.log_format)
         host = host or settings.host
         port = port or settings.port
         model = model or settings.model

@@ -117,8 +117,6 @@ async def serve(
 
         specs = load_worker_specs(workers_file, settings.home / "models")
     else:
-        if settings.backend == "openai":
-            model = settings.openai_model
         specs = worker_specs(settings, model)
     for spec in specs.values():
         if spec.kind == "embedded":

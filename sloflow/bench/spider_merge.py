@@ -21,6 +21,7 @@ from sqlglot import exp
 from sloflow.bench.spider_eval import DevSet, Question, results_match, run_readonly
 from sloflow.errors import SloflowError
 from sloflow.planners.sql.linking import parse_join_key
+from sloflow.retrieval.databases import quote_identifier
 
 MERGED = "merged"
 
@@ -55,10 +56,6 @@ class MergedSet:
             "gold_rewritten": self.gold_rewritten,
             "gold_mismatch": self.gold_mismatch,
         }
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def table_names(path: Path) -> list[str]:
@@ -107,14 +104,14 @@ def _copy_tables(target: sqlite3.Connection, source: Path, renames: dict[str, st
     try:
         copied = 0
         for table in table_names(source):
-            info = target.execute(f"PRAGMA src.table_info({_quote(table)})").fetchall()
-            columns = [f"{_quote(name)} {ty}".rstrip() for _, name, ty, _, _, _ in info]
+            info = target.execute(f"PRAGMA src.table_info({quote_identifier(table)})").fetchall()
+            columns = [f"{quote_identifier(name)} {ty}".rstrip() for _, name, ty, _, _, _ in info]
             pk = [name for _, name, _, _, _, k in sorted(info, key=lambda r: r[5]) if k]
             if pk:
-                columns.append(f"PRIMARY KEY ({', '.join(_quote(c) for c in pk)})")
+                columns.append(f"PRIMARY KEY ({', '.join(quote_identifier(c) for c in pk)})")
             new = renames.get(table.lower(), table)
-            target.execute(f"CREATE TABLE {_quote(new)} ({', '.join(columns)})")
-            target.execute(f"INSERT INTO {_quote(new)} SELECT * FROM src.{_quote(table)}")
+            target.execute(f"CREATE TABLE {quote_identifier(new)} ({', '.join(columns)})")
+            target.execute(f"INSERT INTO {quote_identifier(new)} SELECT * FROM src.{quote_identifier(table)}")
             copied += 1
         target.commit()
         return copied

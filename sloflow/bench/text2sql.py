@@ -233,9 +233,10 @@ async def run_workflow(
             f"{latencies[-1]:.1f}s calls {client.calls.get(record.id, 0)} rev {out.get('revisions', 0)}"
             f"{'  ' + why[:80] if why else ''}{'  ' + str(record.error)[:120] if record.error else ''}")  # fmt: skip
     count = len(questions) or 1
-    calls = [client.calls.get(r.id, 0) for r in runtime.store.runs(limit=100_000)]
-    tokens = [client.tokens.get(r.id, 0) for r in runtime.store.runs(limit=100_000)]
-    prompts = [client.prompt_tokens.get(r.id, 0) for r in runtime.store.runs(limit=100_000)]
+    runs = runtime.store.runs(limit=100_000)
+    calls = [client.calls.get(r.id, 0) for r in runs]
+    tokens = [client.tokens.get(r.id, 0) for r in runs]
+    prompts = [client.prompt_tokens.get(r.id, 0) for r in runs]
     return {
         "execution_accuracy": round(correct / count, 4),
         "refused_or_failed_share": round(n_errors / n_cands, 4) if n_cands else 0.0,

@@ -22,19 +22,14 @@ from sloflow.bench.progress import say
 from sloflow.bench.spider_eval import DevSet, Question
 from sloflow.bench.spider_merge import MERGED, add_filler_tables, merge_devset, table_names
 from sloflow.bench.text2sql import gold_tables, percentile
-from sloflow.llm.types import approx_tokens
-from sloflow.planners.sql.prompts import SchemaTable, candidate_messages, schema_ddl
+from sloflow.planners.sql.prompts import SchemaTable, schema_ddl
 from sloflow.retrieval.databases import DatabaseRegistry
 from sloflow.retrieval.document_index import IndexRegistry
 from sloflow.retrieval.sources import SourceRegistry
-from sloflow.workflows.builtin.text2sql import SqlState, link, tools
+from sloflow.workflows.builtin.text2sql import SqlState, candidate_prompt_tokens, link, tools
 from sloflow.workflows.context import RunScope, StageContext
 
 SMALL_TABLES, LARGE_TABLES = 10, 100
-
-
-def _prompt_tokens(schema_sql: str, question: str, values: list[str]) -> int:
-    return sum(approx_tokens(m.content) for m in candidate_messages(schema_sql, question, 0, "", values))
 
 
 async def _link_all(sources: SourceRegistry, questions: list[Question], keys: list[str]) -> dict[str, Any]:
@@ -51,8 +46,8 @@ async def _link_all(sources: SourceRegistry, questions: list[Question], keys: li
             first_s = took  # builds the schema index and reads the stored values
         else:
             seconds.append(took)
-        prompts.append(_prompt_tokens(out["schema_sql"], q.question, out["values"]))
-        full.append(_prompt_tokens(whole, q.question, out["values"]))
+        prompts.append(candidate_prompt_tokens(out["schema_sql"], q.question, out["values"]))
+        full.append(candidate_prompt_tokens(whole, q.question, out["values"]))
         recalled += gold_tables(q.gold_sql) <= {t.lower() for t in out["tables"]}
         pruned += any("table choice failed" in note for note in out["notes"])
     count = len(questions) or 1

@@ -15,7 +15,10 @@ class Backend(Protocol):
     name: str
 
     async def generate(self, request: GenerateRequest, *, background: bool = False) -> Completion:
-        """Generate the whole completion; `background` marks a preemptible call with no deadline."""
+        """Generate the whole completion; `background` marks a preemptible call with no deadline.
+
+        A backend that runs it apart from the other calls' KV caches says so in `Completion.apart`.
+        """
         ...
 
     def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:

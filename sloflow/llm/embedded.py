@@ -8,7 +8,8 @@ Background calls (no deadline) run on one more instance of their own when it is 
 call is preempted whenever a deadline call waits, so on a shared instance the deadline call would
 find the background prompt in the KV cache and prefill its own prompt from scratch; apart, the
 deadline calls' cached prefixes survive. The weights are memory-mapped once, so the extra instance
-costs its KV cache and buffers, not another copy of the model.
+costs its KV cache and buffers, not another copy of the model; and it is loaded only at the first
+background call, since many backends never get one.
 
 Prompts are evaluated in chunks of `PREFILL_CHUNK` tokens, and each finished chunk stays in the KV
 cache: a prefill stopped part-way (a preempted speculative prefill, a cancelled call) leaves its
@@ -143,7 +144,8 @@ class EmbeddedBackend:
         self.context_tokens = context_tokens
         self._free: asyncio.Queue[Any] | None = None
         self._instances = [self._load() for _ in range(instances)]
-        self._background = self._load()
+        self._background: Any = None  # the background calls' instance, once the first of them loaded it
+        self._background_load: asyncio.Future[Any] | None = None
         self._background_busy = False
         self._chat = _chat_formatter(self._instances[0], llama_cpp)
         log.info("loaded %s from %s (%d instance(s), %d threads)", model, self.path, instances, threads)
@@ -176,6 +178,16 @@ class EmbeddedBackend:
         if background and not self._background_busy:
             self._background_busy = True
             try:
+                if self._background is None:
+                    # Loaded in a thread, so the calls running here go on meanwhile; shielded, so a
+                    # load that a preempted call started is finished for the next one.
+                    if self._background_load is None:
+                        self._background_load = asyncio.ensure_future(asyncio.to_thread(self._load))
+                    try:
+                        self._background = await asyncio.shield(self._background_load)
+                    except Exception:
+                        self._background_load = None  # the next background call tries again
+                        raise
                 yield self._background
             finally:
                 self._background_busy = False
@@ -260,8 +272,9 @@ class EmbeddedBackend:
             except Exception as exc:
                 raise BackendError(f"{self.name} failed to generate: {exc}") from exc
             choice = out["choices"][0]
-            text = choice["text"]
-            return meter.completion(text or "", choice.get("finish_reason"), self.name)
+            completion = meter.completion(choice["text"] or "", choice.get("finish_reason"), self.name)
+            # A background call finds the background instance busy now and then and takes a shared one.
+            return completion.model_copy(update={"apart": llm is self._background})
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
         async with self._instance() as llm:
@@ -308,7 +321,8 @@ class EmbeddedBackend:
 
     async def close(self) -> None:
         for llm in [*self._instances, self._background]:
-            llm.close()
+            if llm is not None:
+                llm.close()
         self._instances.clear()
 
 

@@ -11,12 +11,15 @@ from typing import Any
 
 import httpx
 
-from sloflow.errors import BackendError
+from sloflow.errors import BackendError, InvalidRequest
 from sloflow.llm.types import Chunk, Completion, GenerateRequest, approx_tokens
 
 log = logging.getLogger(__name__)
 
 _RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError)
+# Statuses that blame the request itself (malformed, too large, invalid field); 401/403/404 blame
+# this endpoint's key, model name or path, which another worker may have right.
+_REQUEST_ERRORS = (400, 413, 422)
 
 
 def _approx_prompt_tokens(request: GenerateRequest) -> int:
@@ -110,10 +113,10 @@ class OpenAIBackend:
             if resp.status_code >= 500:
                 last = BackendError(f"{self.base_url}{path} answered {resp.status_code}: {resp.text[:300]}")
                 continue
-            raise BackendError(
-                f"{self.base_url}{path} refused the request ({resp.status_code}): {resp.text[:300]}",
-                details={"status": resp.status_code},
-            )
+            refusal = f"{self.base_url}{path} refused the request ({resp.status_code}): {resp.text[:300]}"
+            if resp.status_code in _REQUEST_ERRORS:  # every server would refuse it: no worker to fail over to
+                raise InvalidRequest(refusal, details={"status": resp.status_code})
+            raise BackendError(refusal, details={"status": resp.status_code})
         raise BackendError(
             f"OpenAI-compatible endpoint {self.base_url} failed after {attempt} attempts: {last}",
             details={"base_url": self.base_url},

@@ -66,6 +66,9 @@ class Completion(BaseModel):
     # Set by the scheduler's worker actor: which worker answered, and how long the call queued there.
     worker: str | None = None
     queue_s: float | None = None
+    # Set by a backend that ran a background call on an instance of its own (EmbeddedBackend's):
+    # the KV caches the other calls reuse were left as they were.
+    apart: bool = False
 
 
 class Chunk(BaseModel):

@@ -7,11 +7,14 @@ reads; DuckDB `read_only` without external access); and a time limit that interr
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -80,7 +83,8 @@ class SqlResult:
         return {**asdict(self), "rows": rows}
 
 
-def _quote(name: str) -> str:
+def quote_identifier(name: str) -> str:
+    """A table or column name as SQL (SQLite, DuckDB) reads it, whatever it holds: double-quoted."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -145,6 +149,15 @@ def _fetch_capped(cursor: Any, limit: int, sql: str) -> list[tuple[Any, ...]]:
     return rows
 
 
+def schema_fingerprint(tables: Sequence[Table]) -> str:
+    """A digest of names, types, keys and sample values: equal digests index the same entries."""
+    shape = [
+        [t.name, [[c.name, c.type, c.primary_key, [str(v) for v in c.samples]] for c in t.columns], [list(f.__dict__.values()) for f in t.foreign_keys]]
+        for t in tables
+    ]
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+
+
 class Database:
     """One registered database: its schema, and `run` for guarded read-only queries."""
 
@@ -160,6 +173,14 @@ class Database:
         self._stamp = self._file_stamp()
         self.tables = self._introspect()
         self.columns = {t.name: {c.name: c.type for c in t.columns} for t in self.tables}
+        # Distinct stored values of the text columns, as text2sql's linking reads them (through the
+        # guard) once per database: a file that changes on disk is opened as a new Database.
+        self.text_values: dict[str, list[Any]] | None = None
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """The schema's digest (see `schema_fingerprint`), computed once: the schema is read once."""
+        return schema_fingerprint(self.tables)
 
     def _file_stamp(self) -> tuple[int, int]:
         stat = self.path.stat()
@@ -197,7 +218,7 @@ class Database:
 
     def _samples(self, conn: Any, table: str, column: str) -> list[Any]:
         rows = conn.execute(
-            f"SELECT DISTINCT {_quote(column)} FROM {_quote(table)} WHERE {_quote(column)} IS NOT NULL LIMIT {SAMPLE_VALUES}"
+            f"SELECT DISTINCT {quote_identifier(column)} FROM {quote_identifier(table)} WHERE {quote_identifier(column)} IS NOT NULL LIMIT {SAMPLE_VALUES}"
         ).fetchall()
         return [r[0] if not isinstance(r[0], bytes) else r[0].hex() for r in rows]
 
@@ -209,9 +230,9 @@ class Database:
         for name in names:
             cols = [
                 Column(col, ty or "", pk > 0, self._samples(conn, name, col))
-                for _, col, ty, _, _, pk in conn.execute(f"PRAGMA table_info({_quote(name)})")
+                for _, col, ty, _, _, pk in conn.execute(f"PRAGMA table_info({quote_identifier(name)})")
             ]
-            fks = [ForeignKey(r[3], r[2], r[4] or "") for r in conn.execute(f"PRAGMA foreign_key_list({_quote(name)})")]
+            fks = [ForeignKey(r[3], r[2], r[4] or "") for r in conn.execute(f"PRAGMA foreign_key_list({quote_identifier(name)})")]
             tables.append(Table(name, cols, fks))
         return tables
 

@@ -8,14 +8,12 @@ table ranks by its best entry, so a table with many columns is not favoured for 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Sequence
 
 from sloflow.retrieval.bm25_store import Bm25Store
 from sloflow.retrieval.chunking import Chunk
-from sloflow.retrieval.databases import Table
+from sloflow.retrieval.databases import Table, schema_fingerprint
 from sloflow.retrieval.embedder import Embedder
 from sloflow.retrieval.faiss_store import FaissStore
 from sloflow.retrieval.hybrid import HybridIndex
@@ -28,15 +26,6 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 def name_words(name: str) -> str:
     """An identifier as words, so BM25 and the embedder see them: `car_makers` -> `car makers`, `MakeId` -> `make id`."""
     return " ".join(_CAMEL.sub(" ", name).replace("_", " ").replace("-", " ").lower().split())
-
-
-def schema_fingerprint(tables: Sequence[Table]) -> str:
-    """A digest of names, types, keys and sample values: equal digests index the same entries."""
-    shape = [
-        [t.name, [[c.name, c.type, c.primary_key, [str(v) for v in c.samples]] for c in t.columns], [list(f.__dict__.values()) for f in t.foreign_keys]]
-        for t in tables
-    ]
-    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _samples(values: Sequence[object]) -> str:

@@ -24,7 +24,7 @@ from sloflow.errors import Conflict, InvalidRequest
 from sloflow.retrieval.databases import DatabaseRegistry, SqlResult
 from sloflow.retrieval.document_index import IndexRegistry, SearchMode
 from sloflow.retrieval.index import SearchHit, Where
-from sloflow.retrieval.schema_index import SchemaIndex, schema_fingerprint
+from sloflow.retrieval.schema_index import SchemaIndex
 
 SourceKind = Literal["index", "database", "schema", "function"]
 _STRICT = ConfigDict(extra="forbid")  # an argument a function does not take is an error, not ignored
@@ -149,10 +149,10 @@ class SourceRegistry:
     def schema_index(self, db: str) -> SchemaIndex:
         """The schema index of a database, rebuilt when its schema (names, types, keys, samples) changed."""
         with self._lock:
-            tables = self.databases.get(db).tables
+            database = self.databases.get(db)
             index = self._schema_indexes.get(db)
-            if index is None or index.fingerprint != schema_fingerprint(tables):
-                index = self._schema_indexes[db] = SchemaIndex(db, tables, self.indexes.embedder)
+            if index is None or index.fingerprint != database.fingerprint:
+                index = self._schema_indexes[db] = SchemaIndex(db, database.tables, self.indexes.embedder)
             return index
 
     def forget_schema(self, db: str) -> None:

@@ -154,10 +154,7 @@ class StageLLM:
         call = self._context(request, model)
         if background:
             call = dataclasses.replace(call, deadline=None, budget_s=None)
-        started = time.time()
-        out = await self._scope.track(self._client().generate(request, call), self._call.stage, reserve_s)
-        self._record_call(out, started)
-        return out
+        return await self._scope.track(self._generated(request, call), self._call.stage, reserve_s)
 
     async def prefill(self, request: GenerateRequest, *, model: str | None = None) -> Completion:
         """Prefill `request`'s prompt on a worker as background work, so that a deadline call with
@@ -166,7 +163,7 @@ class StageLLM:
         """
         call = dataclasses.replace(self._context(request, model), deadline=None, budget_s=None, warms_cache=True)
         first_token = request.model_copy(update={"max_tokens": 1})
-        return await self._scope.track(self._client().generate(first_token, call), self._call.stage, 0.0)
+        return await self._scope.track(self._generated(first_token, call), self._call.stage, 0.0)
 
     async def stream(self, request: GenerateRequest, *, model: str | None = None, reserve_s: float = 0.0) -> Streamed:
         """Place one call, record each piece as a `token` event, and return the text with its first piece's time."""
@@ -217,7 +214,9 @@ class StageLLM:
             text, finish = out.text, out.finish_reason
         else:
             call = self._context(request, model)
-            text, finish = await self._scope.track(self._stream_until(request, call, cut), self._call.stage, reserve_s)
+            streamed = await self._scope.track(self._streamed(request, call, tokens=False, cut=cut), self._call.stage, reserve_s)
+            text = streamed.text
+            finish = "cut" if streamed.completion is None else streamed.completion.finish_reason
         try:
             return schema.model_validate_json(text) if is_model else json.loads(text)
         except (ValidationError, ValueError) as exc:
@@ -232,24 +231,44 @@ class StageLLM:
                 details={"text": text[:500]},
             ) from None
 
-    async def _stream_until(self, request: GenerateRequest, call: CallContext, cut: Callable[[str], str | None]) -> tuple[str, str]:
-        """(text, finish reason) of a streamed call that `cut` may end early ("cut")."""
-        text, finish = "", "stop"
+    async def _generated(self, request: GenerateRequest, call: CallContext) -> Completion:
+        """One call whose whole completion comes at once, recorded as an `llm_call` event."""
+        started = time.time()
+        out = await self._client().generate(request, call)
+        self._record_call(out, started)
+        return out
+
+    async def _streamed(
+        self, request: GenerateRequest, call: CallContext, *, tokens: bool = True, cut: Callable[[str], str | None] | None = None
+    ) -> Streamed:
+        """One streamed call, recorded as an `llm_call` event; `tokens` emits each piece as a `token` event.
+
+        `cut` sees the text so far after each piece; once it returns a text, the stream is closed
+        (which stops the generation on its worker) and that text is the call's, with no completion.
+        """
+        pieces: list[str] = []
+        first_at: float | None = None
+        completion: Completion | None = None
+        started = time.time()
         stream = self._client().stream(request, call)
         try:
             async for chunk in stream:
                 if chunk.completion is not None:
-                    finish = chunk.completion.finish_reason
+                    completion = chunk.completion
                 if chunk.text:
-                    text += chunk.text
-                    closed = cut(text)
-                    if closed is not None:
-                        return closed, "cut"
+                    first_at = first_at or time.time()
+                    pieces.append(chunk.text)
+                    if tokens:
+                        self._scope.emit("token", self._call.stage, {"text": chunk.text})
+                    if cut is not None and (closed := cut("".join(pieces))) is not None:
+                        self._record_cut(started, first_at, len(pieces))
+                        return Streamed(closed, first_at, None)
         finally:
-            close = getattr(stream, "aclose", None)  # an early return stops the generation on its worker
+            close = getattr(stream, "aclose", None)  # an early end stops the generation on its worker
             if close is not None:
                 await close()
-        return text, finish
+        self._record_call(completion, started)
+        return Streamed("".join(pieces), first_at, completion)
 
     def _record_call(self, out: Completion | None, started: float) -> None:
         """An `llm_call` event: where the call ran and how its time split (queue, prefill, decode)."""
@@ -261,23 +280,20 @@ class StageLLM:
             "prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens,
         })
 
+    def _record_cut(self, started: float, first_at: float, pieces: int) -> None:
+        """The `llm_call` event of a call cut before its completion came: only what the stream showed.
+
+        Where it ran and its prompt's size come with the completion, so they are unknown; its
+        queueing is counted in its prefill (the time to the first piece).
+        """
+        self._scope.emit("llm_call", self._call.stage, {
+            "started_at": started, "worker": None, "model": None, "queue_s": None, "cut": True,
+            "prefill_s": first_at - started, "decode_s": max(time.time() - first_at, 0.0),
+            "prompt_tokens": None, "completion_tokens": pieces,
+        })
+
     async def _stream_text(self, request: GenerateRequest, call: CallContext) -> str:
         return (await self._streamed(request, call)).text
-
-    async def _streamed(self, request: GenerateRequest, call: CallContext) -> Streamed:
-        pieces: list[str] = []
-        first_at: float | None = None
-        completion: Completion | None = None
-        started = time.time()
-        async for chunk in self._client().stream(request, call):
-            if chunk.completion is not None:
-                completion = chunk.completion
-            if chunk.text:
-                first_at = first_at or time.time()
-                pieces.append(chunk.text)
-                self._scope.emit("token", self._call.stage, {"text": chunk.text})
-        self._record_call(completion, started)
-        return Streamed("".join(pieces), first_at, completion)
 
 
 def _request(prompt: str | list[Any], system: str | None, **options: Any) -> GenerateRequest:

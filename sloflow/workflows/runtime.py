@@ -294,11 +294,7 @@ class Runtime:
                 # Its progress cannot be recorded (full or read-only disk): whoever waits gets this
                 # error rather than waiting for ever; the run stays unfinished on disk, to be resumed.
                 log.error("run stopped: %s", exc.message)
-                self._live.pop(record.id, None)
-                live.bell.set()
-                if not live.finished.done():
-                    live.finished.set_exception(exc)
-                    live.finished.exception()  # marked retrieved: nobody may be waiting
+                self._release(record.id, live, exc)
                 raise
 
     async def _execute_run(self, wf: AnyWorkflow, record: RunRecord, value: Any, live: _LiveRun, resumed: bool) -> RunRecord:
@@ -336,11 +332,19 @@ class Runtime:
 
     def _end(self, record: RunRecord, live: _LiveRun, status: RunStatus, **outcome: Any) -> RunRecord:
         self._finish(record, status, **outcome)
-        self._live.pop(record.id, None)
-        live.bell.set()
         done = self.get(record.id)
-        live.finished.set_result(done)
+        self._release(record.id, live, done)
         return done
+
+    def _release(self, run_id: str, live: _LiveRun, outcome: RunRecord | StorageError) -> None:
+        """The run is no longer live: wake its event readers and hand whoever waits its record, or the error that stopped it."""
+        self._live.pop(run_id, None)
+        live.bell.set()
+        if isinstance(outcome, RunRecord):
+            live.finished.set_result(outcome)
+        elif not live.finished.done():
+            live.finished.set_exception(outcome)
+            live.finished.exception()  # marked retrieved: nobody may be waiting
 
     def _finish(self, record: RunRecord, status: RunStatus, *, output: Any = None, error: dict[str, Any] | None = None) -> None:
         now = time.time()

@@ -189,3 +189,26 @@ async def test_a_prefill_stopped_part_way_keeps_the_chunks_it_finished(small_llm
     kept = small_llm.cached_prefixes()[0]
     assert len(kept) >= seen >= PREFILL_CHUNK
     assert kept == tokens[: len(kept)]
+
+
+async def test_a_background_call_says_whether_it_ran_apart_from_the_shared_instances(small_llm: EmbeddedBackend) -> None:
+    """The worker keeps a slot's cached-prefix claim only when a background call left that cache alone."""
+    other = GenerateRequest(messages=[Message(role="user", content="Count the pears: one, two.")], max_tokens=4)
+    assert (await small_llm.generate(other, background=True)).apart
+    assert not (await small_llm.generate(other)).apart
+    # The background instance serves one call at a time: the second of two at once took a shared one.
+    both = await asyncio.gather(*(small_llm.generate(other, background=True) for _ in range(2)))
+    assert sorted(b.apart for b in both) == [False, True]
+
+
+async def test_the_background_instance_is_loaded_only_by_the_first_background_call(test_model_path, models_dir) -> None:
+    from tests.conftest import TEST_MODEL
+
+    backend = EmbeddedBackend(TEST_MODEL, models_dir=models_dir, threads=1, context_tokens=512)
+    try:
+        request = GenerateRequest(prompt="1, 2, 3,", max_tokens=2)
+        assert not (await backend.generate(request)).apart and backend._background is None
+        first, second = await asyncio.gather(backend.generate(request, background=True), backend.generate(request, background=True))
+        assert sorted([first.apart, second.apart]) == [False, True] and backend._background is not None
+    finally:
+        await backend.close()

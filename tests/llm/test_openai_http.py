@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sloflow.errors import BackendError
+from sloflow.errors import BackendError, InvalidRequest, SloflowError
 from sloflow.llm import GenerateRequest, Message
 from sloflow.llm.openai_http import OpenAIBackend
 from tests.conftest import free_port
@@ -88,6 +88,40 @@ async def test_garbage_answer_is_a_clear_error() -> None:
     try:
         with pytest.raises(BackendError, match="not a completion"):
             await backend.generate(GenerateRequest(messages=ASK, max_tokens=4))
+    finally:
+        await backend.close()
+        server.shutdown()
+
+
+class _Refuse(BaseHTTPRequestHandler):
+    """Answers every POST with the status its path names, e.g. /400/v1/chat/completions; counts them."""
+
+    posts: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.posts.append(self.path)
+        self.send_response(int(self.path.split("/")[1]))
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"error": {"message": "no"}}')
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("status", "error"), [(400, InvalidRequest), (413, InvalidRequest), (422, InvalidRequest),
+                                               (401, BackendError), (403, BackendError), (404, BackendError)])
+async def test_a_refusal_blames_the_request_only_when_every_server_would_refuse_it(status: int, error: type) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    backend = OpenAIBackend(f"http://127.0.0.1:{server.server_port}/{status}/v1", "x", retries=2, backoff_s=0.01)
+    _Refuse.posts.clear()
+    try:
+        with pytest.raises(SloflowError) as err:
+            await backend.generate(GenerateRequest(messages=ASK, max_tokens=4))
+        assert type(err.value) is error and f"refused the request ({status})" in err.value.message
+        assert err.value.details["status"] == status and len(_Refuse.posts) == 1  # a refusal is not retried
     finally:
         await backend.close()
         server.shutdown()

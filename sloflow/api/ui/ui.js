@@ -158,7 +158,7 @@ function draw() {
   parts.push(`<text x="${width - 60}" y="${height - 4}" font-size="10" fill="#555">${(t1 - t0).toFixed(2)} s</text>`);
   $("#timeline").innerHTML = `<svg viewBox="0 0 ${width} ${height}" data-run="${esc(run.id)}" data-stages="${stages.length}" data-ended="${events.some((e) => e.kind === "run_finished")}">${parts.join("")}</svg>`;
   $("#calls tbody").innerHTML = stages.flatMap((s) => s.calls.map((c) => `<tr><td>${esc(s.name)}</td><td>${esc(c.worker)}</td>
-    <td>${fmt(c.queue_s)}</td><td>${fmt(c.prefill_s)}</td><td>${fmt(c.decode_s)}</td><td>${c.prompt_tokens}/${c.completion_tokens}</td></tr>`)).join("");
+    <td>${fmt(c.queue_s)}</td><td>${fmt(c.prefill_s)}</td><td>${fmt(c.decode_s)}</td><td>${c.prompt_tokens ?? "?"}/${c.completion_tokens}</td></tr>`)).join("");
 }
 
 async function refresh() {

@@ -148,8 +148,7 @@ class Dispatcher:
         """Seconds of deadline work queued per worker (not yet running): the load that gates rise with."""
         if not self.views:
             return 0.0
-        queued = sum(q.work_s for v in self.views.values() for q in v.queued.values() if q.call.deadline is not None)
-        return queued / len(self.views)
+        return sum(v.deadline_work_s() for v in self.views.values()) / len(self.views)
 
     async def stats(self) -> dict[str, Any]:
         return {"redispatched": self.redispatched, "workers": len(self.views)}
@@ -335,9 +334,8 @@ def start_scheduler(workers: dict[str, WorkerSpec], scheduler: str = DEFAULT, *,
     for worker_id, spec in workers.items():
         # Ray would wait forever for a node that does not exist; say which worker and what it needs.
         if not any(spec.fits_node(r) for r in nodes):
-            needs = {"CPU": spec.num_cpus, "GPU": spec.num_gpus, **spec.custom_resources()}
             raise ConfigError(
-                f"no Ray node can hold worker {worker_id!r}, which needs {({k: v for k, v in needs.items() if v})}; "
+                f"no Ray node can hold worker {worker_id!r}, which needs {spec.needs()}; "
                 "start a node with those resources (`ray start --resources '{...}'`, --num-gpus) or change the worker"
             )
     dispatcher = start_dispatcher(scheduler, name=name)

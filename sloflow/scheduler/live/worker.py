@@ -69,10 +69,14 @@ class WorkerSpec:
             needs[f"accelerator_type:{self.accelerator}"] = 0.001
         return needs
 
+    def needs(self) -> dict[str, float]:
+        """Every Ray resource the actor needs, by Ray's names (CPU, GPU, custom ones); none of zero."""
+        needs = {"CPU": self.num_cpus, "GPU": self.num_gpus, **self.custom_resources()}
+        return {k: v for k, v in needs.items() if v > 0}
+
     def fits_node(self, node_resources: dict[str, float]) -> bool:
         """Whether a node with these total resources could ever hold this worker."""
-        needs = {"CPU": self.num_cpus, "GPU": self.num_gpus, **self.custom_resources()}
-        return all(node_resources.get(k, 0.0) >= v for k, v in needs.items() if v > 0)
+        return all(node_resources.get(k, 0.0) >= v for k, v in self.needs().items())
 
     def actor_options(self, name: str) -> dict[str, Any]:
         """Ray options that place the actor: CPUs, GPUs, accelerator type, and its name."""
@@ -231,10 +235,11 @@ class LLMWorker:
                 entry.update(ended=how, completion_tokens=tokens)
                 return
 
-    def _release(self, call: Call, slot: int) -> tuple[str, ...]:
+    def _release(self, call: Call, slot: int, apart: bool = False) -> tuple[str, ...]:
+        """Free `slot`; unless the call ran `apart` from its cache, the slot now holds the call's prefix."""
         assert self.view is not None
         self.free_slots.append(slot)
-        if call.deadline is not None or call.warms_cache:  # other background calls run apart (see EmbeddedBackend)
+        if not apart:
             self.slot_prefix[slot] = call.prefix_key
         self.view.held_prefixes = {p for p in self.slot_prefix if p is not None}
         self.view.finish(call.id)
@@ -257,6 +262,7 @@ class LLMWorker:
             generation = asyncio.ensure_future(self.backend.generate(request, background=apart))
             if call.deadline is None:
                 self.background[call.id] = generation
+            completion: Completion | None = None
             try:
                 completion = await generation
             except asyncio.CancelledError:
@@ -270,7 +276,10 @@ class LLMWorker:
             finally:
                 self.background.pop(call.id, None)
                 self.preempted.discard(call.id)
-                held = self._release(call, slot)
+                # Asked to run apart, a background call says whether it did (EmbeddedBackend runs it on
+                # a shared instance when its own is busy); a stopped one's placement is unknown.
+                held = self._release(call, slot, apart and (completion is None or completion.apart))
+            assert completion is not None
             self._ended(call, "done", completion.completion_tokens)
             self.metrics.served(completion)
             completion = completion.model_copy(update={"worker": self.id, "queue_s": waited})

@@ -81,7 +81,7 @@ def _served_before_s(w: WorkerView, call: Call) -> float:
     """Queued work on `w` served before `call`: all of it, except that background work waits for a deadline call."""
     if call.deadline is None:
         return w.queued_work_s
-    return sum(q.work_s for q in w.queued.values() if q.call.deadline is not None)
+    return w.deadline_work_s()
 
 
 class EarliestFinish:

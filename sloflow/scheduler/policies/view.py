@@ -74,6 +74,10 @@ class WorkerView:
         preempting = ahead_of is not None and ahead_of.deadline is not None
         return [max(r.expected_end - now, 1e-3) for r in self.running.values() if not (preempting and r.call.deadline is None)]
 
+    def deadline_work_s(self) -> float:
+        """Queued work of deadline calls, in seconds: what a deadline call waits behind (background work waits for it)."""
+        return sum(q.work_s for q in self.queued.values() if q.call.deadline is not None)
+
     def outstanding_s(self, now: float) -> float:
         """Work still to do here: what running calls have left plus all queued work, in seconds."""
         return sum(self.running_left_s(now)) + self.queued_work_s

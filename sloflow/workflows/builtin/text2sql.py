@@ -37,7 +37,6 @@ from sloflow.planners.sql.prompts import (
 )
 from sloflow.planners.sql.prompts import quote_name as q
 from sloflow.planners.sql.select import Candidate, select_candidate
-from sloflow.retrieval.schema_index import schema_fingerprint
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.dsl import Workflow
 from sloflow.workflows.registry import register
@@ -124,13 +123,9 @@ async def _database(ctx: Any, name: str) -> Any:
     return await asyncio.to_thread(_tool(ctx, "database"), name)
 
 
-_VALUES: dict[tuple[str, str, str], dict[str, list[Any]]] = {}
-
-
 async def _text_values(ctx: Any, db_name: str, db: Any) -> dict[str, list[Any]]:
-    """Distinct stored values of every text column, read once per database (and schema) through the guard."""
-    key = (db_name, str(getattr(db, "url", "")), schema_fingerprint(db.tables))
-    if key not in _VALUES:
+    """Distinct stored values of every text column, read through the guard once per opened `Database`."""
+    if db.text_values is None:
         out: dict[str, list[Any]] = {}
         for t in db.tables:
             for c in t.columns:
@@ -141,8 +136,8 @@ async def _text_values(ctx: Any, db_name: str, db: Any) -> dict[str, list[Any]]:
                     except SloflowError:
                         continue
                     out[f"{t.name}.{c.name}"] = [r[0] for r in result.rows]
-        _VALUES[key] = out
-    return _VALUES[key]
+        db.text_values = out
+    return db.text_values
 
 
 def join_keys(db: Any, extra: list[str]) -> list[str]:
@@ -181,7 +176,8 @@ async def link(s: SqlState, ctx: Any) -> dict[str, Any]:
         how = "retrieved"
         if len(kept) > s.prune_above_tables:
             chosen = await _prune(s, ctx, [by_name[t] for t in kept], values, notes)
-            kept, how = linked_tables(names, chosen, matches, retrieved, joins, BRIDGE_MAX), "pruned by the model" if chosen else how
+            if chosen:  # else the retrieved tables stand, as the note of a failed choice says
+                kept, how = linked_tables(names, chosen, matches, retrieved, joins, BRIDGE_MAX), "pruned by the model"
         notes.append(f"linking: kept {len(kept)} of {len(names)} tables, {how} ({', '.join(kept)})")
     schema_sql = schema_ddl([by_name[t] for t in kept], joins)
     planned, why = _candidates_that_fit(s, schema_sql, values, ctx.deadline)
@@ -230,10 +226,14 @@ async def candidate(s: SqlState, ctx: Any, variant: int) -> dict[str, Any]:
     return {"drafts": [asdict(draft)], "call_s": [out.total_s]}
 
 
+def candidate_prompt_tokens(schema_sql: str, question: str, values: list[str], evidence: str = "") -> int:
+    """The prompt tokens of a candidate call, estimated as the dispatcher does before any tokenizer."""
+    return sum(approx_tokens(m.content) for m in candidate_messages(schema_sql, question, 0, evidence, values))
+
+
 def _candidate_call_s(s: SqlState, schema_sql: str, values: list[str]) -> float:
     """Expected service time of one candidate call: its prompt's prefill and a typical query's decode."""
-    messages = candidate_messages(schema_sql, s.question, 0, s.evidence, values)
-    prompt = sum(approx_tokens(m.content) for m in messages)
+    prompt = candidate_prompt_tokens(schema_sql, s.question, values, s.evidence)
     return Cost(calls=1, prompt=prompt, output=candidate_cost.output).expected_s(text2sql.speed)
 
 

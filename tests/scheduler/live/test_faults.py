@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from sloflow.errors import BackendError
+from sloflow.errors import BackendError, InvalidRequest
 from sloflow.llm.types import GenerateRequest, Message
 from sloflow.scheduler.live.client import SchedulerClient
 from sloflow.scheduler.live.worker import WorkerSpec
@@ -34,6 +34,8 @@ async def _completions(request: Request) -> Response:
         await asyncio.sleep(8)
     if mode == "garbage":
         return Response("<html><body>502 Bad Gateway</body></html>", media_type="text/html")
+    if mode == "refuse":  # what a server says of a request it cannot take, e.g. one past its context
+        return Response('{"error": {"message": "the prompt exceeds the context"}}', status_code=400, media_type="application/json")
 
     async def cut_short() -> AsyncIterator[bytes]:
         yield b'data: {"choices": [{"delta": {"content": "Hel"}}]}\n\n'
@@ -79,3 +81,11 @@ async def test_a_call_no_worker_could_answer_says_why_for_each(faulty_url: str) 
     assert "failed on every worker" in message and "timed out" in message and "not a completion" in message
     assert set(err.value.details["failed"]) == {hang, garbage}
     json.dumps(err.value.details)  # JSON-safe, as the API answers it
+
+
+async def test_a_request_the_backend_refuses_reaches_the_caller_without_failing_over(faulty_url: str) -> None:
+    # Two workers that both refuse: failing over would try the second, and end in a BackendError.
+    dispatcher, _ = await cluster(faulty(faulty_url, "refuse"), faulty(faulty_url, "refuse"))
+    with pytest.raises(InvalidRequest, match=r"refused the request \(400\)"):
+        await SchedulerClient(dispatcher).generate(GenerateRequest(prompt="hi", max_tokens=3), ctx(60.0))
+    assert (await dispatcher.stats.remote())["redispatched"] == 0

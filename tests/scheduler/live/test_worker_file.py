@@ -123,3 +123,30 @@ async def test_workers_from_a_file_serve_and_an_unplaceable_one_is_refused(tmp_p
     path.write_text("workers:\n  - {id: needs-b200, backend: emulated, model: m, accelerator: B200}\n")
     with pytest.raises(ConfigError, match=r"no Ray node can hold worker 'needs-b200'.*accelerator_type:B200"):
         start_scheduler(load_worker_specs(path), name="sloflow-dispatcher-file2")
+
+
+@pytest.mark.usefixtures("ray_session")  # the worker reports its metrics through Ray
+async def test_a_background_call_on_a_shared_cache_takes_its_slots_prefix_claim() -> None:
+    import time
+
+    from sloflow.llm.types import GenerateRequest
+    from sloflow.scheduler.policies.call import Call
+    from sloflow.scheduler.policies.profile import WorkerProfile
+
+    fast = WorkerProfile("fast", 0.0001, 0.0001, slots=1, context_tokens=4096)
+    worker = LLMWorker("w", WorkerSpec("emulated", "e", slots=1, profile=fast))
+    await worker.ready()
+    request = GenerateRequest(prompt="hello there", max_tokens=2)
+    now = time.time()
+    held = (await worker.run(Call("a", 4, 2, now, deadline=now + 60, prefix_key="warm"), request)).held_prefixes
+    assert held == ("warm",)
+    # The emulated backend has one cache for every call: a background call overwrites it, and says so.
+    out = await worker.run(Call("b", 4, 2, now, prefix_key="other"), request)
+    assert out.completion is not None and not out.completion.apart and out.held_prefixes == ("other",)
+
+
+def test_a_workers_needs_name_every_nonzero_resource_and_decide_which_nodes_fit() -> None:
+    spec = WorkerSpec("openai", "m", base_url="http://127.0.0.1:9/v1", num_cpus=2, accelerator="H100", resources=(("ssd", 1.0),))
+    assert spec.needs() == {"CPU": 2, "accelerator_type:H100": 0.001, "ssd": 1.0}  # no GPU: it needs none
+    assert spec.fits_node({"CPU": 4, "accelerator_type:H100": 1.0, "ssd": 1.0})
+    assert not spec.fits_node({"CPU": 4, "ssd": 1.0})

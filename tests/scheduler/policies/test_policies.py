@@ -214,3 +214,10 @@ def test_a_background_call_still_waits_for_all_running_work() -> None:
     assert not w.has_room_preempting(bg)
     assert LeastOutstanding().choose(bg, [w, WorkerView("idle", FAST)], 0.0).id == "idle"
     assert LeastHarm().choose(bg, [w, WorkerView("idle", FAST)], 0.0).id == "idle"
+
+
+def test_deadline_work_counts_only_the_queued_deadline_calls() -> None:
+    view = WorkerView("w", FAST)
+    view.enqueue(Call("d", 100, 10, 0.0, deadline=5.0))
+    view.enqueue(Call("b", 100, 10, 0.0))
+    assert view.deadline_work_s() == pytest.approx(view.queued["d"].work_s) and 0 < view.deadline_work_s() < view.queued_work_s

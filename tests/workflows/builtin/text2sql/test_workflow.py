@@ -270,3 +270,42 @@ async def test_a_slow_pruning_call_is_cut_in_time_for_a_candidate_and_the_retrie
     assert time.monotonic() - started < 15.5
     assert any(n.startswith("linking: the model's table choice failed") for n in out["notes"])
     assert "singer" in out["tables"] and out["sql"] == GOOD and out["rows"] == [[4]]  # a candidate still had time
+
+
+class FailingLinking(SqlWriter):
+    """The model's table choice (the one JSON call) fails at once."""
+
+    async def generate(self, request: Any, ctx: Any) -> Any:
+        if request.json_schema is not None:
+            from sloflow.errors import BackendError
+
+            self.calls.append((request, ctx))
+            raise BackendError("the link model is down")
+        return await super().generate(request, ctx)
+
+
+async def test_a_failed_pruning_call_keeps_every_retrieved_table_not_only_those_the_values_name(sources: SourceRegistry) -> None:
+    llm = FailingLinking(lambda n: "SELECT count(*) FROM stadium")
+    # 'France' is a stored value of singer.Country; the table the question asks about is stadium.
+    record = await runtime(llm, sources).run(
+        "text2sql",
+        {"question": "How many stadiums hosted singers from France?", "db": "concert_singer", "prune_above_tables": 0, "candidates_n": 1},
+    )
+    out = record.output
+    assert record.status.value == "succeeded", record.error
+    assert "singer.Country = 'France'" in out["values"]
+    assert any(n.startswith("linking: the model's table choice failed") for n in out["notes"])
+    assert "stadium" in out["tables"] and "CREATE TABLE stadium" in out["schema_sql"]
+    assert any(n.startswith(f"linking: kept {len(out['tables'])} of 4 tables, retrieved") for n in out["notes"])
+
+
+async def test_stored_text_values_are_read_once_per_opened_database(sources: SourceRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = StatementLog(monkeypatch)
+    rt = runtime(SqlWriter(lambda n: GOOD), sources)
+    question = {"question": "How many singers are from France?", "db": "concert_singer", "candidates_n": 1}
+    await rt.run("text2sql", question)
+    distinct = [s for s in log.executed if s.upper().startswith("SELECT DISTINCT")]
+    assert distinct and sources.databases.get("concert_singer").text_values is not None
+    record = await rt.run("text2sql", question)
+    assert record.status.value == "succeeded", record.error
+    assert [s for s in log.executed if s.upper().startswith("SELECT DISTINCT")] == distinct  # none read again
