@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from sloflow.llm.types import Message
-from sloflow.planners.gates.puzzle import normalise
+from sloflow.planners.gates.puzzle import normalise, with_length
 
 Obscurity = Literal["plain", "obscure"]
 # The checker's guesses: a clue passes when its term is among them. One exact guess dropped every
@@ -27,7 +27,7 @@ _STYLE = {
 # The worked exchange that opens the writer's and the checker's prompts: a domain, term and clue
 # outside the data files, and the checker's reply to that clue.
 _EXAMPLE = ("household objects", "kettle", "It whistles on the stove when the water boils")
-_EXAMPLE_GUESSES = "Kettle, Teapot, Saucepan"
+_EXAMPLE_GUESSES = "Kettle, Teapot, Boiler"
 
 
 def clue_messages(term: str, domain: str, obscurity: Obscurity) -> list[Message]:
@@ -56,14 +56,14 @@ def check_messages(clue: str, domain: str) -> list[Message]:
     """
     return [
         {"role": "system", "content": "You solve crossword clues: each answer is the one word the clue describes. Reply with one-word answers only, separated by commas."},
-        {"role": "user", "content": _check_request(_EXAMPLE[2], _EXAMPLE[0])},
+        {"role": "user", "content": _check_request(with_length(_EXAMPLE[2], _EXAMPLE[1]), _EXAMPLE[0])},
         {"role": "assistant", "content": _EXAMPLE_GUESSES},
         {"role": "user", "content": _check_request(clue, domain)},
     ]
 
 
 def _check_request(clue: str, domain: str) -> str:
-    return f"Domain: {domain}. Clue: {clue}\nGive up to {CHECK_GUESSES} one-word answers, the likeliest first. Answers:"
+    return f"Domain: {domain}. Clue: {clue}\nThe number in brackets is the answer's length. Give up to {CHECK_GUESSES} one-word answers, the likeliest first. Answers:"
 
 
 def read_clue(text: str) -> str:
@@ -89,7 +89,8 @@ def solve_messages(clues: Sequence[tuple[str, str]]) -> list[Message]:
         {
             "role": "user",
             "content": (
-                f"Each clue below has a one-word answer from the field in brackets. The first letters of the {len(clues)} answers, "
+                f"Each clue below has a one-word answer from the field in brackets; the number at its end is the answer's length. "
+                f"The first letters of the {len(clues)} answers, "
                 "in order, spell a hidden English word.\n"
                 f"{lines}\n"
                 "Answer each clue on its own line as 'N. answer', then give the hidden word on a last line as 'WORD: ...'."

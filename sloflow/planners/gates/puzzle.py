@@ -115,3 +115,12 @@ def blank_out(clue: str, term: str) -> str:
     the rest, and the checker then decides whether what is left still points at the term.
     """
     return _WORD.sub(lambda m: BLANK if _names(normalise(m.group()), term) else m.group(), clue)
+
+
+def with_length(clue: str, term: str) -> str:
+    """The clue as a crossword prints it: followed by its answer's letter count, e.g. '... (6)'.
+
+    The count tells a solver which of a clue's near-synonyms is meant ('spiralling tusk' with 7:
+    narwhal, not whale); the checker sees it too, so its check stays a solver's view of the clue.
+    """
+    return f"{clue.rstrip()} ({len(term)})"
