@@ -66,7 +66,8 @@ async def _bank(filler: Any, gates: int, seconds: float | None) -> tuple[list[st
     while len(ids) < gates and filler.runs < 3 * gates and (seconds is None or time.perf_counter() - start < seconds):
         gate_id = await filler.fill_once()
         totals = filler.bank.totals()
-        say(f"fill attempt {filler.runs}: {'banked' if gate_id else 'dropped'}; {totals.saved} banked, {totals.generation_tokens} generation tokens so far")
+        why = f" ({'; '.join(filler.notes)})" if gate_id is None and filler.notes else ""
+        say(f"fill attempt {filler.runs}: {'banked' if gate_id else 'dropped'}{why}; {totals.saved} banked, {totals.generation_tokens} generation tokens so far")
         if gate_id is not None:
             ids.append(gate_id)
     return ids, time.perf_counter() - start
