@@ -63,7 +63,10 @@ def check_messages(clue: str, domain: str) -> list[Message]:
 
 
 def _check_request(clue: str, domain: str) -> str:
-    return f"Domain: {domain}. Clue: {clue}\nThe number in brackets is the answer's length. Give up to {CHECK_GUESSES} one-word answers, the likeliest first. Answers:"
+    return (
+        f'Which {domain} term does this clue describe? "{clue}" (the number in brackets is its length)\n'
+        f"Give up to {CHECK_GUESSES} one-word answers, the likeliest first."
+    )
 
 
 def read_clue(text: str) -> str:
