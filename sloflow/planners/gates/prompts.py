@@ -63,10 +63,7 @@ def check_messages(clue: str, domain: str) -> list[Message]:
 
 
 def _check_request(clue: str, domain: str) -> str:
-    return (
-        f'Which {domain} term does this clue describe? "{clue}" (the number in brackets is its length)\n'
-        f"Give up to {CHECK_GUESSES} one-word answers, the likeliest first."
-    )
+    return f"Domain: {domain}. Clue: {clue}\nThe number in brackets is the answer's length. Give up to {CHECK_GUESSES} one-word answers, the likeliest first. Answers:"
 
 
 def read_clue(text: str) -> str:
