@@ -127,7 +127,8 @@ class Gatekeeper:
         if found is not None and found.expires_at > now and found.difficulty >= difficulty:
             return found
         if self._empty is not None and self._empty[0] > now:  # a hammering client must not cost a query each time
-            raise self._empty[1]
+            empty = self._empty[1]  # raised anew: re-raising one instance grows its traceback (and keeps every frame) per refusal
+            raise GateBankEmpty(empty.message, retry_after_s=empty.retry_after_s)
         try:
             challenge = self.bank.issue(key_id, group, difficulty, policy.gate_ttl_s)  # an indexed query: cheaper than a thread hop
         except GateBankEmpty as exc:

@@ -1,11 +1,13 @@
 """Reasoning gates (PAPERS.md section 5): the cost asymmetry of our gates, and throttling on loopback.
 
 Usage: sloflow bench gates [--model NAME] [--gates N] [--reserve N] [--solve-tokens N] [--endpoint URL]
-                           [--endpoint-model M] [--seconds S] [--rate R] [--threads T] [--predictions FILE]
+                           [--endpoint-model M] [--seconds S] [--fill-seconds S] [--rate R] [--threads T]
+                           [--predictions FILE]
 
 1. Bank: `gates.fill` (the very workflow the server runs, through `GateFiller`) makes `--gates`
-   gates with the embedded `--model`, one llama.cpp instance in process; every attempt's writer and
-   checker output tokens count as generation cost, rejected attempts included.
+   gates with the embedded `--model`, one llama.cpp instance in process (no attempt begins after
+   `--fill-seconds`); every attempt's writer and checker output tokens count as generation cost,
+   rejected attempts included.
 2. Asymmetry: each gate but `--reserve` is issued to a key and solved with the embedded model (the
    client's prompt, `--solve-tokens` output tokens at most), and, alternately, by `--endpoint` (any
    OpenAI-compatible server) when given; the bank verifies each answer. `token_asymmetry` = solve
@@ -50,20 +52,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", default=None, help="an OpenAI-compatible /v1 URL: a second solver")
     p.add_argument("--endpoint-model", default=None, help="the model name to ask --endpoint for")
     p.add_argument("--seconds", type=float, default=None, help="length of each load run (default 60; --quick 15)")
+    p.add_argument("--fill-seconds", type=float, default=None, help="no fill attempt begins after this (default none; --quick 75)")
     p.add_argument("--rate", type=float, default=2.0, help="requests/s per key past which the gated route asks for a gate")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--predictions", type=Path, default=None, help="write each solve (gate id, difficulty, tokens, seconds, right) as JSON lines")
     return p
 
 
-async def _bank(filler: Any, gates: int) -> tuple[list[str], float]:
-    """Fill until `gates` are banked (at most 3 attempts per gate); the ids and the seconds it took."""
+async def _bank(filler: Any, gates: int, seconds: float | None) -> tuple[list[str], float]:
+    """Fill until `gates` are banked (at most 3 attempts per gate, none begun after `seconds`); the ids and the seconds it took."""
     ids: list[str] = []
     start = time.perf_counter()
-    while len(ids) < gates and filler.runs < 3 * gates:
+    while len(ids) < gates and filler.runs < 3 * gates and (seconds is None or time.perf_counter() - start < seconds):
         gate_id = await filler.fill_once()
         totals = filler.bank.totals()
-        say(f"fill attempt {filler.runs}: {'banked' if gate_id else 'dropped'}; {totals.saved} banked, {totals.generation_tokens} generation tokens so far")
+        why = f" ({'; '.join(filler.notes)})" if gate_id is None and filler.notes else ""
+        say(f"fill attempt {filler.runs}: {'banked' if gate_id else 'dropped'}{why}; {totals.saved} banked, {totals.generation_tokens} generation tokens so far")
         if gate_id is not None:
             ids.append(gate_id)
     return ids, time.perf_counter() - start
@@ -224,6 +228,7 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict[str, Any]:
     opts.seconds = opts.seconds if opts.seconds is not None else (15.0 if quick else 60.0)
     if quick:
         opts.solve_tokens = min(opts.solve_tokens, 384)
+        opts.fill_seconds = opts.fill_seconds if opts.fill_seconds is not None else 75.0  # keeps --quick under 3 minutes
     return asyncio.run(_main(opts))
 
 
@@ -241,7 +246,7 @@ async def _main(opts: argparse.Namespace) -> dict[str, Any]:
         bank = GateBank(home / "gates.sqlite", secret)
         shapes = ((4, "plain"), (5, "plain"), (4, "obscure"), (5, "obscure"))
         filler = GateFiller(DirectClient(backend), bank, low_water=0, high_water=0, shapes=shapes, fill_input={"solve_tokens": opts.solve_tokens})
-        ids, fill_s = await _bank(filler, opts.gates)
+        ids, fill_s = await _bank(filler, opts.gates, opts.fill_seconds)
         totals = bank.totals()
         records = await _solves(bank, backend, opts, max(len(ids) - opts.reserve, 0))
         issue_verify_ms, issue_verify_wall_ms = _issue_verify_ms(home, secret)
@@ -295,5 +300,6 @@ def _figures(opts: argparse.Namespace, totals: Any, banked: int, fill_s: float, 
         "exempt_p50_gated_ms": round(gated["exempt_p50_s"] * 1000, 2),
         "exempt_p50_ungated_ms": round(ungated["exempt_p50_s"] * 1000, 2),
         "load_seconds": opts.seconds,
+        "fill_seconds_max": opts.fill_seconds,
         "solve_tokens_max": opts.solve_tokens,
     }

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from sloflow.llm.types import Message
+from sloflow.planners.gates.puzzle import normalise, with_length
 
 Obscurity = Literal["plain", "obscure"]
 # The checker's guesses: a clue passes when its term is among them. One exact guess dropped every
@@ -23,20 +24,46 @@ _STYLE = {
 }
 
 
+# The worked exchange that opens the writer's and the checker's prompts: a domain, term and clue
+# outside the data files, and the checker's reply to that clue.
+_EXAMPLE = ("household objects", "kettle", "It whistles on the stove when the water boils")
+_EXAMPLE_GUESSES = "Kettle, Teapot, Boiler"
+
+
 def clue_messages(term: str, domain: str, obscurity: Obscurity) -> list[Message]:
-    """Ask for one clue whose answer is `term`, drawn from `domain`, that never writes the term."""
+    """Ask for one clue whose answer is `term`, drawn from `domain`, that never writes the term.
+
+    One worked exchange comes first: asked bare, a small model opens most clues with the answer
+    ("Vein carries blood...": half of a --quick run's clues with the 1.5B model).
+    """
     return [
-        {"role": "system", "content": "You write crossword clues. Reply with the clue only, on one line."},
-        {"role": "user", "content": f"Domain: {domain}. Answer: {term}. {_STYLE[obscurity]} Never write the answer or a form of it."},
+        {"role": "system", "content": "You write crossword clues. A clue describes its answer without ever writing it. Reply with the clue only, on one line."},
+        {"role": "user", "content": _clue_request(_EXAMPLE[1], _EXAMPLE[0], obscurity)},
+        {"role": "assistant", "content": _EXAMPLE[2]},
+        {"role": "user", "content": _clue_request(term, domain, obscurity)},
     ]
+
+
+def _clue_request(term: str, domain: str, obscurity: Obscurity) -> str:
+    return f"Domain: {domain}. Answer: {term}. {_STYLE[obscurity]} It must fit this answer and no other. Never write the answer or a form of it."
 
 
 def check_messages(clue: str, domain: str) -> list[Message]:
-    """Ask for the clue's likeliest one-word answers (the checker looks for the intended term among them)."""
+    """Ask for the clue's likeliest one-word answers (the checker looks for the intended term among them).
+
+    The worked exchange shows that an answer names the thing the clue describes: asked bare, the
+    1.5B model often answered with nouns of the clue itself ('tusk, horn' for a narwhal's clue).
+    """
     return [
-        {"role": "system", "content": "You solve crossword clues. Reply with one-word answers only, separated by commas."},
-        {"role": "user", "content": f"Domain: {domain}. Clue: {clue}\nGive up to {CHECK_GUESSES} one-word answers, the likeliest first. Answers:"},
+        {"role": "system", "content": "You solve crossword clues: each answer is the one word the clue describes. Reply with one-word answers only, separated by commas."},
+        {"role": "user", "content": _check_request(with_length(_EXAMPLE[2], _EXAMPLE[1]), _EXAMPLE[0])},
+        {"role": "assistant", "content": _EXAMPLE_GUESSES},
+        {"role": "user", "content": _check_request(clue, domain)},
     ]
+
+
+def _check_request(clue: str, domain: str) -> str:
+    return f"Domain: {domain}. Clue: {clue}\nThe number in brackets is the answer's length. Give up to {CHECK_GUESSES} one-word answers, the likeliest first. Answers:"
 
 
 def read_clue(text: str) -> str:
@@ -46,9 +73,12 @@ def read_clue(text: str) -> str:
     return line.strip().strip('"').strip()[:200]
 
 
-def read_words(text: str, most: int = CHECK_GUESSES) -> list[str]:
-    """The first `most` words of a reply."""
-    return re.findall(r"[A-Za-z][A-Za-z'-]*", text)[:most]
+def read_guesses(text: str, most: int = CHECK_GUESSES) -> list[str]:
+    """The checker's first `most` answers, normalised: items split at commas, semicolons, 'or' and line
+    ends, without numbering or bullets (a two-word answer such as 'chamber music' stays one guess)."""
+    items = re.split(r"[,;\n]|\bor\b", text)
+    guesses = [normalise(re.sub(r"^\s*(answers?\s*:|\d+[.)]|[-*])\s*", "", item, flags=re.IGNORECASE)) for item in items]
+    return [g for g in guesses if g][:most]
 
 
 def solve_messages(clues: Sequence[tuple[str, str]]) -> list[Message]:
@@ -59,7 +89,8 @@ def solve_messages(clues: Sequence[tuple[str, str]]) -> list[Message]:
         {
             "role": "user",
             "content": (
-                f"Each clue below has a one-word answer from the field in brackets. The first letters of the {len(clues)} answers, "
+                f"Each clue below has a one-word answer from the field in brackets; the number at its end is the answer's length. "
+                f"The first letters of the {len(clues)} answers, "
                 "in order, spell a hidden English word.\n"
                 f"{lines}\n"
                 "Answer each clue on its own line as 'N. answer', then give the hidden word on a last line as 'WORD: ...'."

@@ -9,6 +9,7 @@ project controls. Verification is an exact match after `normalise`.
 from __future__ import annotations
 
 import random
+import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -87,7 +88,39 @@ def pick_terms(word: str, rng: random.Random, avoid: frozenset[str] = frozenset(
     return [chosen[i] for i in range(len(word))] if place(0, frozenset()) else None
 
 
+BLANK = "___"
+_WORD = re.compile(r"[^\W\d_]+(?:['-][^\W\d_]+)*")
+
+
+def _names(word: str, term: str) -> bool:
+    """Whether one clue word (normalised) writes `term` or a form of it: 'veins', 'kenyas', 'nocturnal' for nocturne.
+
+    A term of three letters or fewer counts only as the whole word or its plural: as a part ('ra'
+    in 'rain') it names nothing, and a clue must still be able to use such words.
+    """
+    if len(term) <= 3:
+        return word in {term, term + "s", term + "es"}
+    return term in word or (len(term) > 5 and word[:5] == term[:5])
+
+
 def gives_away(clue: str, term: str) -> bool:
-    """Whether the clue contains its answer (or the answer's first five letters, e.g. a plural)."""
-    letters = normalise(clue)
-    return term in letters or (len(term) > 5 and term[:5] in letters)
+    """Whether the clue writes its answer: a word of it names the term, or its letters run together do ('sun flower')."""
+    return any(_names(normalise(w), term) for w in _WORD.findall(clue)) or (len(term) > 5 and term in normalise(clue))
+
+
+def blank_out(clue: str, term: str) -> str:
+    """The clue with each word that names `term` replaced by a blank, as in a fill-in crossword clue.
+
+    Small writers often open a clue with its answer ('Balder, Norse god of light'); the blank keeps
+    the rest, and the checker then decides whether what is left still points at the term.
+    """
+    return _WORD.sub(lambda m: BLANK if _names(normalise(m.group()), term) else m.group(), clue)
+
+
+def with_length(clue: str, term: str) -> str:
+    """The clue as a crossword prints it: followed by its answer's letter count, e.g. '... (6)'.
+
+    The count tells a solver which of a clue's near-synonyms is meant ('spiralling tusk' with 7:
+    narwhal, not whale); the checker sees it too, so its check stays a solver's view of the clue.
+    """
+    return f"{clue.rstrip()} ({len(term)})"

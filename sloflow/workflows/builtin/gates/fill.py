@@ -20,8 +20,8 @@ from pydantic import BaseModel, Field
 
 from sloflow.errors import NotFound
 from sloflow.llm.types import GenerateRequest
-from sloflow.planners.gates.prompts import Obscurity, check_messages, clue_messages, read_clue, read_solution, read_words, solve_messages
-from sloflow.planners.gates.puzzle import MAX_LETTERS, MIN_LETTERS, Term, difficulty_of, domains, gives_away, hidden_words, normalise, pick_terms
+from sloflow.planners.gates.prompts import Obscurity, check_messages, clue_messages, read_clue, read_guesses, read_solution, solve_messages
+from sloflow.planners.gates.puzzle import MAX_LETTERS, MIN_LETTERS, Term, blank_out, difficulty_of, domains, gives_away, hidden_words, normalise, pick_terms, with_length
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.gates.bank import Clue, GateBank
 from sloflow.workflows.dsl import Workflow
@@ -73,13 +73,14 @@ async def _generate(ctx: Any, messages: list[dict[str, str]], max_tokens: int) -
 
 
 async def _clue(ctx: Any, term: Term, obscurity: Obscurity) -> tuple[str | None, int]:
-    """A clue for `term` that the checker resolves to it and that does not write it; None if not."""
+    """A clue for `term`, with its letter count, that the checker resolves to it and that does not write it (words naming it are blanked); None if not."""
     text, tokens = await _generate(ctx, clue_messages(term.word, term.domain, obscurity), CLUE_TOKENS)
-    clue = read_clue(text)
-    if len(clue) < 8 or gives_away(clue, term.word):
+    clue = blank_out(read_clue(text), term.word)
+    if len(normalise(clue)) < 6 or gives_away(clue, term.word):
         return None, tokens
+    clue = with_length(clue, term.word)
     reply, checked = await _generate(ctx, check_messages(clue, term.domain), CHECK_TOKENS)
-    return (clue if term.word in {normalise(w) for w in read_words(reply)} else None), tokens + checked
+    return (clue if term.word in read_guesses(reply) else None), tokens + checked
 
 
 @fill.admit

@@ -63,6 +63,7 @@ class GateFiller:
         self._task: asyncio.Task[None] | None = None
         self.runs = 0
         self.saved = 0
+        self.notes: list[str] = []  # the last run's notes: why a gate was dropped (they never name its word or terms)
 
     def start(self) -> None:
         """Begin serving in the background (call from the event loop)."""
@@ -80,6 +81,7 @@ class GateFiller:
         letters, obscurity = next(self._shapes)
         done = await self.runtime.run(FILL_WORKFLOW, {**self.fill_input, "letters": letters, "obscurity": obscurity})
         self.runs += 1
+        self.notes = list((done.output or {}).get("notes", []))
         if done.status is not RunStatus.succeeded:
             log.warning("gates.fill run %s ended %s: %s", done.id, done.status.value, (done.error or {}).get("message"))
             return None

@@ -1,0 +1,50 @@
+"""Reading and vetting clues: a clue that names its answer is blanked or refused, and the checker's
+guesses are read as whole answers, whatever the model's layout."""
+
+from __future__ import annotations
+
+import re
+
+from sloflow.planners.gates.prompts import CHECK_GUESSES, clue_messages, read_guesses
+from sloflow.planners.gates.puzzle import BLANK, blank_out, domains, gives_away
+
+
+def test_a_clue_naming_its_answer_in_any_form_gives_it_away() -> None:
+    assert gives_away("Vein carries blood to the heart", "vein")
+    assert gives_away("Veins carry blood to the heart", "vein")  # a plural
+    assert gives_away("A nocturnal piece for piano", "nocturne")  # a form sharing its first five letters
+    assert gives_away("Sun-flower of the prairie", "sunflower") and gives_away("A sun flower", "sunflower")  # run together
+    assert not gives_away("Carries blood back to the heart", "vein")
+
+
+def test_a_short_answer_counts_only_as_a_whole_word() -> None:
+    assert not gives_away("Egyptian sun god, worshipped for rain", "ra")  # 'ra' inside 'rain' names nothing
+    assert gives_away("Ra, the Egyptian sun god", "ra")
+
+
+def test_blanking_removes_every_word_that_names_the_answer_and_keeps_the_rest() -> None:
+    clue = "Balder's brother Balder, Norse god of light"
+    blanked = blank_out(clue, "balder")
+    assert not gives_away(blanked, "balder") and blanked.count(BLANK) == 2 and blanked.endswith("Norse god of light")
+    assert blank_out("Carries blood back to the heart", "vein") == "Carries blood back to the heart"
+
+
+def test_no_term_of_the_data_files_gives_itself_away_once_blanked() -> None:
+    for domain, terms in domains().items():
+        for term in terms:
+            blanked = blank_out(f"{term.title()}: a thing of {domain}, {term}s and all", term)
+            assert not gives_away(blanked, term), (domain, term, blanked)
+
+
+def test_guesses_are_whole_answers_in_order_and_at_most_the_limit() -> None:
+    assert read_guesses("Chamber music, Nocturne") == ["chambermusic", "nocturne"]
+    assert read_guesses("1. Artery\n2. Vein\n3. Aorta\n4. Capillary") == ["artery", "vein", "aorta"]
+    assert read_guesses("Answers: Hel or Odin; Loki.") == ["hel", "odin", "loki"]
+    assert len(read_guesses(", ".join(["x"] * 9))) == CHECK_GUESSES and read_guesses("") == []
+
+
+def test_the_writer_is_asked_last_for_this_term_after_a_worked_example_from_outside_the_data() -> None:
+    messages = clue_messages("vein", "anatomy", "plain")
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"] and "Answer: vein." in messages[-1]["content"]
+    example = re.search(r"Answer: (\w+)\.", messages[1]["content"]).group(1)
+    assert example not in {t for terms in domains().values() for t in terms} and not gives_away(messages[2]["content"], example)
