@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
 import sys
@@ -88,7 +87,7 @@ def serve(
 
         for source in load or []:
             load_workflows(source)
-        asyncio.run(serving.serve(settings, model, host, port, announce, announce_key, workers_file=workers))
+        serving.run(serving.serve(settings, model, host, port, announce, announce_key, workers_file=workers))
     except SloflowError as exc:
         _fail(exc)
     except KeyboardInterrupt:

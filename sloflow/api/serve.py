@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 
@@ -21,6 +21,23 @@ from sloflow.ray_start import start_ray
 from sloflow.tenancy import KeyStore, Quotas, local_key
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run `main` on uvloop's event loop when installed (the loop Ray runs its actors on), else asyncio's.
+
+    Each call through the API wakes the server's loop several times (HTTP in and out, the
+    dispatcher's answer from a Ray thread); uvloop's wake-ups and timers cost less than the
+    selector loop's, whose timers round up to the next millisecond.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 def worker_specs(settings: Settings, model: str) -> dict:

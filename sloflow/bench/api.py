@@ -6,7 +6,10 @@ never finished), P50/P95 latency per kind and overall, achieved requests/s.
 
 Overhead: one client alternates a 1-token chat completion through the API and the scheduler with
 the same backend called directly in this process (same model or the same emulated speeds); the
-difference of the P50s is what the API + dispatcher + worker actor path adds.
+difference of the P50s is what the API + dispatcher + worker actor path adds. The benchmark runs on
+the event loop the worker actors run on (uvloop when installed, as Ray picks it): the emulated
+backend sleeps, and asyncio's default loop rounds each sleep up to the next millisecond (a 1-token
+call: 4.6 ms there, 3.5 ms in a worker actor), which would credit the API path with the gap.
 
 Without `--url` the benchmark starts its own server (`sloflow serve --workers FILE --load
 sloflow.bench.api_flow`, auth off, a throwaway home): `--backend emulated` (the default; filler
@@ -33,6 +36,7 @@ from pathlib import Path
 
 import httpx
 
+from sloflow.api.serve import run
 from sloflow.bench.progress import say
 from sloflow.llm.backend import Backend
 from sloflow.llm.types import GenerateRequest, Message
@@ -267,6 +271,6 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict:
         key = opts.key or (key_file.read_text().strip() if key_file.exists() else None)
         models = httpx.get(f"{opts.url}/v1/ready", timeout=10).json()["models"]
         kind = "emulated" if models[0].startswith("emulated:") else "embedded"
-        return asyncio.run(_measure(opts.url, models[0], kind, opts.clients, duration, reps, key))
+        return run(_measure(opts.url, models[0], kind, opts.clients, duration, reps, key))
     with own_server(opts.backend, opts.model) as (url, model):
-        return asyncio.run(_measure(url, model, opts.backend, opts.clients, duration, reps, None))
+        return run(_measure(url, model, opts.backend, opts.clients, duration, reps, None))

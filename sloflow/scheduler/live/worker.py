@@ -212,11 +212,18 @@ class LLMWorker:
             self._ended(call, "cancelled")
             self._abandon(call.id)
             raise
-        if self.dispatcher is not None:
-            self.dispatcher.started.remote(self.id, call.id)  # fire and forget: keeps its view exact
         waited = time.time() - arrived
         self.metrics.queue_wait(waited)
         return waited
+
+    def _announce(self, call_id: str) -> None:
+        """Tell the dispatcher a call took a slot (keeps its view exact), once the generation is under way.
+
+        Submitting an actor call costs about as much as a short call's first step: scheduled with
+        `call_soon` after the generation's own first step, it no longer delays the answer.
+        """
+        if self.dispatcher is not None:
+            asyncio.get_running_loop().call_soon(self.dispatcher.started.remote, self.id, call_id)
 
     def _abandon(self, call_id: str) -> None:
         """Forget a call cancelled before it took a slot (it may have been picked just now)."""
@@ -260,6 +267,7 @@ class LLMWorker:
             slot = self.free_slots.popleft()
             apart = call.deadline is None and not call.warms_cache
             generation = asyncio.ensure_future(self.backend.generate(request, background=apart))
+            self._announce(call.id)
             if call.deadline is None:
                 self.background[call.id] = generation
             completion: Completion | None = None
@@ -299,6 +307,7 @@ class LLMWorker:
             return
         slot = self.free_slots.popleft()
         completion: Completion | None = None
+        self._announce(call.id)
         try:
             async for chunk in self.backend.stream(request):
                 if chunk.completion is not None:
