@@ -95,6 +95,7 @@ async def test_the_filler_tops_the_bank_up_when_it_runs_low(bank: GateBank) -> N
     filler.start()
     try:
         await until(lambda: filler.left() == 4)
+        await until(lambda: filler.runs >= 4)  # the fill pass has ended: issuing gates now cannot extend it
         for i in range(2):
             bank.issue(f"key{i}", "chat", 1, ttl_s=60)
         await asyncio.sleep(0.2)
