@@ -17,13 +17,21 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from sloflow.errors import BackendError, Cancelled, ConfigError, DeadlineExceeded, OutputTruncated
+from sloflow.errors import BackendError, Cancelled, ConfigError, DeadlineExceeded, NotFound, OutputTruncated
 from sloflow.llm.client import CallContext, LLMClient
 from sloflow.llm.types import Completion, GenerateRequest, Message, shared_prefix
 
 # Records an event of the run: (kind, stage, data).
 Emit = Callable[[str, str | None, dict[str, Any]], None]
 Tools = Mapping[str, Callable[..., Any]]
+
+
+def bound_tool(tools: Mapping[str, Any], name: str, missing: str) -> Any:
+    """The run tool `name`; `NotFound(missing)` on a runtime that binds none (say there what binds it)."""
+    found = tools.get(name)
+    if found is None:
+        raise NotFound(missing)
+    return found
 
 
 def _drop(kind: str, stage: str | None, data: dict[str, Any]) -> None:

@@ -18,12 +18,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from sloflow.errors import NotFound
 from sloflow.llm.types import GenerateRequest
 from sloflow.planners.gates.prompts import Obscurity, check_messages, clue_messages, read_clue, read_guesses, read_solution, solve_messages
 from sloflow.planners.gates.puzzle import MAX_LETTERS, MIN_LETTERS, Term, blank_out, difficulty_of, domains, gives_away, hidden_words, normalise, pick_terms, with_length
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.gates.bank import Clue, GateBank
+from sloflow.workflows.context import bound_tool
 from sloflow.workflows.dsl import Workflow
 
 FILL_WORKFLOW = "gates.fill"
@@ -60,11 +60,8 @@ fill = Workflow(
 
 
 def bank_tool(tools: Mapping[str, Any]) -> GateBank:
-    """The run tool `gates` (the `GateBank`); `NotFound` on a runtime that binds none."""
-    found = tools.get("gates")
-    if found is None:
-        raise NotFound("this runtime binds no `gates` tool (a GateBank); run gates.fill through GateFiller")
-    return found
+    """The run tool `gates` (the `GateBank`)."""
+    return bound_tool(tools, "gates", "this runtime binds no `gates` tool (a GateBank); run gates.fill through GateFiller")
 
 
 async def _generate(ctx: Any, messages: list[dict[str, str]], max_tokens: int) -> tuple[str, int]:

@@ -31,7 +31,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from sloflow.errors import NotFound
 from sloflow.llm.types import GenerateRequest
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.sleeptime.prompts import (
@@ -45,6 +44,7 @@ from sloflow.workflows.builtin.sleeptime.prompts import (
     read_questions,
     working_of,
 )
+from sloflow.workflows.context import bound_tool
 from sloflow.workflows.contexts import LearnedContext
 from sloflow.workflows.dsl import Workflow
 from sloflow.workflows.registry import register
@@ -85,11 +85,8 @@ learn = Workflow(
 
 
 def contexts_tool(tools: Mapping[str, Any]) -> Any:
-    """The run tool `contexts` (the tenant's `TenantContexts`); `NotFound` on a server that keeps none."""
-    found = tools.get("contexts")
-    if found is None:
-        raise NotFound("this server keeps no contexts (its runtime binds no `contexts` tool)")
-    return found
+    """The run tool `contexts` (the tenant's `TenantContexts`)."""
+    return bound_tool(tools, "contexts", "this server keeps no contexts (its runtime binds no `contexts` tool)")
 
 
 @learn.admit
