@@ -82,11 +82,11 @@ def start_workers(dispatcher: Any, tag: str, profiles: Sequence[WorkerProfile] |
     specs = {f"{tag}-small": WorkerSpec("embedded", "smollm2-135m", threads=1, num_cpus=1), f"{tag}-larger": WorkerSpec("embedded", "gemma3-270m", threads=1, num_cpus=1)}
     if profiles is not None:  # measure once, then reuse: the same cards in every run
         specs = {k: replace(s, profile=p) for (k, s), p in zip(specs.items(), profiles)}
-    if profiles is None:  # one at a time: profiling passes must not compete for the cores
-        for k, s in specs.items():
-            ray.get(dispatcher.add_worker.remote(k, s))
-    else:
-        ray.get([dispatcher.add_worker.remote(k, s) for k, s in specs.items()])
+    # One at a time: profiling passes must not compete for the cores, and the dispatcher lists
+    # workers in the order their adds began (Ray does not order an async actor's concurrent calls),
+    # which HEXGEN's base worker and round-robin's turn read: the simulator's order.
+    for k, s in specs.items():
+        ray.get(dispatcher.add_worker.remote(k, s))
     # A fresh llama.cpp process pays first-touch costs on its first call (about 0.1 s for Gemma);
     # the profiling pass warms its worker up, so warm up the workers that reuse a profile too.
     warm = GenerateRequest(prompt="the and", max_tokens=2)

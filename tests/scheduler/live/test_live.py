@@ -92,7 +92,14 @@ async def test_workers_keep_the_order_they_were_added_in_not_the_order_they_beca
     dispatcher = start_dispatcher(name=f"sloflow-dispatcher-test{n}")
     slow = replace(emulated("measured"), profile=None)  # measures its profile first: ready later
     ids = [f"t{n}-slow", f"t{n}-quick"]
-    await asyncio.gather(dispatcher.add_worker.remote(ids[0], slow), dispatcher.add_worker.remote(ids[1], emulated("declared")))
+    first = dispatcher.add_worker.remote(ids[0], slow)
+    while True:  # Ray does not order an async actor's calls: let the first one begin before the second
+        try:
+            ray.get_actor(f"sloflow-worker-{ids[0]}")
+            break
+        except ValueError:
+            await asyncio.sleep(0.02)
+    await asyncio.gather(first, dispatcher.add_worker.remote(ids[1], emulated("declared")))
     assert [w["id"] for w in await dispatcher.workers.remote()] == ids
 
 
