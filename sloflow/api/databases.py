@@ -7,19 +7,22 @@ may be registered.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from sloflow.api.auth import Caller
 from sloflow.api.params import NAME_PATTERN, DatabaseName
-from sloflow.errors import InvalidRequest
+from sloflow.errors import InvalidRequest, SloflowError
+from sloflow.planners.sql.linking import SHOWN_WHOLE_TABLES
 from sloflow.retrieval.databases import parse_url
 from sloflow.retrieval.sources import SourceRegistry
 from sloflow.tenancy import Principal
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/databases", tags=["databases"])
 
 
@@ -60,13 +63,25 @@ def _check_root(request: Request, url: str) -> None:
 
 
 @router.post("", status_code=201, operation_id="add_database", responses={201: {"description": "the database's schema", "links": _DATABASE_LINKS}})
-def add_database(body: DatabaseCreate, request: Request, caller: Caller) -> dict[str, Any]:
-    """Register a database; its schema is read now, so a bad file fails here."""
+def add_database(body: DatabaseCreate, request: Request, caller: Caller, background: BackgroundTasks) -> dict[str, Any]:
+    """Register a database; its schema is read now, so a bad file fails here.
+
+    After the response, what text2sql's linking reads (stored text values; the schema index of a
+    schema too large to show whole) is prepared, so the first question does not wait for it.
+    """
     _check_root(request, body.url)
     sources = _sources(request, caller)
     db = sources.databases.add(body.name, body.url, body.timeout_s, body.max_rows)
     sources.forget_schema(body.name)
+    background.add_task(_warm, sources, body.name)
     return db.describe()
+
+
+def _warm(sources: SourceRegistry, name: str) -> None:
+    try:
+        sources.warm(name, index_above_tables=SHOWN_WHOLE_TABLES)
+    except SloflowError as exc:  # removed or changed meanwhile: the first question reads it instead
+        log.info("database %s was not prepared for linking: %s", name, exc.message)
 
 
 @router.get(

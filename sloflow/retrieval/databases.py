@@ -173,9 +173,8 @@ class Database:
         self._stamp = self._file_stamp()
         self.tables = self._introspect()
         self.columns = {t.name: {c.name: c.type for c in t.columns} for t in self.tables}
-        # Distinct stored values of the text columns, as text2sql's linking reads them (through the
-        # guard) once per database: a file that changes on disk is opened as a new Database.
-        self.text_values: dict[str, list[Any]] | None = None
+        self._text_values: dict[str, list[Any]] | None = None
+        self._text_values_lock = threading.Lock()
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -260,16 +259,38 @@ class Database:
         # One row more than is returned, so a result cut by the limit is reported as truncated.
         return check_sql(sql, self.columns, dialect=self.engine, max_rows=self.max_rows + 1)
 
-    def run(self, sql: str) -> SqlResult:
-        """Guard, then run on a read-only connection within the time limit (blocking)."""
+    def text_values(self, per_column: int = 200) -> dict[str, list[Any]]:
+        """Distinct stored values of every text column ('table.column' -> values), read through the
+        guard once: a file that changes on disk is opened as a new Database. Linking matches the
+        question's words against them."""
+        with self._text_values_lock:
+            if self._text_values is None:
+                out: dict[str, list[Any]] = {}
+                for t in self.tables:
+                    for c in t.columns:
+                        if c.samples and isinstance(c.samples[0], str):
+                            sql = f"SELECT DISTINCT {quote_identifier(c.name)} FROM {quote_identifier(t.name)} LIMIT {per_column}"
+                            try:
+                                out[f"{t.name}.{c.name}"] = [r[0] for r in self.run(sql).rows]
+                            except (DeadlineExceeded, InvalidRequest, UnsafeSql):
+                                continue
+                self._text_values = out
+            return self._text_values
+
+    def run(self, sql: str, timeout_s: float | None = None) -> SqlResult:
+        """Guard, then run on a read-only connection within the time limit (blocking).
+
+        `timeout_s` shortens the database's own limit for this query (a run's deadline), never lengthens it.
+        """
         safe = self.check(sql)
+        limit_s = self.timeout_s if timeout_s is None else max(min(timeout_s, self.timeout_s), 0.001)
         conn = self._connect()
         started = time.monotonic()
-        deadline = started + self.timeout_s
+        deadline = started + limit_s
         timer = None
         try:
             if self.engine == "duckdb":
-                timer = threading.Timer(self.timeout_s, conn.interrupt)
+                timer = threading.Timer(limit_s, conn.interrupt)
                 timer.start()
             else:
                 conn.set_authorizer(_sqlite_authorizer)
@@ -282,7 +303,7 @@ class Database:
         except Exception as exc:
             if time.monotonic() >= deadline:
                 raise DeadlineExceeded(
-                    f"the query ran past the {self.timeout_s:g} s limit and was stopped; narrow it with WHERE or a smaller LIMIT",
+                    f"the query ran past the {limit_s:g} s limit and was stopped; narrow it with WHERE or a smaller LIMIT",
                     details={"sql": safe},
                 ) from None
             if "too big" in str(exc):  # SQLite's SQLITE_LIMIT_LENGTH

@@ -141,10 +141,10 @@ class SourceRegistry:
         index = await asyncio.to_thread(self.indexes.get, source)
         return await asyncio.to_thread(index.search, query, k, where, mode)
 
-    async def sql(self, db: str, sql: str) -> SqlResult:
-        """Run one guarded read-only query on a registered database."""
+    async def sql(self, db: str, sql: str, timeout_s: float | None = None) -> SqlResult:
+        """Run one guarded read-only query on a registered database (`timeout_s` may shorten its limit)."""
         database = await asyncio.to_thread(self.databases.get, db)
-        return await asyncio.to_thread(database.run, sql)
+        return await asyncio.to_thread(database.run, sql, timeout_s)
 
     def schema_index(self, db: str) -> SchemaIndex:
         """The schema index of a database, rebuilt when its schema (names, types, keys, samples) changed."""
@@ -154,6 +154,15 @@ class SourceRegistry:
             if index is None or index.fingerprint != database.fingerprint:
                 index = self._schema_indexes[db] = SchemaIndex(db, database.tables, self.indexes.embedder)
             return index
+
+    def warm(self, db: str, index_above_tables: int = 0) -> None:
+        """Read what a question's linking needs ahead of the first question (blocking): the stored
+        text values, and the schema index when the database has more than `index_above_tables`
+        tables (text2sql shows smaller schemas whole)."""
+        database = self.databases.get(db)
+        database.text_values()
+        if len(database.tables) > index_above_tables:
+            self.schema_index(db)
 
     def forget_schema(self, db: str) -> None:
         """Drop the cached schema index of a database (after it is re-registered or removed)."""

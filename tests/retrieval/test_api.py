@@ -72,6 +72,24 @@ async def test_databases_register_describe_and_query(client: httpx.AsyncClient, 
     assert (await client.get("/v1/databases/shop2")).status_code == 404
 
 
+async def test_a_registered_database_is_prepared_for_linking_before_the_first_question(
+    client: httpx.AsyncClient, sources: SourceRegistry, shop_db: Path
+) -> None:
+    import sqlite3
+
+    wide = shop_db.parent / "wide.sqlite"
+    with sqlite3.connect(wide) as conn:  # more tables than text2sql shows whole
+        for i in range(8):
+            conn.execute(f"CREATE TABLE part{i} (id INTEGER PRIMARY KEY, label TEXT)")
+            conn.execute(f"INSERT INTO part{i} (label) VALUES ('item {i}')")
+    assert (await client.post("/v1/databases", json={"name": "wide", "url": str(wide)})).status_code == 201
+    # The response's background task has run when the client returns (one ASGI call).
+    assert "wide" in sources._schema_indexes
+    assert sources.databases.get("wide")._text_values == {f"part{i}.label": [f"item {i}"] for i in range(8)}
+    small = await client.post("/v1/databases", json={"name": "shop3", "url": str(shop_db)})
+    assert small.status_code == 201 and "shop3" not in sources._schema_indexes  # shown whole: no index needed
+
+
 async def test_databases_outside_the_allowed_folders_are_refused(client: httpx.AsyncClient, tmp_path: Path) -> None:
     from tests.retrieval.conftest import make_shop_db
 

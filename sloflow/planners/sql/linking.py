@@ -17,6 +17,9 @@ _STOP = frozenset(
     other others one two three four five six seven eight nine ten""".split()
 )
 MAX_MATCHES = 8
+# Schemas with at most this many tables are shown whole: pruning them saves little prompt and
+# risks dropping a table the query needs. Larger ones are searched through the schema index.
+SHOWN_WHOLE_TABLES = 6
 # A value stored in more columns than this ("open", "yes") says nothing about which one is meant.
 MAX_COLUMNS_PER_VALUE = 3
 

@@ -11,6 +11,7 @@ none (the CLI's) gets the process-wide sources' own.
 from __future__ import annotations
 
 import asyncio
+import math
 import operator
 import statistics
 import time
@@ -23,7 +24,7 @@ from pydantic import BaseModel, Field
 from sloflow.errors import DeadlineExceeded, SloflowError
 from sloflow.llm.types import GenerateRequest, approx_tokens
 from sloflow.planners.sql.extract import extract_sql
-from sloflow.planners.sql.linking import linked_tables, match_values
+from sloflow.planners.sql.linking import SHOWN_WHOLE_TABLES, linked_tables, match_values
 from sloflow.planners.sql.repair import name_hints, repair_names
 from sloflow.planners.sql.prompts import (
     SchemaTable,
@@ -35,7 +36,6 @@ from sloflow.planners.sql.prompts import (
     revision_messages,
     schema_ddl,
 )
-from sloflow.planners.sql.prompts import quote_name as q
 from sloflow.planners.sql.select import Candidate, select_candidate
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.dsl import Workflow
@@ -44,6 +44,7 @@ from sloflow.workflows.registry import register
 SHOWN_ROWS = 50
 VALUE_SAMPLE = 200  # distinct values read per text column for matching question words
 _TAIL_S = 0.5  # select + answer, without an LLM call
+_LAST_QUERY_S = 0.5  # what a query still gets when the run must answer and none has run yet
 BRIDGE_MAX = 2  # retrieved tables are joined through at most this many others (Spider's link tables are one)
 
 
@@ -56,10 +57,9 @@ class SqlState(BaseModel):
     join_keys: list[str] = Field(default_factory=list, description="extra join keys 'a.x = b.y' beyond the database's foreign keys")
     candidates_n: int = Field(3, ge=1, le=8)
     max_revisions: int = Field(3, ge=0, le=10)
-    # Schemas with at most this many tables are shown whole: pruning them saves little prompt
-    # and risks dropping a table the query needs. Above it the schema index retrieves
-    # `link_tables`, and the model prunes only when those and their joins exceed it.
-    prune_above_tables: int = Field(6, ge=0)
+    # Above this many tables the schema index retrieves `link_tables`, and the model prunes only
+    # when those and their joins exceed it.
+    prune_above_tables: int = Field(SHOWN_WHOLE_TABLES, ge=0)
     link_tables: int = Field(5, ge=1, le=50, description="tables retrieved from the schema index when it is not shown whole")
     max_sql_tokens: int = Field(256, ge=16, le=2048)
     models: dict[Literal["link", "candidate", "revise"], str] = Field(
@@ -123,23 +123,6 @@ async def _database(ctx: Any, name: str) -> Any:
     return await asyncio.to_thread(_tool(ctx, "database"), name)
 
 
-async def _text_values(ctx: Any, db_name: str, db: Any) -> dict[str, list[Any]]:
-    """Distinct stored values of every text column, read through the guard once per opened `Database`."""
-    if db.text_values is None:
-        out: dict[str, list[Any]] = {}
-        for t in db.tables:
-            for c in t.columns:
-                if c.samples and isinstance(c.samples[0], str):
-                    sql = f"SELECT DISTINCT {q(c.name)} FROM {q(t.name)} LIMIT {VALUE_SAMPLE}"
-                    try:
-                        result = await _tool(ctx, "sql")(db_name, sql)
-                    except SloflowError:
-                        continue
-                    out[f"{t.name}.{c.name}"] = [r[0] for r in result.rows]
-        db.text_values = out
-    return db.text_values
-
-
 def join_keys(db: Any, extra: list[str]) -> list[str]:
     """The database's foreign keys as 'a.x = b.y', then `extra` ones."""
     keys = [f"{t.name}.{fk.column} = {fk.ref_table}.{fk.ref_column}" for t in db.tables for fk in t.foreign_keys if fk.ref_column]
@@ -163,7 +146,7 @@ async def link(s: SqlState, ctx: Any) -> dict[str, Any]:
     names = [t.name for t in db.tables]
     by_name = {t.name: SchemaTable.from_table(t) for t in db.tables}
     joins = join_keys(db, s.join_keys)
-    matches = match_values(s.question, await _text_values(ctx, s.db, db))
+    matches = match_values(s.question, await asyncio.to_thread(db.text_values, VALUE_SAMPLE))
     values = describe_values(matches)
     notes = []
     if len(names) <= s.prune_above_tables:
@@ -279,6 +262,21 @@ def _run_error(c: Candidate) -> str | None:
     return None
 
 
+def _query_time_s(deadline: float | None, anything_ran: bool) -> float | None:
+    """How long one query may run inside the run's deadline (the database's own limit may be
+    shorter); None when it must not run.
+
+    Past the deadline a query still gets `_LAST_QUERY_S` when no candidate has run yet, so the run
+    answers with a result rather than none.
+    """
+    if deadline is None:
+        return math.inf
+    left = deadline - time.time() - _TAIL_S
+    if left > _LAST_QUERY_S:
+        return left
+    return None if anything_ran else _LAST_QUERY_S
+
+
 @text2sql.stage(cost=Cost(seconds=0.2))
 async def execute(s: SqlState, ctx: Any) -> dict[str, Any]:
     """Run every candidate not yet run through the guard, on a read-only connection.
@@ -299,8 +297,13 @@ async def execute(s: SqlState, ctx: Any) -> dict[str, Any]:
         c.sql, fixes = repair_names(c.sql, schema, joins)
         if fixes:
             notes.append(f"candidate {c.variant}: repaired {'; '.join(fixes)}")
+        limit_s = _query_time_s(ctx.deadline, anything_ran=any(x.ran for x in cands))
+        if limit_s is None:
+            c.error = "not run: the run had to answer"
+            notes.append(f"candidate {c.variant} was not run: the deadline passed first")
+            continue
         try:
-            result = await _tool(ctx, "sql")(s.db, c.sql)
+            result = await _tool(ctx, "sql")(s.db, c.sql, limit_s)
         except SloflowError as exc:
             c.error = exc.message
             continue

@@ -305,7 +305,44 @@ async def test_stored_text_values_are_read_once_per_opened_database(sources: Sou
     question = {"question": "How many singers are from France?", "db": "concert_singer", "candidates_n": 1}
     await rt.run("text2sql", question)
     distinct = [s for s in log.executed if s.upper().startswith("SELECT DISTINCT")]
-    assert distinct and sources.databases.get("concert_singer").text_values is not None
+    assert distinct
     record = await rt.run("text2sql", question)
     assert record.status.value == "succeeded", record.error
     assert [s for s in log.executed if s.upper().startswith("SELECT DISTINCT")] == distinct  # none read again
+
+
+ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+
+
+class QueriesBySeed(SqlWriter):
+    """Candidate n (sampled with seed n) writes `queries[n]`."""
+
+    def __init__(self, queries: list[str]) -> None:
+        super().__init__(lambda n: GOOD)
+        self.queries = queries
+
+    def _text(self, request: Any) -> str:
+        if request.json_schema is None and not _revision(request):
+            return f"```sql\n{self.queries[request.seed]}\n```"
+        return super()._text(request)
+
+
+async def test_queries_keep_the_deadline_and_a_query_past_it_is_not_run(
+    sources: SourceRegistry, singer_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sloflow.workflows.budget import Speed
+
+    monkeypatch.setattr(text2sql, "speed", Speed(prefill_tok_s=1e6, decode_tok_s=1e6))  # all three candidates fit
+    sources.databases.add("patient_singers", f"sqlite:///{singer_db}", timeout_s=60.0)  # only the deadline cuts
+    llm = QueriesBySeed([ENDLESS, GOOD, ENDLESS])
+    started = time.monotonic()
+    record = await runtime(llm, sources).run(
+        "text2sql", {"question": "How many singers are from France?", "db": "patient_singers", "max_revisions": 0}, slo=3.0
+    )
+    out = record.output
+    assert record.status.value == "succeeded", record.error
+    assert time.monotonic() - started < 3.0 + 1.5  # the last-chance query of candidate 1 may pass the deadline by 0.5 s
+    by_variant = {c["variant"]: c for c in out["candidates"]}
+    assert "limit and was stopped" in by_variant[0]["error"]  # cut at the deadline, not at the database's 60 s
+    assert out["sql"] == GOOD and out["rows"] == [[4]]  # nothing had run yet: candidate 1 still got its chance
+    assert "candidate 2 was not run: the deadline passed first" in out["notes"]
