@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -28,3 +30,18 @@ def serving(cmd: list[str], ready_url: str, *, timeout_s: float = 120.0, env: di
     finally:
         stop(proc)
         log.close()
+
+
+def kill_session(proc: subprocess.Popen) -> None:
+    """SIGKILL `proc`, started with `start_new_session=True`, then whatever it left in its session.
+
+    A killed `sloflow serve` cannot stop its local Ray: Ray's agents outlive it, reparented to init.
+    The session holds only what `proc` started, so sweeping it ends no one else's process.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    proc.wait()
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getsid(pid) == proc.pid:
+                os.kill(pid, signal.SIGKILL)
