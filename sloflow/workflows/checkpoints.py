@@ -16,6 +16,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import StateGraph
 
 from sloflow.errors import ConfigError
+from sloflow.workflows.sqlite_disk import sqlite_target
 
 
 def _strict() -> JsonPlusSerializer:
@@ -44,11 +45,12 @@ async def open_checkpointer(url: str | Path) -> AsyncIterator[BaseCheckpointSave
         import aiosqlite
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-        path = Path(target.removeprefix("sqlite:///"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        async with aiosqlite.connect(str(path)) as conn:
+        # On a read-only disk the run store refuses new runs, so nothing writes checkpoints; the
+        # ones there can still be read.
+        connect_to, read_only = sqlite_target(Path(target.removeprefix("sqlite:///")), "the checkpoint store")
+        async with aiosqlite.connect(connect_to, uri=read_only) as conn:
             saver = AsyncSqliteSaver(conn, serde=_strict())
-            await saver.setup()
+            await saver.setup()  # its CREATE IF NOT EXISTS and WAL pragma write nothing to a set-up file
             yield saver
 
 

@@ -18,6 +18,7 @@ from pydantic_core import to_json
 
 from sloflow.errors import StorageError
 from sloflow.workflows.records import Event, RunRecord, RunStatus
+from sloflow.workflows.sqlite_disk import sqlite_target, write_refused
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ _UPDATABLE = frozenset({"status", "started_at", "finished_at", "deadline_met", "
 
 class RunStore(Protocol):
     """Where runs and their events are kept."""
+
+    read_only: bool  # opened on a read-only disk: it serves the runs it holds and refuses writes
 
     def create(self, record: RunRecord) -> None:
         """Add a new run."""
@@ -71,6 +74,8 @@ def _stages(events: Iterable[Event]) -> list[dict[str, Any]]:
 
 class MemoryRunStore:
     """Runs kept in this process only, the newest `keep` finished ones: for ephemeral runtimes and tests."""
+
+    read_only = False
 
     def __init__(self, keep: int = 10_000) -> None:
         self._keep = keep
@@ -158,20 +163,25 @@ def _dump(value: Any) -> str:
 
 
 class SqliteRunStore:
-    """Runs in one SQLite file; survives the process, so unfinished runs can be resumed."""
+    """Runs in one SQLite file; survives the process, so unfinished runs can be resumed.
+
+    On a read-only disk it opens for reading only: old runs are served, every write is a `StorageError`.
+    """
 
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        target, self.read_only = (str(path), False) if str(path) == ":memory:" else sqlite_target(Path(path), "the run store")
         # One connection, used from the event loop's thread and guarded for the odd other thread.
         self._path = path
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(target, uri=self.read_only, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
-        # WAL with synchronous=NORMAL survives a process crash (not a power cut) without an
-        # fsync per event, which would dominate the cost of a short stage.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        if self.read_only:
+            log.warning("the run store %s is on a read-only disk: its runs can be read, new ones are refused", path)
+        else:
+            # WAL with synchronous=NORMAL survives a process crash (not a power cut) without an
+            # fsync per event, which would dominate the cost of a short stage.
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
         self._next_id: dict[str, int] = {}
         self._unwritten: list[tuple[Any, ...]] = []
 
@@ -278,11 +288,9 @@ class SqliteRunStore:
             # buffered events stay buffered and go out with the next write that succeeds.
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
-            raise StorageError(
-                f"the run store {self._path} cannot be written ({exc}); free space on its disk or make it writable "
-                "(it lives under SLOFLOW_HOME); runs already recorded can still be read",
-                details={"path": str(self._path)},
-            ) from None
+            if self.read_only:  # opened read-only, it never will be writable: drop them, not retry on every read
+                self._unwritten.clear()
+            raise write_refused("the run store", self._path, exc) from None
         self._unwritten.clear()
 
     def _flush_if_possible(self) -> None:

@@ -91,7 +91,8 @@ class Runtime:
     ) -> AsyncIterator[Runtime]:
         """A durable runtime keeping runs in `home`/runs.sqlite (`RUNS_FILE`) and checkpoints per `checkpoints`
 
-        (default `home`/checkpoints.sqlite); live runs are interrupted on exit, to be resumed.
+        (default `home`/checkpoints.sqlite); live runs are interrupted on exit, to be resumed. On a
+        read-only disk it serves the runs recorded there and refuses new ones (`StorageError`).
         """
         async with AsyncExitStack() as stack:
             saver = await stack.enter_async_context(open_checkpointer(checkpoints or home / "checkpoints.sqlite"))
@@ -201,9 +202,18 @@ class Runtime:
         return self.get(run_id)
 
     async def resume_unfinished(self) -> list[str]:
-        """Continue the runs a previous process left queued or running; return their ids."""
+        """Continue the runs a previous process left queued or running; return their ids.
+
+        On a read-only store none is resumed (each would fail at its first event): they stay
+        unfinished, to resume at the first start on a writable disk.
+        """
+        unfinished = self.store.runs(statuses=(RunStatus.queued, RunStatus.running), limit=10_000)
+        if self.store.read_only:
+            if unfinished:
+                log.warning("%d unfinished run(s) not resumed: the run store is on a read-only disk", len(unfinished))
+            return []
         resumed = []
-        for record in self.store.runs(statuses=(RunStatus.queued, RunStatus.running), limit=10_000):
+        for record in unfinished:
             if record.id in self._live:
                 continue
             try:

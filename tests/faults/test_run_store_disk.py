@@ -1,16 +1,15 @@
 """A full disk under the run store: a clear 503, nothing half-written, the server stays up.
 
 The disk is real: a small tmpfs mounted for the test and filled up (needs root to mount; skipped
-with a message otherwise). A read-only remount is refused by Linux while the store holds its files
-open for writing, so that case is not played here; SQLite reports it through the same path.
+with a message otherwise). Linux refuses a read-only remount while the store holds its files open
+for writing; test_read_only_disk.py plays a store opened on a disk already read-only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -24,6 +23,7 @@ from sloflow.api.health import router as health_router
 from sloflow.api.runs import router
 from sloflow.workflows import Registry, Runtime, Workflow
 from sloflow.workflows.run_store import RUNS_FILE
+from tests.faults.disks import small_disk
 
 pytestmark = pytest.mark.faults
 
@@ -41,24 +41,6 @@ def count_words() -> Workflow:
         return {"words": len(s.text.split())}
 
     return wf.then(count)
-
-
-def _mount(*args: str) -> None:
-    subprocess.run(["mount", *args], check=True, capture_output=True, text=True)
-
-
-@contextlib.contextmanager
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    try:
-        _mount("-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk))
-    except (subprocess.CalledProcessError, FileNotFoundError, PermissionError) as exc:
-        pytest.skip(f"cannot mount a tmpfs to play the full or read-only disk (needs root): {getattr(exc, 'stderr', exc)}")
-    try:
-        yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False, capture_output=True)
 
 
 @pytest.fixture
@@ -102,6 +84,7 @@ async def test_full_disk_refuses_new_runs_clearly_and_recovers(served: tuple[htt
             break
     assert refused is not None and refused.status_code == 503, refused.text
     assert refused.json()["code"] == "storage_unavailable" and "full" in refused.json()["message"]
+    assert refused.json()["details"]["cause"] == "disk_full"
     assert (await client.get("/v1/health")).status_code == 200
     filler.unlink()
     after = await _run(client, "room again")
