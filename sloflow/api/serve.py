@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +17,7 @@ import uvicorn
 
 from sloflow.api.app import create_app
 from sloflow.config import Settings
+from sloflow.errors import StorageError
 from sloflow.llm.models import model_path
 from sloflow.ray_start import start_ray
 from sloflow.tenancy import KeyStore, Quotas, local_key
@@ -66,6 +68,21 @@ def _context_limit(specs: dict) -> int | None:
     if all(s.kind == "embedded" for s in specs.values()):
         return max(s.context_tokens for s in specs.values())
     return None
+
+
+def check_home_writable(home: Path) -> None:
+    """Refuse a read-only home at start, naming it: the server keeps keys, quotas and plan memory there, not only runs."""
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        writable = os.access(home, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        raise StorageError(
+            f"SLOFLOW_HOME {home} is read-only, and `sloflow serve` writes its API keys, quotas, plan memory and runs "
+            "there; remount it read-write or point SLOFLOW_HOME at a writable folder",
+            details={"path": str(home), "cause": "read_only"},
+        )
 
 
 def key_store(settings: Settings) -> KeyStore:
@@ -129,6 +146,7 @@ async def serve(
     from sloflow.workflows.run_store import RUNS_FILE
     from sloflow.workflows.runtime import Runtime
 
+    check_home_writable(settings.home)
     if workers_file is not None:
         from sloflow.scheduler.live.worker_file import load_worker_specs
 

@@ -4,6 +4,7 @@ clear 503, nothing on the disk changes, the server stays up.
 The disk is real: a small tmpfs (needs root to mount; skipped with a message otherwise). Runs are
 recorded on it, the runtime is closed (Linux refuses a read-only remount while files are open for
 writing), the tmpfs is remounted read-only, and the runtime and the runs API are opened on it.
+`sloflow serve` itself refuses a read-only home at start, saying why: it writes more than runs there.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -26,11 +29,14 @@ from sloflow.api.errors import install_error_handlers
 from sloflow.api.health import router as health_router
 from sloflow.api.runs import router
 from sloflow.errors import StorageError
+from sloflow.processes import free_port
 from sloflow.workflows import Registry, RunStatus, Runtime, SqliteRunStore, Workflow
 from sloflow.workflows.records import RunRecord
 from tests.faults.disks import mount, small_disk
 
 pytestmark = pytest.mark.faults
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Note(BaseModel):
@@ -157,3 +163,17 @@ def test_a_store_left_by_a_killed_process_is_read_through_its_journal(tmp_path: 
         finally:
             reopened.close()
 
+
+def test_serve_refuses_to_start_on_a_read_only_home_saying_why(tmp_path: Path) -> None:
+    with small_disk(tmp_path) as disk:
+        try:
+            mount("-o", "remount,ro", str(disk))
+        except subprocess.CalledProcessError as exc:
+            pytest.skip(f"cannot remount the tmpfs read-only: {exc.stderr}")
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "SLOFLOW_HOME": str(disk), "SLOFLOW_AUTH": "false"}
+        cmd = [sys.executable, "-m", "sloflow.cli", "serve", "--port", str(free_port())]
+        # It stops before Ray or any worker starts: the keys and quotas it keeps there could not be written.
+        served = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert served.returncode == 2, served.stderr[-2000:]
+    assert f"SLOFLOW_HOME {disk} is read-only" in served.stderr and "remount it read-write" in served.stderr
+    assert "Traceback" not in served.stderr
