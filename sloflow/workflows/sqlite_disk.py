@@ -70,6 +70,7 @@ def write_refused(what: str, path: Path | str, exc: sqlite3.OperationalError) ->
             details={**details, "cause": "disk_full"},
         )
     return StorageError(
-        f"{what} {path} cannot be written ({exc}); check its disk (it lives under SLOFLOW_HOME); runs already recorded can still be read",
+        f"{what} {path} cannot be written ({exc}); check its disk (it lives under SLOFLOW_HOME); "
+        "runs already recorded can still be read",
         details={**details, "cause": "io_error"},
     )

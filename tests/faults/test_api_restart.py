@@ -121,7 +121,9 @@ async def test_killed_api_resumes_runs_and_sse_clients_miss_no_event(tmp_path: P
     for job in JOBS:
         events = before[job] + after[job]
         assert [e["id"] for e in events] == list(range(1, len(events) + 1)), _steps(events)  # no gap, no repeat
-        assert _steps(before[job]) == [("run_started", None), ("stage_started", "fetch"), ("stage_finished", "fetch"), ("stage_started", "transform")]
+        assert _steps(before[job]) == [
+            ("run_started", None), ("stage_started", "fetch"), ("stage_finished", "fetch"), ("stage_started", "transform"),
+        ]
         # The new process picks the run up inside `transform`: `fetch`, checkpointed as finished, is not run again.
         assert _steps(after[job]) == [
             ("run_resumed", None), ("stage_started", "transform"), ("stage_finished", "transform"),
