@@ -75,13 +75,15 @@ def ray_head(port: int, resources: str = "{}") -> Iterator[int]:
     Stopped by signalling that group, not with `ray stop`, which would stop every Ray on the machine.
     """
     temp = tempfile.mkdtemp(prefix="rayhead", dir="/tmp")  # short: Ray's unix socket paths have a length limit
-    ports = {
-        flag: free_port()
-        for flag in (
-            "--ray-client-server-port", "--dashboard-port", "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
-            "--metrics-export-port", "--runtime-env-agent-port", "--node-manager-port", "--object-manager-port",
-        )
-    }
+    flags = (
+        "--ray-client-server-port", "--dashboard-port", "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
+        "--metrics-export-port", "--runtime-env-agent-port", "--node-manager-port", "--object-manager-port",
+    )
+    # Distinct: free_port can hand out a port again once its probe closed, and Ray refuses a port given twice.
+    ports: dict[str, int] = {}
+    while len(ports) < len(flags):
+        if (p := free_port()) != port and p not in ports.values():
+            ports[flags[len(ports)]] = p
     cmd = [
         str(Path(sys.executable).with_name("ray")), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
         "--include-dashboard=false", "--num-cpus=1", f"--resources={resources}", f"--temp-dir={temp}", "--disable-usage-stats",
