@@ -327,10 +327,6 @@ def _stuck(doing: str, driver: subprocess.Popen, driver_log: IO[bytes], node_log
 
 
 @pytest.mark.faults
-@pytest.mark.skipif(
-    not os.environ.get("SLOFLOW_TEST_TWO_NODES"),
-    reason="opt-in (SLOFLOW_TEST_TWO_NODES=1): its driver hung once after connecting inside the full suite; under investigation",
-)
 @pytest.mark.timeout(660)  # above the sum of its own waits, which fail first and say where the driver was
 def test_two_node_loopback_cluster_places_workers_by_accelerator_and_survives_losing_a_node(tmp_path: Path) -> None:
     # `ray start --head` on loopback, plus `sloflow node` (a second `ray start --address` aborts
