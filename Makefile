@@ -14,13 +14,24 @@ export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test setup models bench clean
+.PHONY: run test setup system models bench clean
 
 run: $(MODELS)
 	$(BIN)/sloflow serve
 
-test: $(STAMP)
+test: $(STAMP) system
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# Debian's chromium and prometheus, which the monitoring tests drive (the Ray dashboard and /ui in
+# a headless browser, a real Prometheus scrape). Best effort: without root or apt they are not
+# installed, and those tests skip saying so.
+SYSTEM_PACKAGES := chromium prometheus
+system:
+	@if command -v chromium >/dev/null && command -v prometheus >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null \
+		|| echo "note: apt-get could not install $(SYSTEM_PACKAGES); the browser and Prometheus tests will skip"; \
+	else echo "note: $(SYSTEM_PACKAGES) missing and not installable here (needs root and apt-get); their tests will skip"; fi
 
 setup: $(STAMP)
 
