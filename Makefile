@@ -29,7 +29,7 @@ SYSTEM_PACKAGES := chromium prometheus
 system:
 	@if command -v chromium >/dev/null && command -v prometheus >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null \
+		DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null \
 		|| echo "note: apt-get could not install $(SYSTEM_PACKAGES); the browser and Prometheus tests will skip"; \
 	else echo "note: $(SYSTEM_PACKAGES) missing and not installable here (needs root and apt-get); their tests will skip"; fi
 
