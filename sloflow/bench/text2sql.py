@@ -179,11 +179,11 @@ async def run_workflow(
     predictions: Path | None = None,
 ) -> dict:
     """The `text2sql` workflow per question, through the runtime, under its SLO."""
+    from sloflow.planners.sql.linking import SHOWN_WHOLE_TABLES
     from sloflow.retrieval.databases import DatabaseRegistry
     from sloflow.retrieval.document_index import IndexRegistry
     from sloflow.retrieval.sources import SourceRegistry
     from sloflow.workflows import MemoryRunStore, Registry, Runtime
-    from sloflow.planners.sql.linking import SHOWN_WHOLE_TABLES
     from sloflow.workflows.builtin.text2sql import text2sql, tools
 
     sources = SourceRegistry(IndexRegistry(home / "indexes"), DatabaseRegistry(home / "databases.json"))

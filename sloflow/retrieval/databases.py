@@ -26,6 +26,7 @@ from sloflow.retrieval.sql_guard import MAX_VALUE_BYTES, check_sql, is_forbidden
 
 Engine = Literal["sqlite", "duckdb"]
 SAMPLE_VALUES = 3
+TEXT_VALUES_PER_COLUMN = 200  # distinct values `text_values` reads per text column
 # What one query may return: rows are capped by LIMIT, bytes by these (a single printf() built a
 # 100 MB cell in a second). Rows are checked as they arrive; SQLite also refuses to build any value
 # over the total cap (memory), where the guard's check of sizes given as literals does not reach.
@@ -259,7 +260,7 @@ class Database:
         # One row more than is returned, so a result cut by the limit is reported as truncated.
         return check_sql(sql, self.columns, dialect=self.engine, max_rows=self.max_rows + 1)
 
-    def text_values(self, per_column: int = 200) -> dict[str, list[Any]]:
+    def text_values(self) -> dict[str, list[Any]]:
         """Distinct stored values of every text column ('table.column' -> values), read through the
         guard once: a file that changes on disk is opened as a new Database. Linking matches the
         question's words against them."""
@@ -269,7 +270,7 @@ class Database:
                 for t in self.tables:
                     for c in t.columns:
                         if c.samples and isinstance(c.samples[0], str):
-                            sql = f"SELECT DISTINCT {quote_identifier(c.name)} FROM {quote_identifier(t.name)} LIMIT {per_column}"
+                            sql = f"SELECT DISTINCT {quote_identifier(c.name)} FROM {quote_identifier(t.name)} LIMIT {TEXT_VALUES_PER_COLUMN}"
                             try:
                                 out[f"{t.name}.{c.name}"] = [r[0] for r in self.run(sql).rows]
                             except (DeadlineExceeded, InvalidRequest, UnsafeSql):

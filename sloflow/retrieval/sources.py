@@ -155,7 +155,7 @@ class SourceRegistry:
                 index = self._schema_indexes[db] = SchemaIndex(db, database.tables, self.indexes.embedder)
             return index
 
-    def warm(self, db: str, index_above_tables: int = 0) -> None:
+    def warm(self, db: str, *, index_above_tables: int) -> None:
         """Read what a question's linking needs ahead of the first question (blocking): the stored
         text values, and the schema index when the database has more than `index_above_tables`
         tables (text2sql shows smaller schemas whole)."""

@@ -42,7 +42,6 @@ from sloflow.workflows.dsl import Workflow
 from sloflow.workflows.registry import register
 
 SHOWN_ROWS = 50
-VALUE_SAMPLE = 200  # distinct values read per text column for matching question words
 _TAIL_S = 0.5  # select + answer, without an LLM call
 _LAST_QUERY_S = 0.5  # what a query still gets when the run must answer and none has run yet
 BRIDGE_MAX = 2  # retrieved tables are joined through at most this many others (Spider's link tables are one)
@@ -146,7 +145,7 @@ async def link(s: SqlState, ctx: Any) -> dict[str, Any]:
     names = [t.name for t in db.tables]
     by_name = {t.name: SchemaTable.from_table(t) for t in db.tables}
     joins = join_keys(db, s.join_keys)
-    matches = match_values(s.question, await asyncio.to_thread(db.text_values, VALUE_SAMPLE))
+    matches = match_values(s.question, await asyncio.to_thread(db.text_values))
     values = describe_values(matches)
     notes = []
     if len(names) <= s.prune_above_tables:
