@@ -221,9 +221,9 @@ def real_figures(opts: argparse.Namespace) -> dict[str, Any]:
     """The real part: goodput by bisection on two llama.cpp workers (and, with --real-rate, a fixed-rate run)."""
     scale = opts.scale * 1.5  # small CPU models run calls of a few seconds: looser deadlines than the GPU tables'
     schedulers = tuple(opts.real_schedulers.split(","))
-    good = real_goodput(scale, schedulers, GoodputSearch(max_requests=opts.real_requests))
+    good = real_goodput(scale, schedulers, GoodputSearch(max_requests=opts.real_requests, repeats=opts.real_repeats))
     figures: dict[str, Any] = {"real_goodput": good, "real_run": False}
-    for key in ("real_goodput_ratio_vs_rr_fcfs", "real_goodput_ratio_vs_hexgen", "real_goodput_ratio_vs_eft_fcfs", "real_goodput_sim_error"):
+    for key in ("real_goodput_ratio_vs_rr_fcfs", "real_goodput_ratio_vs_hexgen", "real_goodput_ratio_vs_eft_fcfs", "real_goodput_sim_error", "real_goodput_repeat_error_floor"):
         if key in good:
             figures[key] = good[key]
     if opts.real_rate is None:
@@ -255,6 +255,7 @@ def options(args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-real", action="store_true", help="skip the real llama.cpp run")
     parser.add_argument("--only-real", action="store_true", help="only the real llama.cpp run")
     parser.add_argument("--real-requests", type=int, default=24, help="most requests per real goodput probe; requests of the fixed-rate run")
+    parser.add_argument("--real-repeats", type=int, default=1, help="whole goodput searches per scheduler on the real workers (the median counts; their spread bounds any prediction's error)")
     parser.add_argument("--real-rate", type=float, default=None, help="also a fixed-rate real run at this Poisson rate (req/s): the simulator's latency error")
     parser.add_argument("--real-schedulers", default=",".join(HEADLINE), help="comma-separated schedulers of the real run")
     parser.add_argument("--real-log", type=Path, default=None, help="write every call of the fixed-rate run beside its simulated twin (JSON lines)")

@@ -4,7 +4,8 @@ Two Ray-actor workers of unequal speed behind the live dispatcher: SmolLM2-135M 
 one llama.cpp thread each (two threads on this machine's two cores). Neither is faster at
 everything: Gemma prefills about 2.6x faster, SmolLM2 decodes about 1.4x faster (measured profiles,
 `bench/scheduler_profiles.json`), so where a call should go depends on its shape, as between GPU
-types. The simulator replays the same requests and arrivals from the profiles the workers measure.
+types. The simulator replays the same requests and arrivals from the profiles the workers measure,
+and from how much each slows while the other is busy (`measure_contention`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import json
 import math
 import os
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -95,6 +97,43 @@ def start_workers(dispatcher: Any, tag: str, profiles: Sequence[WorkerProfile] |
     return list(specs), [by_id[k] for k in specs]
 
 
+def measure_contention(ids: Sequence[str], trace: Sequence[RequestShape], reps: int = 2) -> dict[str, float]:
+    """How much each of two workers slows while the other has a call running: they are two processes
+    on this machine's two cores and share its caches and memory bandwidth, which a profile taken
+    with the other idle does not see. Per worker: (a call of the trace's mean shape beside a long
+    call on the other worker) / (the same call alone) - 1, the faster of `reps` runs each way.
+    """
+    import ray
+
+    from sloflow.llm.types import GenerateRequest
+    from sloflow.scheduler.sim.replay import prompt_for
+
+    calls = [c for r in trace for stage in r.stages for c in stage]
+    probe = CallShape("contention-probe", round(statistics.fmean(c.prompt_tokens for c in calls)), round(statistics.fmean(c.output_tokens for c in calls)))
+    busy = CallShape("contention-busy", 2 * probe.prompt_tokens, 10 * probe.output_tokens)  # outlasts the probe on either worker
+    actors = {k: ray.get_actor(f"sloflow-worker-{k}") for k in ids}
+    salt = 0
+
+    def call(k: str, shape: CallShape) -> Any:
+        nonlocal salt
+        salt += 1  # a fresh prompt each time: nothing comes from the prompt cache
+        request = GenerateRequest(prompt=prompt_for(shape, 7919 * salt), max_tokens=shape.output_tokens, temperature=0.0, ignore_eos=True)
+        return actors[k].run.remote(Call(f"{shape.step}-{k}-{salt}", shape.prompt_tokens, shape.output_tokens, release=time.time()), request)
+
+    out: dict[str, float] = {}
+    for k in ids:
+        other = next(o for o in ids if o != k)
+        alone = min(ray.get(call(k, probe)).completion.total_s for _ in range(reps))
+        beside = []
+        for _ in range(reps):
+            load = call(other, busy)
+            time.sleep(0.3)  # the long call is under way before the probe starts
+            beside.append(ray.get(call(k, probe)).completion.total_s)
+            ray.get(load)
+        out[k] = round(max(min(beside) / alone - 1.0, 0.0), 3)
+    return out
+
+
 class _LoggedSimulation(Simulation):
     """A `Simulation` that also records where and when each call ran (to set beside the real run's log)."""
 
@@ -136,6 +175,7 @@ def real_run(
     arrivals = [t / rate for t in unit_poisson(requests, seed)]
     out: dict[str, Any] = {"workers": "smollm2-135m and gemma3-270m, llama.cpp, 1 thread each (real speed difference)"}
     profiles: list[WorkerProfile] | None = None
+    contention: list[float] = []
     results: dict[str, dict[str, float]] = {}
     load_start = [round(x, 2) for x in os.getloadavg()]  # the real run is only meaningful on quiet cores
     log_file = log_path.open("w") if log_path else None
@@ -143,13 +183,17 @@ def real_run(
     calls_total = 0
     for i, name in enumerate(schedulers):
         dispatcher = start_dispatcher(name, name=f"bench-dispatcher-{i}")
+        measured = profiles is None
         specs, profiles = start_workers(dispatcher, f"b{i}", profiles)
+        if measured:  # the first workers profile themselves; measure how they slow each other once too
+            contention = list(measure_contention(specs, real_trace()).values())
         budgets = BudgetModel(shapes, profiles)
         deadlines = [scale * standalone_s(s, profiles) for s in shapes]
         say(f"  real run {name}: {requests} requests at {rate} req/s ...")
         calls: list[dict[str, Any]] = []
         lat = asyncio.run(replay(SchedulerClient(dispatcher), shapes, arrivals, deadlines, budgets, log=calls))
-        simulation = _LoggedSimulation(list(zip(specs, profiles)), make_scheduler(name), budgets)
+        # Worker ids differ per scheduler, their order does not.
+        simulation = _LoggedSimulation(list(zip(specs, profiles)), make_scheduler(name), budgets, contention=dict(zip(specs, contention)))
         sim = simulation.run(shapes, arrivals, deadlines)
         # The replay must make the calls the simulator models: exact prompt and output token counts.
         calls_total += len(calls)
@@ -188,6 +232,7 @@ def real_run(
         rate_req_s=rate,
         deadline_scale=scale,
         profiles=[asdict(p) for p in profiles or []],
+        contention=contention,
         per_scheduler=results,
         load_average_start=load_start,
         load_average_end=[round(x, 2) for x in os.getloadavg()],
@@ -221,8 +266,9 @@ class GoodputSearch:
     Time budget on this machine (2 cores): a probe takes at most start-up (two worker actors, their
     model loads and a warm-up call, `start_s` = 8 s) + `window_s` (45 s) + the largest deadline (3.0
     x the slowest request's 9.3 s standalone = 28 s) = 81 s; 4 schedulers x 5 probes = 20 probes,
-    27 minutes, plus Ray start and the one profiling pass (about 1 minute): 28 minutes at worst,
-    under 30. A probe that misses early stops early, so a run usually takes less. `budget_s`
+    27 minutes, plus Ray start, the one profiling pass and the contention probes (about 2 minutes):
+    29 minutes at worst, under 30. `repeats` multiplies the probes (for the repeatability study,
+    `--real-repeats`, not the headline run). A probe that misses early stops early, so a run usually takes less. `budget_s`
     recomputes the worst case at run time from the measured profiles (printed and in the JSON).
     """
 
@@ -234,6 +280,7 @@ class GoodputSearch:
     target: float = 0.9
     seed: int = 7
     start_s: float = 8.0  # a probe's worker start-up, for the budget (each probe records its own)
+    repeats: int = 1  # whole searches per scheduler; the measured goodput is their median
 
     def workload(self, trace: Sequence[RequestShape], scale: float, rate: float) -> Workload:
         """The requests a probe at `rate` replays: those of the unit-rate sequence that arrive within the window."""
@@ -242,7 +289,7 @@ class GoodputSearch:
 
     def budget_s(self, schedulers: int, max_deadline_s: float) -> float:
         """The whole search at worst: every probe runs to its last arrival plus the largest deadline."""
-        return schedulers * self.probes * (self.start_s + self.window_s + max_deadline_s)
+        return self.repeats * schedulers * self.probes * (self.start_s + self.window_s + max_deadline_s)
 
 
 def verdict(met: int, missed: int, n: int, target: float) -> bool | None:
@@ -280,14 +327,21 @@ PREDICTION_DRAWS = 9
 
 
 def predict_goodput(
-    workers: Sequence[tuple[str, WorkerProfile]], trace: Sequence[RequestShape], scale: float, schedulers: Sequence[str], search: GoodputSearch
+    workers: Sequence[tuple[str, WorkerProfile]],
+    trace: Sequence[RequestShape],
+    scale: float,
+    schedulers: Sequence[str],
+    search: GoodputSearch,
+    contention: dict[str, float] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], float]:
-    """The simulator's goodput per scheduler, searched as on the real workers (same probes, median over noise draws), and HEXGEN's alpha."""
+    """The simulator's goodput per scheduler, searched as on the real workers (same probes, median
+    over noise draws, the workers' measured contention), and HEXGEN's alpha."""
     cap = capacity(workers, trace)
 
     def sim_ok(name: str, alpha: float, draw: int) -> Callable[[float], bool]:
         def ok(rate: float) -> bool:
-            run = simulate(workers, name, search.workload(trace, scale, rate), rate, search.seed, alpha=alpha, noise=PREDICTION_NOISE, noise_seed=draw)
+            workload = search.workload(trace, scale, rate)
+            run = simulate(workers, name, workload, rate, search.seed, alpha=alpha, noise=PREDICTION_NOISE, noise_seed=draw, contention=contention)
             return run.attainment >= search.target
         return ok
 
@@ -298,12 +352,24 @@ def predict_goodput(
     # HEXGEN's alpha, tuned in simulation at EFT's predicted goodput on other seeds (as the simulated
     # runs tune it), serves both the prediction and the real workers.
     eft = predicted("eft+fcfs", 0.5)["goodput_req_s"]
-    alpha = tune_alpha(workers, Workload(tuple(trace), search.max_requests, scale), eft, (11, 12, 13), (search.seed,)).alpha
+    alpha = tune_alpha(workers, Workload(tuple(trace), search.max_requests, scale), eft, (11, 12, 13), (search.seed,), contention=contention).alpha
     return {c: predicted(c, alpha) for c in schedulers}, alpha
 
 
+def repeat_error_floor(goodputs: Sequence[float]) -> float:
+    """The least relative error any one prediction has against the worst of these repeated measurements.
+
+    The best single guess for measurements between lo and hi is 2 lo hi / (lo + hi), whose error
+    against either end is (hi - lo) / (hi + lo): how far the measurement's own repeatability
+    bounds any simulator's error.
+    """
+    lo, hi = min(goodputs), max(goodputs)
+    return (hi - lo) / (hi + lo)
+
+
 def goodput_figures(measured: dict[str, dict[str, Any]], predicted: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per-scheduler measured and predicted goodput, our default's ratios to the baselines, the simulator's error."""
+    """Per-scheduler measured and predicted goodput, our default's ratios to the baselines, the simulator's
+    error, and (with repeated searches) the error floor their spread sets."""
     per = {c: {"measured": measured[c], "predicted": predicted[c]} for c in measured}
     good = {c: m["goodput_req_s"] for c, m in measured.items()}
     ours = good.get(DEFAULT)
@@ -312,6 +378,9 @@ def goodput_figures(measured: dict[str, dict[str, Any]], predicted: dict[str, di
         if ours is not None and base in good:
             out[f"real_goodput_ratio_vs_{key}"] = round(ours / good[base], 3)
     out["real_goodput_sim_error"] = round(max(abs(predicted[c]["goodput_req_s"] - g) / g for c, g in good.items()), 3)
+    repeats = {c: m["repeats_req_s"] for c, m in measured.items() if len(m.get("repeats_req_s", ())) > 1}
+    if repeats:
+        out["real_goodput_repeat_error_floor"] = round(max(repeat_error_floor(g) for g in repeats.values()), 3)
     return out
 
 
@@ -363,39 +432,46 @@ def real_goodput(scale: float, schedulers: Sequence[str] = HEADLINE, search: Goo
     start_real_ray()
     dispatcher = start_dispatcher(DEFAULT, name="goodput-profiling")
     ids, profiles = start_workers(dispatcher, "gp")  # the one profiling pass; every probe reuses it
+    trace = real_trace()
+    contention = measure_contention(ids, trace)
     for k in ids:
         ray.kill(ray.get_actor(f"sloflow-worker-{k}"))
     ray.kill(dispatcher)
     workers = list(zip(ids, profiles))
-    trace = real_trace()
     cap = capacity(workers, trace)
     max_deadline = scale * max(standalone_s(r, profiles) for r in trace)
     budget = search.budget_s(len(schedulers), max_deadline)
-    say(f"real goodput: capacity {cap:.3f} req/s, bracket {search.low}-{search.high}x, at worst {budget / 60:.1f} min")
+    say(f"real goodput: capacity {cap:.3f} req/s, bracket {search.low}-{search.high}x, at worst {budget / 60:.1f} min; contention {contention}")
     if budget > 30 * 60:  # slower profiles mean longer deadlines: likely a busy machine
         say(f"  over the 30-minute budget; load average {os.getloadavg()[0]:.2f}: is another job using the cores?")
 
-    predicted, alpha = predict_goodput(workers, trace, scale, schedulers, search)
+    predicted, alpha = predict_goodput(workers, trace, scale, schedulers, search, contention)
     load_start = [round(x, 2) for x in os.getloadavg()]
     measured: dict[str, dict[str, Any]] = {}
     for i, name in enumerate(schedulers):
-        probes: list[dict[str, Any]] = []
+        runs: list[dict[str, Any]] = []
+        for r in range(search.repeats):
+            probes: list[dict[str, Any]] = []
 
-        def live_ok(rate: float, name: str = name, probes: list = probes) -> bool:
-            shapes, u = search.workload(trace, scale, rate).draw(search.seed)
-            deadlines = [scale * standalone_s(s, profiles) for s in shapes]
-            record = _live_probe(name, alpha, profiles, f"g{i}p{len(probes)}", shapes, [t / rate for t in u], deadlines, BudgetModel(trace, profiles), search.target)
-            probes.append({"rate_req_s": round(rate, 4), **record})
-            say(f"  {name} at {rate:.4f} req/s: {record}")
-            return record["ok"]
+            def live_ok(rate: float, name: str = name, probes: list = probes, tag: str = f"g{i}r{r}") -> bool:
+                shapes, u = search.workload(trace, scale, rate).draw(search.seed)
+                deadlines = [scale * standalone_s(s, profiles) for s in shapes]
+                record = _live_probe(name, alpha, profiles, f"{tag}p{len(probes)}", shapes, [t / rate for t in u], deadlines, BudgetModel(trace, profiles), search.target)
+                probes.append({"rate_req_s": round(rate, 4), **record})
+                say(f"  {name} at {rate:.4f} req/s: {record}")
+                return record["ok"]
 
-        measured[name] = {**search_goodput(live_ok, search, cap), "probes": probes}
-        say(f"  {name}: real goodput {measured[name]['goodput_req_s']}, predicted {predicted[name]['goodput_req_s']}")
+            runs.append({**search_goodput(live_ok, search, cap), "probes": probes})
+        # The median search (the lower one of an even number) stands for the scheduler.
+        runs.sort(key=lambda g: g["goodput_req_s"])
+        measured[name] = {**runs[(len(runs) - 1) // 2], "repeats_req_s": [g["goodput_req_s"] for g in runs], "searches": runs}
+        say(f"  {name}: real goodput {measured[name]['repeats_req_s']}, predicted {predicted[name]['goodput_req_s']}")
     return {
         "workers": "smollm2-135m and gemma3-270m, llama.cpp, 1 thread each on 2 cores (Gemma prefills faster, SmolLM2 decodes faster)",
         "deadline_scale": scale,
         "search": {**asdict(search), "capacity_req_s": round(cap, 4), "worst_case_s": round(budget), "hexgen_alpha": alpha},
         "profiles": [asdict(p) for p in profiles],
+        "contention": contention,
         "load_average_start": load_start,
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
         **goodput_figures(measured, predicted),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sloflow.bench.scheduler_real import HEADLINE, GoodputSearch, goodput_figures, predict_goodput, real_trace, search_goodput, verdict
+from sloflow.bench.scheduler_real import HEADLINE, GoodputSearch, goodput_figures, predict_goodput, real_trace, repeat_error_floor, search_goodput, verdict
 from sloflow.scheduler.policies.profile import WorkerProfile
 from sloflow.scheduler.policies.scheduler import DEFAULT
 from sloflow.scheduler.sim.experiment import bisect_rate
@@ -67,6 +67,19 @@ def test_the_figures_compare_measured_with_predicted_goodput_per_scheduler() -> 
     assert figures["real_goodput_ratio_vs_eft_fcfs"] == round(got[DEFAULT] / got["eft+fcfs"], 3)
     assert figures["real_goodput_sim_error"] == pytest.approx(0.1, abs=1e-3)
     assert set(figures["per_scheduler"]) == set(good)
+    assert "real_goodput_repeat_error_floor" not in figures  # one search each: no spread to report
+
+
+def test_repeated_searches_bound_any_predictions_error_by_their_spread() -> None:
+    lo, hi = 0.2, 0.3
+    floor = repeat_error_floor([hi, lo, 0.25])
+    # No single guess does better against both ends than the floor, and the best one meets it.
+    best = 2 * lo * hi / (lo + hi)
+    assert max(abs(best - lo) / lo, abs(best - hi) / hi) == pytest.approx(floor) == pytest.approx(0.2)
+    assert all(max(abs(g - lo) / lo, abs(g - hi) / hi) >= floor - 1e-12 for g in (0.2, 0.22, 0.24, 0.26, 0.3))
+    measured = {DEFAULT: {"goodput_req_s": 0.25, "repeats_req_s": [lo, 0.25, hi]}, "rr+fcfs": {"goodput_req_s": 0.15}}
+    predicted = {c: {"goodput_req_s": 0.2} for c in measured}
+    assert goodput_figures(measured, predicted)["real_goodput_repeat_error_floor"] == pytest.approx(0.2)
 
 
 def test_the_prediction_searches_every_scheduler_in_the_same_bracket() -> None:

@@ -75,14 +75,17 @@ def simulate(
     noise: float = 0.1,
     noise_seed: int | None = None,
     scale: float | None = None,
+    contention: dict[str, float] | None = None,
 ) -> SimResult:
-    """One simulated run at `rate` requests per second; the noise draws from `seed` too unless `noise_seed` is given."""
+    """One simulated run at `rate` requests per second; the noise draws from `seed` too unless `noise_seed` is given.
+
+    `contention`: per worker id, the slowdown per other busy worker on its host (`Simulation`)."""
     sched = make_scheduler(scheduler, alpha) if isinstance(scheduler, str) else scheduler
     profiles = [p for _, p in workers]
     shapes, unit = workload.draw(seed)
     slo = scale or workload.scale
     deadlines = [slo * standalone_s(s, profiles) for s in shapes]
-    sim = Simulation(workers, sched, BudgetModel(workload.trace, profiles), noise=noise, seed=seed if noise_seed is None else noise_seed)
+    sim = Simulation(workers, sched, BudgetModel(workload.trace, profiles), noise=noise, seed=seed if noise_seed is None else noise_seed, contention=contention)
     return sim.run(shapes, [t / rate for t in unit], deadlines)
 
 

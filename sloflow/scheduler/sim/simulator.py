@@ -3,8 +3,9 @@
 Each worker runs up to `slots` calls by processor sharing (every running call slowed by the
 profile's `decode_slowdown` per extra call) within its KV-cache capacity; the dispatcher's view of
 the workers is kept with the same `WorkerView` bookkeeping the live dispatcher uses, so the policies
-see estimates while the simulated service times may differ from them (`noise`). Every simulated
-call has a deadline, so the preemption of background calls (live worker) is not modelled here.
+see estimates while the simulated service times may differ from them (`noise`, and `contention`
+between workers that share a host's cores and memory bandwidth). Every simulated call has a
+deadline, so the preemption of background calls (live worker) is not modelled here.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ class _Worker:
     last: float = 0.0
     version: int = 0
     prefixes: OrderedDict[str, None] = field(default_factory=OrderedDict)  # LRU of cached prefixes
+    contention: float = 0.0  # slowdown per other busy worker on its host (0: a host of its own)
+    factor: float = 1.0  # the host slowdown in force since `last`
 
 
 @dataclass(slots=True)
@@ -132,8 +135,14 @@ class Simulation:
         *,
         noise: float = 0.0,
         seed: int = 0,
+        contention: dict[str, float] | None = None,
     ) -> None:
-        self.workers = [_Worker(WorkerView(wid, p)) for wid, p in workers]
+        """`contention` maps a worker id to how much each of its calls slows per other worker that
+        has a call running: workers on one host share its cores' memory bandwidth (measured, as
+        for the real benchmark's two llama.cpp processes); unlisted workers have a host of their own."""
+        contention = contention or {}
+        self.workers = [_Worker(WorkerView(wid, p), contention=contention.get(wid, 0.0)) for wid, p in workers]
+        self.contended = any(w.contention for w in self.workers)
         self.index = {w.view.id: i for i, w in enumerate(self.workers)}
         self.views = [w.view for w in self.workers]
         self.scheduler = scheduler
@@ -194,7 +203,7 @@ class Simulation:
 
     def _advance(self, w: _Worker, now: float) -> None:
         if w.left:
-            progress = (now - w.last) / w.view.profile.slowdown(len(w.left))
+            progress = (now - w.last) / (w.view.profile.slowdown(len(w.left)) * w.factor)
             for cid in w.left:
                 w.left[cid] -= progress
         w.last = now
@@ -218,10 +227,26 @@ class Simulation:
                 while len(w.prefixes) > w.view.profile.slots:
                     w.prefixes.popitem(last=False)
                 w.view.held_prefixes = set(w.prefixes)
+        self._schedule(w, now)
+        if self.contended:
+            self._contend(now)
+
+    def _schedule(self, w: _Worker, now: float) -> None:
+        """(Re)schedule the worker's next completion; an earlier scheduled one goes stale."""
         w.version += 1
         if w.left:
             first = min(w.left.values())
-            self._push(now + max(first, 0.0) * w.view.profile.slowdown(len(w.left)), _DONE, self.index[w.view.id], w.version)
+            self._push(now + max(first, 0.0) * w.view.profile.slowdown(len(w.left)) * w.factor, _DONE, self.index[w.view.id], w.version)
+
+    def _contend(self, now: float) -> None:
+        """Set each worker's host slowdown from how many others are busy now, rescheduling those it changed."""
+        busy = sum(1 for w in self.workers if w.left)
+        for w in self.workers:
+            factor = 1.0 + w.contention * (busy - (1 if w.left else 0))
+            if factor != w.factor:
+                self._advance(w, now)
+                w.factor = factor
+                self._schedule(w, now)
 
     def _complete(self, w: _Worker, now: float) -> None:
         self._advance(w, now)

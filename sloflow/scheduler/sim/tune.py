@@ -35,8 +35,11 @@ class Choice:
     grid: dict[str, float]
 
 
-def _attainment(workers: Sequence[tuple[str, WorkerProfile]], scheduler: str, workload: Workload, rate: float, seeds: Sequence[int], alpha: float) -> float:
-    return sum(simulate(workers, scheduler, workload, rate, s, alpha=alpha).attainment for s in seeds) / len(seeds)
+def _attainment(
+    workers: Sequence[tuple[str, WorkerProfile]], scheduler: str, workload: Workload, rate: float, seeds: Sequence[int], alpha: float,
+    contention: dict[str, float] | None = None,
+) -> float:
+    return sum(simulate(workers, scheduler, workload, rate, s, alpha=alpha, contention=contention).attainment for s in seeds) / len(seeds)
 
 
 def tune_alpha(
@@ -48,11 +51,13 @@ def tune_alpha(
     *,
     scheduler: str = "hexgen+least-slack",
     grid: Sequence[float] = ALPHAS,
+    contention: dict[str, float] | None = None,
 ) -> Choice:
     """HEXGEN's alpha with the best mean attainment at `rate` on `seeds` (ties: the smaller alpha)."""
-    scores = {a: _attainment(workers, scheduler, workload, rate, seeds, a) for a in grid}
+    scores = {a: _attainment(workers, scheduler, workload, rate, seeds, a, contention) for a in grid}
     best = max(grid, key=lambda a: (scores[a], -a))
-    return Choice(scheduler, best, scores[best], _attainment(workers, scheduler, workload, rate, held_out, best), {str(a): s for a, s in scores.items()})
+    held = _attainment(workers, scheduler, workload, rate, held_out, best, contention)
+    return Choice(scheduler, best, scores[best], held, {str(a): s for a, s in scores.items()})
 
 
 def tune_variant(

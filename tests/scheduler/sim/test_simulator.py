@@ -34,6 +34,16 @@ def test_parallel_calls_share_a_multi_slot_worker_by_its_slowdown() -> None:
     assert result.latencies[0] == pytest.approx(2.0 * 1.5)  # both run at once, each 1.5x slower
 
 
+def test_workers_on_one_host_slow_each_other_only_while_both_are_busy() -> None:
+    long, short = shape([(1000, 100)]), shape([(500, 50)])  # 2 s and 1 s alone
+    sim = Simulation([("a", ONE), ("b", ONE)], make_scheduler("eft+fcfs"), BudgetModel([long], [ONE]), contention={"a": 0.5, "b": 0.5})
+    result = sim.run([long, short], [0.0, 1.0], [10.0, 10.0])
+    # The long call runs alone for 1 s; then each has 1 s of work left at 1/1.5 speed, ending together.
+    assert result.latencies == pytest.approx((2.5, 1.5))
+    alone = Simulation([("a", ONE), ("b", ONE)], make_scheduler("eft+fcfs"), BudgetModel([long], [ONE])).run([long, short], [0.0, 1.0], [10.0, 10.0])
+    assert alone.latencies == pytest.approx((2.0, 1.0))
+
+
 def test_prefix_held_by_a_worker_saves_its_prefill() -> None:
     req = RequestShape(((CallShape("s", 1000, 10, prefix_tokens=900),), (CallShape("s", 1000, 10, prefix_tokens=900),)))
     result = Simulation([("w", ONE)], make_scheduler("eft+fcfs"), BudgetModel([req], [ONE])).run([req], [0.0], [10.0])
