@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 
 from sloflow.errors import InvalidRequest, QuotaExceeded
-from sloflow.llm.client import CallContext, LLMClient
-from sloflow.llm.types import Chunk, Completion, GenerateRequest
+from sloflow.llm.client import CallContext, LLMClient, SpeedSource
+from sloflow.llm.types import Chunk, Completion, GenerateRequest, Speed
 from sloflow.tenancy import KeyStore, Quotas
 
 WINDOW_S = 60.0
@@ -131,6 +131,9 @@ class MeteredClient:
         if ctx.deadline is not None and self.meter.quotas(ctx.tenant).max_priority == "background":
             return dataclasses.replace(ctx, deadline=None, budget_s=None)  # idle capacity only
         return ctx
+
+    async def speed(self, model: str | None = None) -> Speed | None:
+        return await self.inner.speed(model) if isinstance(self.inner, SpeedSource) else None
 
     def _count(self, ctx: CallContext, out: Completion) -> None:
         if ctx.tenant is not None:

@@ -149,10 +149,10 @@ async def run_baseline(
 class CountingClient:
     """An `LLMClient` over one backend that counts calls and tokens per run."""
 
-    def __init__(self, backend: Any) -> None:
+    def __init__(self, backend: Any, measured: Any = None) -> None:
         from sloflow.llm.client import DirectClient
 
-        self._direct = DirectClient(backend)
+        self._direct = DirectClient(backend, measured)
         self.calls: dict[str, int] = {}
         self.tokens: dict[str, int] = {}
         self.prompt_tokens: dict[str, int] = {}
@@ -166,6 +166,9 @@ class CountingClient:
 
     def stream(self, request: GenerateRequest, ctx: Any) -> Any:
         return self._direct.stream(request, ctx)
+
+    async def speed(self, model: str | None = None) -> Any:
+        return await self._direct.speed(model)
 
 
 async def run_workflow(
@@ -183,6 +186,7 @@ async def run_workflow(
     from sloflow.retrieval.databases import DatabaseRegistry
     from sloflow.retrieval.document_index import IndexRegistry
     from sloflow.retrieval.sources import SourceRegistry
+    from sloflow.scheduler.policies.profile import measure_profile, typical_speed
     from sloflow.workflows import MemoryRunStore, Registry, Runtime
     from sloflow.workflows.builtin.text2sql import text2sql, tools
 
@@ -195,7 +199,9 @@ async def run_workflow(
     warm_s = time.perf_counter() - warm_started
     registry = Registry()
     registry.add(text2sql)
-    client = CountingClient(backend)
+    # As a scheduler's worker does at start: the workflow sizes its candidates to this speed.
+    speed = typical_speed([await measure_profile(backend, backend.name)])
+    client = CountingClient(backend, speed)
     runtime = Runtime(MemoryRunStore(), None, client=client, tools=tools(sources), registry=registry)
     slo = text2sql.slo if slo is None else slo
     correct, met, n_cands, n_errors, failed_runs = 0, 0, 0, 0, 0
@@ -249,6 +255,8 @@ async def run_workflow(
         "tokens_per_question": round(statistics.fmean(tokens), 1) if tokens else 0.0,
         "prompt_tokens_per_question": round(statistics.fmean(prompts), 1) if prompts else 0.0,
         "link_recall": round(linked / count, 4),  # questions whose gold tables were all linked
+        "measured_prefill_tok_s": round(speed.prefill_tok_s, 1) if speed else None,  # what candidates were sized to
+        "measured_decode_tok_s": round(speed.decode_tok_s, 1) if speed else None,
         "prepare_s": round(warm_s, 2),  # stored values and schema indexes read at registration, before the first question
         "p50_s": round(percentile(latencies, 50), 2),
         "p95_s": round(percentile(latencies, 95), 2),

@@ -11,11 +11,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from sloflow.errors import DeadlineExceeded
 from sloflow.llm.backend import Backend
-from sloflow.llm.types import Chunk, Completion, GenerateRequest
+from sloflow.llm.types import Chunk, Completion, GenerateRequest, Speed
 
 Priority = Literal["interactive", "background"]
 
@@ -78,6 +78,19 @@ class LLMClient(Protocol):
         ...
 
 
+@runtime_checkable
+class SpeedSource(Protocol):
+    """A client that knows how fast its calls go, from measurements of what serves them.
+
+    Workflows size their work to the time left with it (how many SQL candidates fit, say); a
+    client without it leaves them with their declared `Speed`.
+    """
+
+    async def speed(self, model: str | None = None) -> Speed | None:
+        """The measured speed of the workers that would serve a call for `model` (any: None); None if unknown."""
+        ...
+
+
 def ensure_time_left(ctx: CallContext) -> None:
     """Refuse a call whose deadline has already passed: its answer could only arrive late."""
     left = ctx.remaining_s()
@@ -86,10 +99,17 @@ def ensure_time_left(ctx: CallContext) -> None:
 
 
 class DirectClient:
-    """Calls one backend in process; refuses calls whose deadline has already passed."""
+    """Calls one backend in process; refuses calls whose deadline has already passed.
 
-    def __init__(self, backend: Backend) -> None:
+    `measured`: the backend's speed if it was profiled (a `SpeedSource` then says so).
+    """
+
+    def __init__(self, backend: Backend, measured: Speed | None = None) -> None:
         self.backend = backend
+        self.measured = measured
+
+    async def speed(self, model: str | None = None) -> Speed | None:
+        return self.measured
 
     async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
         ensure_time_left(ctx)

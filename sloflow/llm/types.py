@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -85,3 +86,19 @@ def approx_tokens(text: str) -> int:
     some OpenAI-compatible servers stream no usage: all three use this one estimate.
     """
     return max(len(text) // 4, 1)
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How fast an LLM call goes: prompt tokens prefilled and tokens decoded per second.
+
+    The defaults were measured for the embedded 1.5B model on 2 cores (ARCHITECTURE.md); a client
+    that knows its workers (`SpeedSource`) gives their measured speed instead.
+    """
+
+    prefill_tok_s: float = 120.0
+    decode_tok_s: float = 32.0
+
+    def call_s(self, prompt_tokens: int, output_tokens: int) -> float:
+        """Expected seconds of one call of this shape, queueing aside."""
+        return prompt_tokens / self.prefill_tok_s + output_tokens / self.decode_tok_s

@@ -10,15 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class Speed:
-    """How fast an LLM call is expected to go; only the ratios between stages matter."""
-
-    # Measured for the embedded 1.5B model on 2 cores (ARCHITECTURE.md); a deployment's real
-    # worker profiles may differ, but a uniform scale leaves every stage's share unchanged.
-    prefill_tok_s: float = 120.0
-    decode_tok_s: float = 32.0
+from sloflow.llm.types import Speed  # a stage's expected time is its declared Cost at a Speed
 
 
 @dataclass(frozen=True)
@@ -40,8 +32,7 @@ class Cost:
 
     def expected_s(self, speed: Speed) -> float:
         """Expected seconds of one invocation at `speed`."""
-        per_call = self.prompt / speed.prefill_tok_s + self.output / speed.decode_tok_s
-        return self.seconds + self.calls * per_call
+        return self.seconds + self.calls * speed.call_s(self.prompt, self.output)
 
 
 def proportional_share(remaining_s: float, stage_s: float, rest_s: float) -> float:

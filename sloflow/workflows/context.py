@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from sloflow.errors import BackendError, Cancelled, ConfigError, DeadlineExceeded, NotFound, OutputTruncated
-from sloflow.llm.client import CallContext, LLMClient
-from sloflow.llm.types import Completion, GenerateRequest, Message, shared_prefix
+from sloflow.llm.client import CallContext, LLMClient, SpeedSource
+from sloflow.llm.types import Completion, GenerateRequest, Message, Speed, shared_prefix
 
 # Records an event of the run: (kind, stage, data).
 Emit = Callable[[str, str | None, dict[str, Any]], None]
@@ -148,6 +148,12 @@ class StageLLM:
         if client is None:
             raise ConfigError(f"stage {self._call.stage!r} called ctx.llm, but no LLM client is bound to this run")
         return client
+
+    async def speed(self, model: str | None = None) -> Speed | None:
+        """How fast the workers that would serve a call for `model` go, as measured; None if the
+        client cannot say (size work with the workflow's declared `Speed` then)."""
+        client = self._client()
+        return await client.speed(model) if isinstance(client, SpeedSource) else None
 
     async def generate(
         self, request: GenerateRequest, *, model: str | None = None, reserve_s: float = 0.0, background: bool = False

@@ -8,6 +8,7 @@ dispatcher with `ray.cancel`, which passes it on to the worker holding the call.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,8 +17,11 @@ from ray.exceptions import RayTaskError
 
 from sloflow.errors import BackendError, SloflowError
 from sloflow.llm.client import CallContext, ensure_time_left
-from sloflow.llm.types import Chunk, Completion, GenerateRequest
+from sloflow.llm.types import Chunk, Completion, GenerateRequest, Speed
 from sloflow.scheduler.policies.call import to_call
+from sloflow.scheduler.policies.profile import typical_speed
+
+SPEED_TTL_S = 30.0  # workers come and go rarely: ask the dispatcher for their profiles at most this often
 
 
 def _unwrap(exc: RayTaskError) -> SloflowError:
@@ -32,6 +36,17 @@ class SchedulerClient:
 
     def __init__(self, dispatcher: Any) -> None:
         self.dispatcher = dispatcher
+        self._speeds: dict[str | None, tuple[float, Speed | None]] = {}
+
+    async def speed(self, model: str | None = None) -> Speed | None:
+        """The median speed of the workers serving `model` (all workers: None), from the profiles
+        they measured at start."""
+        known = self._speeds.get(model)
+        if known is None or time.monotonic() - known[0] > SPEED_TTL_S:
+            workers = await self.dispatcher.workers.remote()
+            serving = [w["profile"] for w in workers if not w["draining"] and (model is None or w["model"] in (None, model))]
+            known = self._speeds[model] = (time.monotonic(), typical_speed(serving))
+        return known[1]
 
     async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
         ensure_time_left(ctx)

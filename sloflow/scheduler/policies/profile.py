@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sloflow.errors import ConfigError
 from sloflow.llm.backend import Backend
-from sloflow.llm.types import GenerateRequest
+from sloflow.llm.types import GenerateRequest, Speed
 from sloflow.scheduler.policies.call import Call
 
 
@@ -97,6 +97,17 @@ def fit_linear(points: Sequence[tuple[int, int, float]]) -> tuple[float, float, 
         overhead = 0.0
         a, b = _least_squares([(p, o) for p, o, _ in points], [s for _, _, s in points])
     return overhead, max(a, 1e-9), max(b, 1e-9)
+
+
+def typical_speed(profiles: Sequence[WorkerProfile]) -> Speed | None:
+    """The median worker's prefill and decode speed, the slower one of an even count (None without
+    workers): what a workflow sizing its calls to the time left should expect of whichever worker
+    takes them, erring towards the slower."""
+    if not profiles:
+        return None
+    prefill = sorted(p.prefill_s_per_token for p in profiles)[len(profiles) // 2]
+    decode = sorted(p.decode_s_per_token for p in profiles)[len(profiles) // 2]
+    return Speed(prefill_tok_s=1.0 / max(prefill, 1e-9), decode_tok_s=1.0 / max(decode, 1e-9))
 
 
 def gpu_table_profile(gpu: str, data_dir: Path) -> WorkerProfile:

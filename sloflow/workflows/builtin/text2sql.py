@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from sloflow.errors import DeadlineExceeded, SloflowError
-from sloflow.llm.types import GenerateRequest, approx_tokens
+from sloflow.llm.types import GenerateRequest, Speed, approx_tokens
 from sloflow.planners.sql.extract import extract_sql
 from sloflow.planners.sql.linking import SHOWN_WHOLE_TABLES, linked_tables, match_values
 from sloflow.planners.sql.repair import name_hints, repair_names
@@ -147,6 +147,8 @@ async def link(s: SqlState, ctx: Any) -> dict[str, Any]:
     joins = join_keys(db, s.join_keys)
     matches = match_values(s.question, await asyncio.to_thread(db.text_values))
     values = describe_values(matches)
+    # The workers' measured speed when the client knows it: a static guess oversizes on slow machines.
+    speed = await ctx.llm.speed(s.models.get("candidate")) or text2sql.speed
     notes = []
     if len(names) <= s.prune_above_tables:
         kept = names
@@ -157,19 +159,19 @@ async def link(s: SqlState, ctx: Any) -> dict[str, Any]:
         kept = linked_tables(names, retrieved, matches, retrieved, joins, BRIDGE_MAX)
         how = "retrieved"
         if len(kept) > s.prune_above_tables:
-            chosen = await _prune(s, ctx, [by_name[t] for t in kept], values, notes)
+            chosen = await _prune(s, ctx, [by_name[t] for t in kept], values, notes, speed)
             if chosen:  # else the retrieved tables stand, as the note of a failed choice says
                 kept, how = linked_tables(names, chosen, matches, retrieved, joins, BRIDGE_MAX), "pruned by the model"
         notes.append(f"linking: kept {len(kept)} of {len(names)} tables, {how} ({', '.join(kept)})")
     schema_sql = schema_ddl([by_name[t] for t in kept], joins)
-    planned, why = _candidates_that_fit(s, schema_sql, values, ctx.deadline)
+    planned, why = _candidates_that_fit(s, schema_sql, values, ctx.deadline, speed)
     if why:
         notes.append(why)
     ctx.emit("linked", tables=kept, values=values, candidates=planned)
     return {"schema_sql": schema_sql, "tables": kept, "values": values, "candidates_planned": planned, "notes": notes}
 
 
-async def _prune(s: SqlState, ctx: Any, offered: list[SchemaTable], values: list[str], notes: list[str]) -> list[str]:
+async def _prune(s: SqlState, ctx: Any, offered: list[SchemaTable], values: list[str], notes: list[str], speed: Speed) -> list[str]:
     """The tables the model keeps of `offered`; [] when it fails or would leave no time for a candidate."""
     names = [t.name for t in offered]
     try:
@@ -179,7 +181,7 @@ async def _prune(s: SqlState, ctx: Any, offered: list[SchemaTable], values: list
             max_tokens=64,
             model=s.models.get("link"),
             # Cut where going on would leave no time for one candidate: the retrieved tables stand.
-            reserve_s=_candidate_call_s(s, schema_ddl(offered), values) + _TAIL_S,
+            reserve_s=_candidate_call_s(s, schema_ddl(offered), values, speed) + _TAIL_S,
         )
     except SloflowError as exc:
         notes.append(f"linking: the model's table choice failed ({exc.message[:80]}); kept the retrieved tables")
@@ -213,18 +215,20 @@ def candidate_prompt_tokens(schema_sql: str, question: str, values: list[str], e
     return sum(approx_tokens(m.content) for m in candidate_messages(schema_sql, question, 0, evidence, values))
 
 
-def _candidate_call_s(s: SqlState, schema_sql: str, values: list[str]) -> float:
-    """Expected service time of one candidate call: its prompt's prefill and a typical query's decode."""
+def _candidate_call_s(s: SqlState, schema_sql: str, values: list[str], speed: Speed) -> float:
+    """Expected service time of one candidate call at `speed`: its prompt's prefill and a typical query's decode."""
     prompt = candidate_prompt_tokens(schema_sql, s.question, values, s.evidence)
-    return Cost(calls=1, prompt=prompt, output=candidate_cost.output).expected_s(text2sql.speed)
+    return speed.call_s(prompt, candidate_cost.output)
 
 
-def _candidates_that_fit(s: SqlState, schema_sql: str, values: list[str], deadline: float | None) -> tuple[int, str | None]:
+def _candidates_that_fit(
+    s: SqlState, schema_sql: str, values: list[str], deadline: float | None, speed: Speed
+) -> tuple[int, str | None]:
     """How many candidates to draft: as many as asked, fewer when the time left covers fewer calls
     (one at least: the run must answer with something), and why when fewer."""
     if deadline is None:
         return s.candidates_n, None
-    per_call = _candidate_call_s(s, schema_sql, values)
+    per_call = _candidate_call_s(s, schema_sql, values, speed)
     left = deadline - time.time() - _TAIL_S
     # Counted as if the calls ran one after another: the workers are shared with other runs.
     fit = max(1, min(s.candidates_n, int(left // max(per_call, 0.01))))

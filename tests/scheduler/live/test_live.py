@@ -54,6 +54,11 @@ async def test_client_places_calls_and_prefers_the_faster_worker() -> None:
     assert chunks[-1].completion is not None and "".join(c.text for c in chunks[:-1]) == chunks[-1].completion.text
     with pytest.raises(DeadlineExceeded):
         await client.generate(req(), ctx(-1.0))
+    # Workflows size their work to the workers' measured speed: the slower of two, or one model's.
+    both = await client.speed()
+    assert both is not None and (both.prefill_tok_s, both.decode_tok_s) == pytest.approx((2000.0, 20.0))
+    assert (await client.speed("emulated:quick")).decode_tok_s == pytest.approx(500.0)
+    assert await client.speed("no-such-model") is None
 
 
 @pytest.mark.faults

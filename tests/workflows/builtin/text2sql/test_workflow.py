@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from sloflow.llm.types import Speed
 from sloflow.retrieval import databases
 from sloflow.retrieval.sources import SourceRegistry
 from sloflow.workflows import InvalidInput, MemoryRunStore, Registry, Runtime
@@ -247,6 +248,25 @@ async def test_candidates_are_sized_to_the_time_left(sources: SourceRegistry) ->
     assert any(n.startswith("drafting 1 of 3 candidates") for n in out["notes"])
 
 
+class MeasuredSlow(SqlWriter):
+    """A client whose workers measured far slower than the workflow's declared speed."""
+
+    async def speed(self, model: str | None = None) -> Speed:
+        return Speed(prefill_tok_s=20.0, decode_tok_s=5.0)
+
+
+async def test_candidates_are_sized_to_the_workers_measured_speed(sources: SourceRegistry) -> None:
+    question = {"question": "How many singers are from France?", "db": "concert_singer", "candidates_n": 3}
+    declared = await runtime(SqlWriter(lambda n: GOOD), sources).run("text2sql", question, slo=60.0)
+    assert declared.output["candidates_planned"] == 3  # at the declared speed all three fit in 60 s
+    llm = MeasuredSlow(lambda n: GOOD)
+    record = await runtime(llm, sources).run("text2sql", question, slo=60.0)
+    out = record.output
+    assert record.status.value == "succeeded", record.error
+    assert out["candidates_planned"] < 3 and len(llm.calls) == out["candidates_planned"]
+    assert any(n.startswith(f"drafting {out['candidates_planned']} of 3 candidates") for n in out["notes"])
+
+
 class SlowLinking(SqlWriter):
     """The model's table choice (the one JSON call) takes far longer than the run's SLO."""
 
@@ -330,8 +350,6 @@ class QueriesBySeed(SqlWriter):
 async def test_queries_keep_the_deadline_and_a_query_past_it_is_not_run(
     sources: SourceRegistry, singer_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sloflow.workflows.budget import Speed
-
     monkeypatch.setattr(text2sql, "speed", Speed(prefill_tok_s=1e6, decode_tok_s=1e6))  # all three candidates fit
     sources.databases.add("patient_singers", f"sqlite:///{singer_db}", timeout_s=60.0)  # only the deadline cuts
     llm = QueriesBySeed([ENDLESS, GOOD, ENDLESS])
