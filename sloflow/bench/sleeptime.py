@@ -177,7 +177,7 @@ async def _run(problems: list[dict[str, Any]], model: str, opts: argparse.Namesp
                     first = {"id": p["id"], "gold": p["gold"]}
                     key = first if j == 0 else {"id": f"{p['id']}-followup-{j}", "gold": worked["number"], "question": question, "followup": True}
                     for mode, r in (("without", worked), ("with", short)):
-                        predictions.write(json.dumps({**key, "mode": mode, "answer": r["answer"], "output_tokens": r["output_tokens"]}) + "\n")
+                        predictions.write(json.dumps({**key, "mode": mode, "answer": r["answer"], "output_tokens": r["output_tokens"], "learned": r["learned"]}) + "\n")
     finally:
         if predictions is not None:
             predictions.close()
@@ -202,6 +202,7 @@ async def _ask(runtime: Any, context_id: str, question: str, *, use_learned: boo
         "output_tokens": out.get("output_tokens", 0),
         "latency_s": (record.finished_at or 0) - (record.started_at or 0),
         "used_learned": bool(out.get("used_learned")),
+        "learned": out.get("learned"),
     }
 
 

@@ -97,6 +97,35 @@ async def test_questions_with_and_without_a_learned_context(tmp_path: Path) -> N
         assert now.questions == 3 and now.learn_tokens == done.learn_tokens > 0
 
 
+class CutShortAnswers(ScriptedLLM):
+    """Learns as scripted; a question's answer is worked step by step and cut at its token bound, then finished."""
+
+    CUT, REST = "3 bags * 4 apples", " = 12 apples.\nAnswer: 12"
+
+    async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
+        if ctx.workflow != "sleeptime":
+            return await super().generate(request, ctx)
+        self.calls.append((request, ctx))
+        text, reason = (self.REST, "stop") if request.answer_prefix else (self.CUT, "length")
+        return Completion(text=text, prompt_tokens=30, completion_tokens=request.max_tokens if reason == "length" else 7, ttft_s=0.0, total_s=0.0, finish_reason=reason)
+
+
+async def test_a_short_answer_cut_before_its_result_goes_on_within_the_baselines_budget(tmp_path: Path) -> None:
+    llm = CutShortAnswers(LEARN_REPLY)
+    async with served(tmp_path, llm) as (runtime, store, _):
+        c = store.create(TENANT, "Ann has 3 bags. Each bag holds 4 apples.")
+        await learned(store, c.id)
+        out = await ask(runtime, c.id)
+        first, more = [r for r, ctx in llm.calls if ctx.workflow == "sleeptime"]
+        assert first.max_tokens == SHORT_ANSWER_TOKENS and more.answer_prefix == CutShortAnswers.CUT
+        assert more.messages == first.messages and more.max_tokens == STEP_BY_STEP_TOKENS - SHORT_ANSWER_TOKENS
+        assert out["answer"] == CutShortAnswers.CUT + CutShortAnswers.REST and out["output_tokens"] == SHORT_ANSWER_TOKENS + 7
+        assert any("ran out of its" in n for n in out["notes"])
+        # A bound the caller set is kept: the cut answer stands.
+        bounded = await ask(runtime, c.id, max_tokens=SHORT_ANSWER_TOKENS)
+        assert bounded["answer"] == CutShortAnswers.CUT and bounded["output_tokens"] == SHORT_ANSWER_TOKENS
+
+
 async def test_a_change_during_a_pass_cancels_it_and_only_the_new_version_is_learned(tmp_path: Path) -> None:
     llm = ScriptedLLM(LEARN_REPLY)
     llm.hold = True  # the first pass's call waits in flight

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from sloflow.errors import DeadlineExceeded
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.sleeptime.learn import CONTEXT_ID_PATTERN, contexts_tool
-from sloflow.workflows.builtin.sleeptime.prompts import SHORT_ANSWER_TOKENS, STEP_BY_STEP_TOKENS, answer_request
+from sloflow.workflows.builtin.sleeptime.prompts import SHORT_ANSWER_TOKENS, STEP_BY_STEP_TOKENS, answer_request, has_answer_line
 from sloflow.workflows.contexts import LearnedContext
 from sloflow.workflows.dsl import Workflow
 from sloflow.workflows.outcomes import count_outcome
@@ -94,8 +94,20 @@ async def answer(s: SleeptimeState, ctx: Any) -> dict[str, Any]:
         out = await ctx.llm.generate(request)
     except DeadlineExceeded:
         return {**used, "notes": [*notes, "answer: the deadline passed before the answer was written"]}
+    text, tokens = out.text, out.completion_tokens
+    if learned is not None and s.max_tokens is None and out.finish_reason == "length" and not has_answer_line(text):
+        # The model worked step by step after all and ran out of the short budget before its
+        # result: half a working answers nothing, so it goes on (from its prompt cache) within the
+        # baseline's budget. The tokens count as this answer's.
+        more = request.model_copy(update={"answer_prefix": text, "max_tokens": STEP_BY_STEP_TOKENS - tokens})
+        try:
+            rest = await ctx.llm.generate(more)
+            text, tokens = text + rest.text, tokens + rest.completion_tokens
+            notes.append(f"answer: the short answer ran out of its {request.max_tokens} tokens before its result; it went on to {tokens}")
+        except DeadlineExceeded:
+            notes.append("answer: the short answer ran out of tokens before its result, and the deadline passed before it could go on")
     count_outcome("sleeptime", "with_learned" if learned is not None else "without_learned")
-    return {**used, "answer": out.text.strip(), "output_tokens": out.completion_tokens, "notes": notes}
+    return {**used, "answer": text.strip(), "output_tokens": tokens, "notes": notes}
 
 
 sleeptime.then(read, answer)

@@ -130,6 +130,11 @@ def last_number(text: str) -> float | None:
     return _number(text)
 
 
+def has_answer_line(text: str) -> bool:
+    """Whether an answer reached its `Answer: <number>` line (a cut one did not)."""
+    return any(_ANSWER_LINE.match(line) and _number(line) is not None for line in text.splitlines())
+
+
 def number_text(value: float) -> str:
     """A result as a prompt shows it: 12, not 12.0."""
     return str(int(value)) if value == int(value) else f"{value:.6f}".rstrip("0").rstrip(".")
