@@ -29,7 +29,7 @@ from sloflow.bench.spider_eval import DevSet, Question, has_order_by, load_devse
 from sloflow.bench.spider_merge import merge_devset
 from sloflow.config import get_settings
 from sloflow.errors import SloflowError
-from sloflow.llm.types import GenerateRequest
+from sloflow.llm.types import GenerateRequest, Speed
 from sloflow.planners.sql.extract import extract_sql
 from sloflow.planners.sql.prompts import SchemaTable, candidate_messages, schema_ddl
 from sloflow.retrieval.databases import Database
@@ -149,7 +149,7 @@ async def run_baseline(
 class CountingClient:
     """An `LLMClient` over one backend that counts calls and tokens per run."""
 
-    def __init__(self, backend: Any, measured: Any = None) -> None:
+    def __init__(self, backend: Any, measured: Speed | None = None) -> None:
         from sloflow.llm.client import DirectClient
 
         self._direct = DirectClient(backend, measured)
@@ -167,7 +167,7 @@ class CountingClient:
     def stream(self, request: GenerateRequest, ctx: Any) -> Any:
         return self._direct.stream(request, ctx)
 
-    async def speed(self, model: str | None = None) -> Any:
+    async def speed(self, model: str | None = None) -> Speed | None:
         return await self._direct.speed(model)
 
 
@@ -180,13 +180,14 @@ async def run_workflow(
     slo: float | None,
     save: Path | None = None,
     predictions: Path | None = None,
+    speed: Speed | None = None,
 ) -> dict:
-    """The `text2sql` workflow per question, through the runtime, under its SLO."""
+    """The `text2sql` workflow per question, through the runtime, under its SLO; candidates are
+    sized to `speed` (the backend's measured one), else to the workflow's declared one."""
     from sloflow.planners.sql.linking import SHOWN_WHOLE_TABLES
     from sloflow.retrieval.databases import DatabaseRegistry
     from sloflow.retrieval.document_index import IndexRegistry
     from sloflow.retrieval.sources import SourceRegistry
-    from sloflow.scheduler.policies.profile import measure_profile, typical_speed
     from sloflow.workflows import MemoryRunStore, Registry, Runtime
     from sloflow.workflows.builtin.text2sql import text2sql, tools
 
@@ -199,8 +200,6 @@ async def run_workflow(
     warm_s = time.perf_counter() - warm_started
     registry = Registry()
     registry.add(text2sql)
-    # As a scheduler's worker does at start: the workflow sizes its candidates to this speed.
-    speed = typical_speed([await measure_profile(backend, backend.name)])
     client = CountingClient(backend, speed)
     runtime = Runtime(MemoryRunStore(), None, client=client, tools=tools(sources), registry=registry)
     slo = text2sql.slo if slo is None else slo
@@ -314,14 +313,17 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict:
         f"{f' ({skipped} skipped: gold SQL fails here)' if skipped else ''}; model {model}")  # fmt: skip
 
     from sloflow.llm.embedded import EmbeddedBackend
+    from sloflow.scheduler.policies.profile import measure_profile, typical_speed
 
     backend = EmbeddedBackend(model, models_dir=settings.home / "models", threads=opts.threads, context_tokens=4096)
     dbs = Databases(dev)
     figures["questions"] = len(questions)
     try:
         if opts.only in (None, "workflow"):
+            # As a scheduler's worker does at start: the workflow sizes its candidates to this speed.
+            speed = typical_speed([asyncio.run(measure_profile(backend, model))])
             with tempfile.TemporaryDirectory(prefix="sloflow-bench-") as home:
-                figures.update(asyncio.run(run_workflow(backend, dbs, questions, golds, Path(home), opts.slo, opts.save, opts.predictions)))
+                figures.update(asyncio.run(run_workflow(backend, dbs, questions, golds, Path(home), opts.slo, opts.save, opts.predictions, speed)))
         if opts.only in (None, "baseline"):
             figures.update(asyncio.run(run_baseline(backend, dbs, questions, golds, opts.save)))
         if "execution_accuracy" in figures and "baseline_execution_accuracy" in figures:
