@@ -7,7 +7,7 @@ import pytest
 from sloflow.llm.emulated import EmulatedBackend
 from sloflow.llm.types import GenerateRequest
 from sloflow.scheduler.policies.call import Call
-from sloflow.scheduler.policies.profile import measure_profile
+from sloflow.scheduler.policies.profile import WorkerProfile, measure_profile, typical_speed
 
 
 async def test_profiling_pass_recovers_the_speed_of_an_emulated_worker() -> None:
@@ -47,3 +47,13 @@ async def test_ignore_eos_decodes_exactly_max_tokens(small_llm) -> None:  # type
     request = GenerateRequest(prompt="Reply with one word. Question: is water wet? Answer: yes.", max_tokens=40, ignore_eos=True)
     out = await small_llm.generate(request)
     assert out.completion_tokens == 40 and out.finish_reason == "length"
+
+
+def test_workflows_size_work_to_the_median_worker_the_slower_of_two() -> None:
+    fast = WorkerProfile("fast", prefill_s_per_token=0.001, decode_s_per_token=0.01)
+    slow = WorkerProfile("slow", prefill_s_per_token=0.004, decode_s_per_token=0.05)
+    assert typical_speed([]) is None
+    two = typical_speed([fast, slow])
+    assert two is not None and (two.prefill_tok_s, two.decode_tok_s) == pytest.approx((250.0, 20.0))
+    three = typical_speed([fast, slow, fast])
+    assert three is not None and (three.prefill_tok_s, three.decode_tok_s) == pytest.approx((1000.0, 100.0))
