@@ -97,11 +97,12 @@ def start_workers(dispatcher: Any, tag: str, profiles: Sequence[WorkerProfile] |
     return list(specs), [by_id[k] for k in specs]
 
 
-def measure_contention(ids: Sequence[str], trace: Sequence[RequestShape], reps: int = 2) -> dict[str, float]:
+def measure_contention(ids: Sequence[str], trace: Sequence[RequestShape], reps: int = 2) -> list[float]:
     """How much each of two workers slows while the other has a call running: they are two processes
     on this machine's two cores and share its caches and memory bandwidth, which a profile taken
     with the other idle does not see. Per worker: (a call of the trace's mean shape beside a long
-    call on the other worker) / (the same call alone) - 1, the faster of `reps` runs each way.
+    call on the other worker) / (the same call alone) - 1, the faster of `reps` runs each way; in
+    the order of `ids`, as the profiles are.
     """
     import ray
 
@@ -120,7 +121,7 @@ def measure_contention(ids: Sequence[str], trace: Sequence[RequestShape], reps: 
         request = GenerateRequest(prompt=prompt_for(shape, 7919 * salt), max_tokens=shape.output_tokens, temperature=0.0, ignore_eos=True)
         return actors[k].run.remote(Call(f"{shape.step}-{k}-{salt}", shape.prompt_tokens, shape.output_tokens, release=time.time()), request)
 
-    out: dict[str, float] = {}
+    out: list[float] = []
     for k in ids:
         other = next(o for o in ids if o != k)
         alone = min(ray.get(call(k, probe)).completion.total_s for _ in range(reps))
@@ -130,7 +131,7 @@ def measure_contention(ids: Sequence[str], trace: Sequence[RequestShape], reps: 
             time.sleep(0.3)  # the long call is under way before the probe starts
             beside.append(ray.get(call(k, probe)).completion.total_s)
             ray.get(load)
-        out[k] = round(max(min(beside) / alone - 1.0, 0.0), 3)
+        out.append(round(max(min(beside) / alone - 1.0, 0.0), 3))
     return out
 
 
@@ -186,7 +187,7 @@ def real_run(
         measured = profiles is None
         specs, profiles = start_workers(dispatcher, f"b{i}", profiles)
         if measured:  # the first workers profile themselves; measure how they slow each other once too
-            contention = list(measure_contention(specs, real_trace()).values())
+            contention = measure_contention(specs, real_trace())
         budgets = BudgetModel(shapes, profiles)
         deadlines = [scale * standalone_s(s, profiles) for s in shapes]
         say(f"  real run {name}: {requests} requests at {rate} req/s ...")
@@ -433,7 +434,7 @@ def real_goodput(scale: float, schedulers: Sequence[str] = HEADLINE, search: Goo
     dispatcher = start_dispatcher(DEFAULT, name="goodput-profiling")
     ids, profiles = start_workers(dispatcher, "gp")  # the one profiling pass; every probe reuses it
     trace = real_trace()
-    contention = measure_contention(ids, trace)
+    contention = dict(zip(ids, measure_contention(ids, trace)))
     for k in ids:
         ray.kill(ray.get_actor(f"sloflow-worker-{k}"))
     ray.kill(dispatcher)

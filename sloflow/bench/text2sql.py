@@ -29,6 +29,7 @@ from sloflow.bench.spider_eval import DevSet, Question, has_order_by, load_devse
 from sloflow.bench.spider_merge import merge_devset
 from sloflow.config import get_settings
 from sloflow.errors import SloflowError
+from sloflow.llm.client import DirectClient
 from sloflow.llm.types import GenerateRequest, Speed
 from sloflow.planners.sql.extract import extract_sql
 from sloflow.planners.sql.prompts import SchemaTable, candidate_messages, schema_ddl
@@ -146,29 +147,21 @@ async def run_baseline(
     }
 
 
-class CountingClient:
-    """An `LLMClient` over one backend that counts calls and tokens per run."""
+class CountingClient(DirectClient):
+    """A direct client over one backend that counts calls and tokens per run."""
 
     def __init__(self, backend: Any, measured: Speed | None = None) -> None:
-        from sloflow.llm.client import DirectClient
-
-        self._direct = DirectClient(backend, measured)
+        super().__init__(backend, measured)
         self.calls: dict[str, int] = {}
         self.tokens: dict[str, int] = {}
         self.prompt_tokens: dict[str, int] = {}
 
     async def generate(self, request: GenerateRequest, ctx: Any) -> Any:
-        out = await self._direct.generate(request, ctx)
+        out = await super().generate(request, ctx)
         self.calls[ctx.run_id] = self.calls.get(ctx.run_id, 0) + 1
         self.tokens[ctx.run_id] = self.tokens.get(ctx.run_id, 0) + out.prompt_tokens + out.completion_tokens
         self.prompt_tokens[ctx.run_id] = self.prompt_tokens.get(ctx.run_id, 0) + out.prompt_tokens
         return out
-
-    def stream(self, request: GenerateRequest, ctx: Any) -> Any:
-        return self._direct.stream(request, ctx)
-
-    async def speed(self, model: str | None = None) -> Speed | None:
-        return await self._direct.speed(model)
 
 
 async def run_workflow(
