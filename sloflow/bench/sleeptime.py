@@ -7,7 +7,8 @@ Usage: sloflow bench sleeptime [--data FILE] [--limit N] [--followups F] [--samp
 Each problem is split as in the paper: every sentence but the last is the context, the last is the
 question. Everything runs through sloflow itself: one llama.cpp worker behind the Ray scheduler,
 the durable runtime, the `sleeptime` workflow (with `use_learned=false` for the baseline: a
-step-by-step answer) and the learn queue running `sleeptime.learn` as background work; each pass
+step-by-step answer; with it, a question the learn pass solved reuses that result and any other is
+answered as the baseline is) and the learn queue running `sleeptime.learn` as background work; each pass
 solves its `--solve` likeliest anticipated questions `--samples` times with the baseline's own
 request and keeps the majority result, and all of that is counted in its learn tokens.
 
@@ -177,7 +178,7 @@ async def _run(problems: list[dict[str, Any]], model: str, opts: argparse.Namesp
                     first = {"id": p["id"], "gold": p["gold"]}
                     key = first if j == 0 else {"id": f"{p['id']}-followup-{j}", "gold": worked["number"], "question": question, "followup": True}
                     for mode, r in (("without", worked), ("with", short)):
-                        predictions.write(json.dumps({**key, "mode": mode, "answer": r["answer"], "output_tokens": r["output_tokens"], "learned": r["learned"]}) + "\n")
+                        predictions.write(json.dumps({**key, "mode": mode, "answer": r["answer"], "output_tokens": r["output_tokens"], "reused": r["reused"], "learned": r["learned"]}) + "\n")
     finally:
         if predictions is not None:
             predictions.close()
@@ -202,6 +203,7 @@ async def _ask(runtime: Any, context_id: str, question: str, *, use_learned: boo
         "output_tokens": out.get("output_tokens", 0),
         "latency_s": (record.finished_at or 0) - (record.started_at or 0),
         "used_learned": bool(out.get("used_learned")),
+        "reused": out.get("reused"),
         "learned": out.get("learned"),
     }
 
@@ -249,6 +251,8 @@ def _figures(
         "accuracy_with": round(sum(_same(r["number"], p["gold"]) for p, r in zip(problems, with_)) / n, 3),
         "accuracy_without": round(sum(_same(r["number"], p["gold"]) for p, r in zip(problems, without)) / n, 3),
         "used_learned": sum(r["used_learned"] for r in with_),
+        "reused_answers": sum(r["reused"] is not None for r in with_),
+        "reused_right": sum(r["reused"] is not None and _same(r["number"], p["gold"]) for p, r in zip(problems, with_)),
         "learn_failed": sum(c.learned is None or c.learned.status != "ready" for c in learned),
         "test_time_tokens_with": round(tt_with, 1),
         "test_time_tokens_without": round(tt_without, 1),

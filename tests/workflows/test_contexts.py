@@ -8,7 +8,16 @@ import pytest
 
 from sloflow.errors import NotFound
 from sloflow.workflows.builtin.sleeptime.order import learn_order, likelihood
-from sloflow.workflows.builtin.sleeptime.prompts import answer_messages, last_number, read_derived, read_questions, render_learned
+from sloflow.workflows.builtin.sleeptime.prompts import (
+    REUSE_SIMILARITY,
+    answer_messages,
+    last_number,
+    read_choice,
+    read_derived,
+    read_questions,
+    reusable,
+    reused_answer,
+)
 from sloflow.workflows.contexts import ContextStore, LearnedContext, PendingLearn
 
 LEARNED = LearnedContext(
@@ -107,20 +116,27 @@ def test_the_final_number_is_the_answer_lines_else_the_last_one() -> None:
     assert last_number("**Final answer:** $1,200\n") == 1200 and last_number("Answer: none\n3 + 4 = 7") == 7
 
 
-def test_the_learned_context_shows_solved_questions_with_their_result_and_the_others_as_likely() -> None:
-    shown = render_learned(LEARNED)
-    assert "Q: How many apples?\n3 * 4 = 12\nResult: 12" in shown and "Result: 12.0" not in shown
-    assert "likely questions (not solved):\n- How many bags?" in shown and "agreement" not in shown
-    bare = render_learned(LearnedContext(questions=[{"question": "How many apples?", "answer": "", "result": 12.0, "agreement": 1.0}]))
-    assert bare == "Solved questions:\nQ: How many apples?\nResult: 12"  # solved with no working written: still its result
-    system = answer_messages("ctx", "How many apples?", LEARNED)[0].content
-    assert 'reply only "Answer: <its result>"' in system and shown in system
+def test_a_solved_result_is_reusable_only_for_a_similar_question_that_brings_no_values_of_its_own() -> None:
+    apples, bags = LEARNED.questions[0], {"question": "How many bags?", "answer": "3", "result": 3.0}
+    context = "Ann has 3 bags. Each bag holds 4 apples."
+    assert reusable("How many apples does Ann have?", context, [apples, bags], [0.95, 0.5]) == [apples]
+    assert reusable("How many apples?", context, [apples, bags], [0.85, 0.9]) == [bags, apples]  # the closest first
+    assert reusable("How many apples?", context, [apples], [REUSE_SIMILARITY - 0.01]) == []
+    # A value the context does not give: not a question solved before it was asked, however alike.
+    assert reusable("If Ann eats 5, how many apples are left?", context, [apples], [0.99]) == []
+    assert reusable("How many apples are in the 3 bags?", context, [apples], [0.9]) == [apples]  # 3 is the context's
+
+
+def test_the_models_choice_is_a_listed_question_or_none() -> None:
+    assert read_choice("2", 3) == 2 and read_choice(" 1.", 1) == 1
+    assert read_choice("0", 3) is None and read_choice("4", 3) is None and read_choice("The first", 3) is None
+    assert reused_answer(LEARNED.questions[0]) == "3 * 4 = 12\nAnswer: 12"
+    assert reused_answer({"question": "How many apples?", "result": 12.5}) == "Answer: 12.5"
 
 
 def test_questions_about_one_context_share_the_prompt_prefix() -> None:
-    first, second = answer_messages("ctx", "q1", LEARNED), answer_messages("ctx", "q2", LEARNED)
-    assert first[:-1] == second[:-1] and "apples = 3 * 4 = 12" in first[0].content
-    assert "step by step" in answer_messages("ctx", "q1", None)[0].content
+    first, second = answer_messages("ctx", "q1"), answer_messages("ctx", "q2")
+    assert first[:-1] == second[:-1] and "step by step" in first[0].content and first[0].content.endswith("Context:\nctx")
 
 
 def test_learn_order_takes_tenants_in_turn() -> None:

@@ -16,8 +16,9 @@ from sloflow.errors import NotFound, QuotaExceeded
 from sloflow.llm.client import CallContext
 from sloflow.llm.types import Completion, GenerateRequest
 from sloflow.workflows import Registry, Runtime
-from sloflow.workflows.builtin.sleeptime.answer import SHORT_ANSWER_TOKENS, STEP_BY_STEP_TOKENS, sleeptime
+from sloflow.workflows.builtin.sleeptime.answer import STEP_BY_STEP_TOKENS, sleeptime
 from sloflow.workflows.builtin.sleeptime.learn import learn
+from sloflow.workflows.builtin.sleeptime.prompts import MATCH, MATCH_TOKENS, answer_request
 from sloflow.workflows.builtin.sleeptime.queue import MIN_HOLD_S, LearnQueue
 from sloflow.workflows.contexts import Context, ContextStore, TenantContexts
 from sloflow.workflows.records import RunStatus
@@ -64,11 +65,29 @@ async def ask(runtime: Runtime, context_id: str, question: str = "How many apple
     return record.output
 
 
+class Matching(ScriptedLLM):
+    """Learns as scripted; asked which solved question a question asks the same as, replies `choice`."""
+
+    def __init__(self, reply: str, choice: str = "1") -> None:
+        super().__init__(reply)
+        self.choice = choice
+
+    async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
+        if request.messages[0].content != MATCH:
+            return await super().generate(request, ctx)
+        self.calls.append((request, ctx))
+        return Completion(text=self.choice, prompt_tokens=40, completion_tokens=1, ttft_s=0.0, total_s=0.0)
+
+
+ANNS = "Ann has 3 bags. Each bag holds 4 apples."
+SOLVED = "How many apples does Ann have?"  # the question LEARN_REPLY anticipates; every solve sample ends in 12
+
+
 async def test_questions_with_and_without_a_learned_context(tmp_path: Path) -> None:
-    llm = ScriptedLLM(LEARN_REPLY)
+    llm = Matching(LEARN_REPLY)
     async with served(tmp_path, llm, queue=False) as (runtime, store, learner):
-        c = store.create(TENANT, "Ann has 3 bags. Each bag holds 4 apples.")
-        before = await ask(runtime, c.id)
+        c = store.create(TENANT, ANNS)
+        before = await ask(runtime, c.id, SOLVED)
         assert before["used_learned"] is False and before["learned"] is None and "queued" in before["notes"][0]
         request, call = llm.calls[-1]
         assert request.max_tokens == STEP_BY_STEP_TOKENS and "step by step" in request.messages[0].content
@@ -83,47 +102,46 @@ async def test_questions_with_and_without_a_learned_context(tmp_path: Path) -> N
         assert [ctx.stage for ctx in learn_calls] == ["derive", "anticipate", "solve", "solve", "solve"]  # 3 samples by default
         assert all(ctx.deadline is None for ctx in learn_calls)  # background: idle capacity only
         assert all(r.max_tokens == 48 for r, ctx in llm.calls if ctx.workflow == "sleeptime.learn" and ctx.stage != "solve")
-        assert content.questions[0]["result"] == 12 and content.questions[0]["agreement"] == 1.0
+        assert content.questions[0] == {"question": SOLVED, "answer": LEARN_REPLY, "result": 12, "agreement": 1.0}
 
-        after = await ask(runtime, c.id)
-        assert after["used_learned"] is True and after["learned"]["facts"] == content.facts and after["context_version"] == 1
-        request, _ = llm.calls[-1]
-        assert request.max_tokens == SHORT_ANSWER_TOKENS and "apples = 3 * 4 = 12" in request.messages[0].content
-        assert "Result: 12" in request.messages[0].content
-        baseline = await ask(runtime, c.id, use_learned=False)
-        assert baseline["used_learned"] is False and "use_learned=false" in baseline["notes"][0]
+        # The question the learn pass solved: its result, for one short choice call (a deadline call too).
+        after = await ask(runtime, c.id, SOLVED)
+        assert after["used_learned"] is True and after["reused"] == SOLVED and after["context_version"] == 1
+        assert after["answer"].endswith("Answer: 12") and after["output_tokens"] == 1
+        request, call = llm.calls[-1]
+        assert request.messages[0].content == MATCH and SOLVED in request.messages[1].content
+        assert request.max_tokens == MATCH_TOKENS and call.deadline is not None
+        baseline = await ask(runtime, c.id, SOLVED, use_learned=False)
+        assert baseline["used_learned"] is False and baseline.get("reused") is None and "use_learned=false" in baseline["notes"][0]
 
         now = store.get(c.id, TENANT)
         assert now.questions == 3 and now.learn_tokens == done.learn_tokens > 0
 
 
-class CutShortAnswers(ScriptedLLM):
-    """Learns as scripted; a question's answer is worked step by step and cut at its token bound, then finished."""
-
-    CUT, REST = "3 bags * 4 apples", " = 12 apples.\nAnswer: 12"
-
-    async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
-        if ctx.workflow != "sleeptime":
-            return await super().generate(request, ctx)
-        self.calls.append((request, ctx))
-        text, reason = (self.REST, "stop") if request.answer_prefix else (self.CUT, "length")
-        return Completion(text=text, prompt_tokens=30, completion_tokens=request.max_tokens if reason == "length" else 7, ttft_s=0.0, total_s=0.0, finish_reason=reason)
-
-
-async def test_a_short_answer_cut_before_its_result_goes_on_within_the_baselines_budget(tmp_path: Path) -> None:
-    llm = CutShortAnswers(LEARN_REPLY)
+@pytest.mark.parametrize(
+    ("question", "choice", "asked_to_choose", "why"),
+    [
+        ("If Ann eats 5 apples, how many are left?", "1", False, "brings values of its own"),  # 5 is not the context's
+        ("What colour are Ann's bags?", "1", False, "similarity at most"),
+        (SOLVED, "0", True, "judged none"),  # similar, but the model says it is not the same
+    ],
+)
+async def test_a_question_the_learn_pass_did_not_solve_gets_the_baselines_very_call(
+    tmp_path: Path, question: str, choice: str, asked_to_choose: bool, why: str
+) -> None:
+    llm = Matching(LEARN_REPLY, choice)
     async with served(tmp_path, llm) as (runtime, store, _):
-        c = store.create(TENANT, "Ann has 3 bags. Each bag holds 4 apples.")
+        c = store.create(TENANT, ANNS)
         await learned(store, c.id)
-        out = await ask(runtime, c.id)
-        first, more = [r for r, ctx in llm.calls if ctx.workflow == "sleeptime"]
-        assert first.max_tokens == SHORT_ANSWER_TOKENS and more.answer_prefix == CutShortAnswers.CUT
-        assert more.messages == first.messages and more.max_tokens == STEP_BY_STEP_TOKENS - SHORT_ANSWER_TOKENS
-        assert out["answer"] == CutShortAnswers.CUT + CutShortAnswers.REST and out["output_tokens"] == SHORT_ANSWER_TOKENS + 7
-        assert any("ran out of its" in n for n in out["notes"])
-        # A bound the caller set is kept: the cut answer stands.
-        bounded = await ask(runtime, c.id, max_tokens=SHORT_ANSWER_TOKENS)
-        assert bounded["answer"] == CutShortAnswers.CUT and bounded["output_tokens"] == SHORT_ANSWER_TOKENS
+        before = len(llm.calls)
+        out = await ask(runtime, c.id, question)
+        asked = [r for r, ctx in llm.calls[before:]]
+        assert [r.messages[0].content == MATCH for r in asked] == [*([True] if asked_to_choose else []), False]
+        assert asked[-1] == answer_request(ANNS, question)  # exactly the step-by-step request of use_learned=false
+        assert out["used_learned"] is True and out.get("reused") is None and any(why in n for n in out["notes"])
+        assert out["output_tokens"] == len(asked)  # the choice's token counts too
+        await ask(runtime, c.id, question, max_tokens=16)
+        assert llm.calls[-1][0].max_tokens == 16 - asked_to_choose  # a bound the caller set covers the choice
 
 
 async def test_a_change_during_a_pass_cancels_it_and_only_the_new_version_is_learned(tmp_path: Path) -> None:

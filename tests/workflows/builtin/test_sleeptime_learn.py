@@ -80,7 +80,7 @@ async def test_solve_asks_the_baseline_request_greedy_first_then_seeded_samples(
     llm = StagedLLM({None: "12 - 2 = 10\nAnswer: 10", 1: "12 - 1 = 11\nAnswer: 11", 2: "Answer: 10"})
     out = await _learn(tmp_path, llm)
     solve = [r for r, ctx in llm.calls if ctx.stage == "solve"]
-    assert len(solve) == 3 and all(r.messages == answer_messages(CONTEXT, ASKED, None) for r in solve)  # the likeliest question only
+    assert len(solve) == 3 and all(r.messages == answer_messages(CONTEXT, ASKED) for r in solve)  # the likeliest question only
     assert all(r.max_tokens == STEP_BY_STEP_TOKENS for r in solve)
     assert [(r.temperature, r.seed) for r in solve] == [(0.0, None), (SAMPLE_TEMPERATURE, 1), (SAMPLE_TEMPERATURE, 2)]
     first, second = out["questions"]

@@ -1,23 +1,41 @@
-"""The `sleeptime` workflow: a question about a context, answered with its learned context when current.
+"""The `sleeptime` workflow: a question about a context, answered from its learned context where that applies.
 
-    read (context, and its learned context if ready for the current version) -> answer (one call)
+    read (context, and its learned context if ready for the current version)
+      -> answer: reuse a solved result (one short choice call) | step by step (one call)
 
-With a learned context the prompt asks for a short answer leaning on the prepared notes (only
-`Answer: <result>` when the question is one the learn pass already solved), so the test-time
-output is small; without one (not learned yet, failed, or `use_learned=false`) it asks
-for a step-by-step answer, the baseline. The output says which (`used_learned`) and why.
+The learn pass solved the likeliest questions in advance, each by a majority of several
+step-by-step samples. A question that asks for one of those results gets it for the price of one
+short call: `prompts.reusable` keeps the solved questions that read alike (embedding similarity)
+and that the question brings no new values to, and the model then picks the one asking the same
+(or none). Every other question, and every question without a current learned context (not
+learned yet, failed, or `use_learned=false`), gets the baseline's step-by-step answer: notes in the
+answer prompt cost this model class accuracy (bench/RESULTS.md), so an unanticipated question is
+answered exactly as without sleep-time compute. The output says whether a learned context was
+current (`used_learned`), which solved question was reused (`reused`), and why.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from sloflow.errors import DeadlineExceeded
+from sloflow.llm.types import GenerateRequest
+from sloflow.retrieval.embedder import get_embedder
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.sleeptime.learn import CONTEXT_ID_PATTERN, contexts_tool
-from sloflow.workflows.builtin.sleeptime.prompts import SHORT_ANSWER_TOKENS, STEP_BY_STEP_TOKENS, answer_request, has_answer_line
+from sloflow.workflows.builtin.sleeptime.prompts import (
+    MATCH_TOKENS,
+    REUSE_SIMILARITY,
+    STEP_BY_STEP_TOKENS,
+    answer_request,
+    match_messages,
+    read_choice,
+    reusable,
+    reused_answer,
+)
 from sloflow.workflows.contexts import LearnedContext
 from sloflow.workflows.dsl import Workflow
 from sloflow.workflows.outcomes import count_outcome
@@ -31,12 +49,13 @@ class SleeptimeState(BaseModel):
     question: str = Field(min_length=1, max_length=4000)
     use_learned: bool = Field(True, description="use the learned context when it is ready; false answers from the raw context (the baseline)")
     max_tokens: int | None = Field(
-        None, ge=8, le=2048, description=f"answer tokens, at most; default {SHORT_ANSWER_TOKENS} with a learned context, {STEP_BY_STEP_TOKENS} without"
+        None, ge=8, le=2048, description=f"output tokens of the answer, the choice call's included, at most; default {STEP_BY_STEP_TOKENS} step by step"
     )
 
     context_version: int = 0
     learned: dict[str, Any] | None = Field(None, description="the learned context used")
     used_learned: bool = False
+    reused: str | None = Field(None, description="the solved question whose result answered this one")
     answer: str = ""
     output_tokens: int = 0
     notes: list[str] = Field(default_factory=list)
@@ -46,7 +65,7 @@ sleeptime = Workflow(
     "sleeptime",
     state=SleeptimeState,
     slo=30.0,
-    description="question about a context -> a short answer leaning on its learned context (precomputed on idle capacity), or step by step without",
+    description="question about a context -> the result its learned context solved in advance (precomputed on idle capacity), else step by step",
 )
 
 
@@ -79,35 +98,48 @@ async def read(s: SleeptimeState, ctx: Any) -> dict[str, Any]:
     }
 
 
-@sleeptime.stage(cost=Cost(calls=1, prompt=900, output=SHORT_ANSWER_TOKENS))
+async def _match(ctx: Any, text: str, question: str, learned: LearnedContext) -> tuple[dict[str, Any] | None, int, str]:
+    """(the solved question this one asks the same as, or None; output tokens spent; why)."""
+    solved = [q for q in learned.questions if q.get("result") is not None]
+    if not solved:
+        return None, 0, "the learn pass solved no question"
+    vectors = await asyncio.to_thread(get_embedder().embed, [question, *(q["question"] for q in solved)])
+    similarity = [float(v @ vectors[0]) for v in vectors[1:]]
+    candidates = reusable(question, text, solved, similarity)
+    if not candidates:
+        return None, 0, f"no solved question asks it (similarity at most {max(similarity):.2f}, reused from {REUSE_SIMILARITY}; or the question brings values of its own)"
+    out = await ctx.llm.generate(GenerateRequest(messages=match_messages(text, question, candidates), max_tokens=MATCH_TOKENS, temperature=0.0))
+    choice = read_choice(out.text, len(candidates))
+    if choice is None:
+        return None, out.completion_tokens, f"the model judged none of {len(candidates)} similar solved question(s) the same"
+    return candidates[choice - 1], out.completion_tokens, ""
+
+
+@sleeptime.stage(cost=Cost(calls=1, prompt=600, output=STEP_BY_STEP_TOKENS))
 async def answer(s: SleeptimeState, ctx: Any) -> dict[str, Any]:
-    """One call: short with the learned context, step by step without."""
+    """The solved result when the question is one the learn pass solved; else one step-by-step call."""
     context = contexts_tool(ctx.tools).get(s.context_id)
     learned = LearnedContext(**s.learned) if s.learned is not None else None
     notes = list(s.notes)
     if learned is not None and context.version != s.context_version:  # changed since `read`: its learned context is old
         learned = None
         notes.append(f"answer: the context changed to version {context.version} meanwhile; its old learned context was not used")
-    request = answer_request(context.text, s.question, learned, max_tokens=s.max_tokens)
     used = {"used_learned": learned is not None, "learned": s.learned if learned is not None else None, "context_version": context.version}
+    spent = 0
     try:
-        out = await ctx.llm.generate(request)
+        if learned is not None:
+            found, spent, why = await _match(ctx, context.text, s.question, learned)
+            if found is not None:
+                count_outcome("sleeptime", "reused")
+                notes.append(f"answer: the learn pass solved this question ({found['question']!r}); its result was reused")
+                return {**used, "reused": found["question"], "answer": reused_answer(found), "output_tokens": spent, "notes": notes}
+            notes.append(f"answer: {why}; answered step by step")
+        limit = s.max_tokens - spent if s.max_tokens else None  # the caller's bound covers the choice too
+        out = await ctx.llm.generate(answer_request(context.text, s.question, max_tokens=limit))
     except DeadlineExceeded:
-        return {**used, "notes": [*notes, "answer: the deadline passed before the answer was written"]}
-    text, tokens = out.text, out.completion_tokens
-    if learned is not None and s.max_tokens is None and out.finish_reason == "length" and not has_answer_line(text):
-        # The model worked step by step after all and ran out of the short budget before its
-        # result: half a working answers nothing, so it goes on (from its prompt cache) within the
-        # baseline's budget. The tokens count as this answer's.
-        more = request.model_copy(update={"answer_prefix": text, "max_tokens": STEP_BY_STEP_TOKENS - tokens})
-        try:
-            rest = await ctx.llm.generate(more)
-            text, tokens = text + rest.text, tokens + rest.completion_tokens
-            notes.append(f"answer: the short answer ran out of its {request.max_tokens} tokens before its result; it went on to {tokens}")
-        except DeadlineExceeded:
-            notes.append("answer: the short answer ran out of tokens before its result, and the deadline passed before it could go on")
+        return {**used, "output_tokens": spent, "notes": [*notes, "answer: the deadline passed before the answer was written"]}
     count_outcome("sleeptime", "with_learned" if learned is not None else "without_learned")
-    return {**used, "answer": text.strip(), "output_tokens": tokens, "notes": notes}
+    return {**used, "answer": out.text.strip(), "output_tokens": spent + out.completion_tokens, "notes": notes}
 
 
 sleeptime.then(read, answer)

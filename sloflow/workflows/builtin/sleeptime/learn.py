@@ -4,13 +4,13 @@
          -> solve (the first `solve_n` of them, `samples` concurrent calls each) -> save
 
 Sleep-time compute goes where the baseline spends test-time compute. `solve` answers each of the
-likeliest questions with the baseline's own request (`answer_request` without a learned context:
-its prompt and step-by-step budget) `samples` times, the first greedy (the baseline's very call)
+likeliest questions with the baseline's own request (`answer_request`: its prompt and
+step-by-step budget) `samples` times, the first greedy (the baseline's very call)
 and the others sampled with distinct seeds, and keeps the majority final number with the working
 of a sample that reached it and the share that agreed (self-consistency: the majority of several
 samples is usually right more often than one greedy answer; ties go to the greedy sample, the
-baseline's own call, so a lone sample never overrules it). A test-time question that asks the same then costs a few tokens
-(`Answer: <result>`); another leans on the working. `learn_tokens` counts every call's output,
+baseline's own call, so a lone sample never overrules it). A test-time question that asks the same then reuses the result for
+the few tokens of one choice (see `sloflow.workflows.builtin.sleeptime.answer`). `learn_tokens` counts every call's output,
 every sample included: the amortised cost per question is measured from it.
 
 It has no deadline, so its calls are background calls: a worker serves them only when no deadline
@@ -163,7 +163,7 @@ async def solve(s: LearnState, ctx: Any) -> dict[str, Any]:
         return {}
     text = contexts_tool(ctx.tools).get(s.context_id).text
     requests = [  # k = 0: the baseline's own call, greedy
-        answer_request(text, q["question"], None, max_tokens=s.solve_tokens, temperature=SAMPLE_TEMPERATURE if k else 0.0, seed=k or None)
+        answer_request(text, q["question"], max_tokens=s.solve_tokens, temperature=SAMPLE_TEMPERATURE if k else 0.0, seed=k or None)
         for q in chosen
         for k in range(s.samples)
     ]

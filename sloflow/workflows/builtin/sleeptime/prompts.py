@@ -3,9 +3,13 @@
 The learn pass asks for plain labelled lines (`SUMMARY:`, `- fact`, `Q:`) rather than JSON: a
 pass cut short by its token bound still leaves every complete line usable, and small models keep
 to this format more often than to a grammar that a cut would leave unfinished. Anticipated
-questions are solved with the baseline's own request (`answer_request` without a learned
-context), and every final number, at sleep time, at test time and in the bench, is read by
-`last_number`.
+questions are solved with the baseline's own request (`answer_request`), and every final number,
+at sleep time, at test time and in the bench, is read by `last_number`.
+
+At test time a solved result is reused only for the question it answers (`reusable`, then the
+model's choice among those: `match_messages`); any other question gets the baseline's request, not
+the notes. With qwen2.5-coder-1.5b, notes in the answer prompt cost accuracy on every layout tried
+(bench/RESULTS.md, sleep-time compute), so a question that was not anticipated loses nothing.
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ import re
 from typing import Any
 
 from sloflow.llm.types import GenerateRequest, Message
-from sloflow.workflows.contexts import LearnedContext
 
 MAX_FACTS = 30
-SHORT_ANSWER_TOKENS = 96  # with a learned context
-STEP_BY_STEP_TOKENS = 512  # without one: enough that a step-by-step answer is rarely cut before its result
+STEP_BY_STEP_TOKENS = 512  # enough that a step-by-step answer is rarely cut before its result
+MATCH_TOKENS = 2  # the reply to `match_messages`: one number
+# all-MiniLM-L6-v2 cosine between the question and a solved one, below which it is not asked whether
+# they are the same. Chosen on GSM8K dev problems 10-29 (the bench's default sample is 0-9): the
+# pairs that ask the same scored 0.86-1.0; most that do not, 0.4-0.8 ("the total" vs "the third month" 0.86).
+REUSE_SIMILARITY = 0.8
 TOKENS_PER_QUESTION = 40  # one `Q:` line
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
 _LABEL = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])?\s*(?:Q\d*\s*[:.)]\s*)?", re.IGNORECASE)
@@ -42,13 +49,12 @@ answer them. One question per line, exactly:
 Q: the question
 Nothing else."""
 
-WITH_LEARNED = """\
-Answer the question about the context. Notes were prepared from the context in advance: some
-questions were already solved, with their working and result. If the question asks the same as a
-solved question, reply only "Answer: <its result>". Otherwise write only the calculations still
-needed, each on one short line using the notes' values, then a last line "Answer: <the result>"."""
+MATCH = """\
+Questions about a context were solved in advance. Say whether the new question asks for exactly
+the number one of them found: the same quantity, unit and time span, with no values the context
+does not give. Reply with that question's number, or 0 if none does."""
 
-WITHOUT_LEARNED = """\
+STEP_BY_STEP = """\
 Answer the question about the context. Think step by step, then give the final result on a last
 line starting with "Answer:"."""
 
@@ -109,14 +115,16 @@ def read_questions(output: str, n: int, *, besides: str = "") -> list[str]:
     return questions
 
 
-def _number(text: str) -> float | None:
-    found = _NUMBER.findall(text)
-    if not found:
-        return None
+def _value(written: str) -> float | None:
     try:
-        return float(found[-1].replace("$", "").replace(",", ""))
+        return float(written.replace("$", "").replace(",", ""))
     except ValueError:
         return None
+
+
+def _number(text: str) -> float | None:
+    found = _NUMBER.findall(text)
+    return _value(found[-1]) if found else None
 
 
 def last_number(text: str) -> float | None:
@@ -130,9 +138,42 @@ def last_number(text: str) -> float | None:
     return _number(text)
 
 
-def has_answer_line(text: str) -> bool:
-    """Whether an answer reached its `Answer: <number>` line (a cut one did not)."""
-    return any(_ANSWER_LINE.match(line) and _number(line) is not None for line in text.splitlines())
+def numbers_in(text: str) -> set[float]:
+    """Every number written in digits in `text` (commas and a dollar sign allowed)."""
+    return {value for found in _NUMBER.findall(text) if (value := _value(found)) is not None}
+
+
+def reusable(question: str, context: str, solved: list[dict[str, Any]], similarity: list[float]) -> list[dict[str, Any]]:
+    """The solved questions whose result may answer `question`: close enough, and the question gives no value the context lacks.
+
+    A question that brings its own values ("If she works 50 weeks a year, ...") cannot have been
+    solved before it was asked, however alike it reads. `similarity[i]` is the question's to `solved[i]`.
+    """
+    if numbers_in(question) - numbers_in(context):
+        return []
+    ranked = sorted(zip(similarity, range(len(solved))), reverse=True)
+    return [solved[i] for score, i in ranked if score >= REUSE_SIMILARITY]
+
+
+def match_messages(text: str, question: str, candidates: list[dict[str, Any]]) -> list[Message]:
+    """Ask which of the `candidates` (solved questions) asks the same as `question`: its number, 0 for none."""
+    listing = "\n".join(f"{i}. {q['question']}" for i, q in enumerate(candidates, 1))
+    return [
+        Message(role="system", content=MATCH),
+        Message(role="user", content=f"Context:\n{text}\n\nSolved questions:\n{listing}\n\nNew question: {question}"),
+    ]
+
+
+def read_choice(output: str, n: int) -> int | None:
+    """The 1-based choice in a reply to `match_messages`; None for 0, anything out of range, or no number first."""
+    found = re.match(r"\s*(\d+)", output)
+    choice = int(found.group(1)) if found else 0
+    return choice if 1 <= choice <= n else None
+
+
+def reused_answer(solved: dict[str, Any]) -> str:
+    """The answer a matched question gets: the learn pass's working and its result."""
+    return "\n".join(part for part in (solved.get("answer") or "", f"Answer: {number_text(solved['result'])}") if part)
 
 
 def number_text(value: float) -> str:
@@ -145,48 +186,11 @@ def working_of(answer: str) -> str:
     return "\n".join(line for line in answer.strip().splitlines() if not _ANSWER_LINE.match(line)).strip()
 
 
-def _solved(question: dict[str, Any]) -> str:
-    lines = [f"Q: {question['question']}", question.get("answer") or ""]
-    if question.get("result") is not None:
-        lines.append(f"Result: {number_text(question['result'])}")
-    return "\n".join(line for line in lines if line)
+def answer_messages(text: str, question: str) -> list[Message]:
+    """The step-by-step prompt (the baseline's): the context first, so questions about one context share a prompt prefix."""
+    return [Message(role="system", content=f"{STEP_BY_STEP}\n\nContext:\n{text}"), Message(role="user", content=f"Question: {question}")]
 
 
-def render_learned(learned: LearnedContext) -> str:
-    """The learned context as the answer prompt shows it: solved questions with working and result, then likely ones."""
-    parts = []
-    if learned.summary:
-        parts.append(f"Summary: {learned.summary}")
-    if learned.facts:
-        parts.append("Facts:\n" + "\n".join(f"- {f}" for f in learned.facts))
-    solved = [q for q in learned.questions if q.get("answer") or q.get("result") is not None]
-    likely = [q for q in learned.questions if q not in solved]
-    if solved:
-        parts.append("Solved questions:\n" + "\n\n".join(map(_solved, solved)))
-    if likely:
-        parts.append("Other likely questions (not solved):\n" + "\n".join(f"- {q['question']}" for q in likely))
-    return "\n\n".join(parts)
-
-
-def answer_messages(text: str, question: str, learned: LearnedContext | None) -> list[Message]:
-    """The test-time prompt: context and question, with the learned context when there is one.
-
-    Without one it asks for a step-by-step answer (the baseline); with one, for a short answer.
-    The context (and notes) come first, so questions about one context share a prompt prefix.
-    """
-    if learned is None:
-        shared = f"{WITHOUT_LEARNED}\n\nContext:\n{text}"
-    else:
-        shared = f"{WITH_LEARNED}\n\nContext:\n{text}\n\nPrepared notes:\n{render_learned(learned) or '(none)'}"
-    return [Message(role="system", content=shared), Message(role="user", content=f"Question: {question}")]
-
-
-def answer_request(
-    text: str, question: str, learned: LearnedContext | None, *, max_tokens: int | None = None, temperature: float = 0.0, seed: int | None = None
-) -> GenerateRequest:
-    """The test-time call: `answer_messages` with a short budget with a learned context, the step-by-step one without.
-
-    Without a learned context it is the baseline; the learn pass solves anticipated questions with it too.
-    """
-    limit = max_tokens or (SHORT_ANSWER_TOKENS if learned is not None else STEP_BY_STEP_TOKENS)
-    return GenerateRequest(messages=answer_messages(text, question, learned), max_tokens=limit, temperature=temperature, seed=seed)
+def answer_request(text: str, question: str, *, max_tokens: int | None = None, temperature: float = 0.0, seed: int | None = None) -> GenerateRequest:
+    """A step-by-step answer within `STEP_BY_STEP_TOKENS` (or `max_tokens`): the baseline, and how the learn pass solves."""
+    return GenerateRequest(messages=answer_messages(text, question), max_tokens=max_tokens or STEP_BY_STEP_TOKENS, temperature=temperature, seed=seed)
