@@ -77,7 +77,7 @@ def options(args: list[str] | None, quick: bool = False) -> argparse.Namespace:
     """The command line, with the defaults of a full or a `--quick` run filled in."""
     parser = argparse.ArgumentParser(prog="sloflow bench sleeptime")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="GSM8K-format JSON lines (question, answer ending '#### N')")
-    parser.add_argument("--limit", type=int, default=None, help="problems (default: all; --quick: 2)")
+    parser.add_argument("--limit", type=int, default=None, help="problems (default: all; --quick: 1)")
     parser.add_argument("--followups", type=int, default=None, help="follow-up questions per context, at most (default 9; --quick: 1)")
     parser.add_argument("--samples", type=int, default=None, help="solutions per solved question in a learn pass, majority kept (default 3; --quick: 1)")
     parser.add_argument("--solve", type=int, default=1, help="anticipated questions a learn pass solves (default 1)")
@@ -88,14 +88,13 @@ def options(args: list[str] | None, quick: bool = False) -> argparse.Namespace:
     parser.add_argument("--interactive", type=int, default=None, help="interactive calls per phase (default 20; --quick: 8)")
     parser.add_argument("--interactive-slo", type=float, default=5.0, help="deadline of each interactive call, seconds")
     opts = parser.parse_args(args or [])
-    # --quick: 4 problems with 2 follow-ups each took 387 s with qwen on 2 cores (about 24 s a question
-    # asked both ways, 23 s a learn pass without `solve`). A solve sample is one more baseline answer
-    # (~300 tokens at ~10 tok/s: ~30 s) and the samples of a pass share the one worker, so a pass
-    # takes ~50 s with 1 sample and ~110 s with 3. 2 problems with 1 follow-up and 1 sample: 4
-    # questions both ways (~100 s) + 2 passes (~100 s, overlapping the second interactive phase) + 2
-    # interactive phases of 16 s + model load and follow-ups (~30 s): about 4.5 minutes. 3 samples or
-    # 3 problems would pass 5.
-    opts.limit = opts.limit if opts.limit is not None else (2 if quick else None)
+    # --quick: a question asked both ways is a step-by-step answer each way unless a solved result is
+    # reused (~300 tokens, ~25 s at 2 threads), and a learn pass with 1 sample is about 55 s. 2
+    # problems with 1 follow-up took 5.4 min while short answers were the rule; now the second way
+    # is as long as the first, so --quick asks about 1 problem and its follow-up: 2 questions both
+    # ways (~100 s), 1 pass (~55 s, beside the second interactive phase), 2 interactive phases of
+    # 16 s, Ray, the model and the follow-up (~50 s): about 4 minutes.
+    opts.limit = opts.limit if opts.limit is not None else (1 if quick else None)
     opts.samples = opts.samples or (1 if quick else 3)
     opts.interactive = opts.interactive or (8 if quick else 20)
     opts.followups = opts.followups if opts.followups is not None else (1 if quick else max(QUESTIONS_PER_CONTEXT) - 1)

@@ -103,6 +103,19 @@ def gold_tables(sql: str) -> set[str]:
         return set()
 
 
+def gold_columns(sql: str) -> set[str]:
+    """Lower-case names of the columns a gold query names (`*` aside).
+
+    A double-quoted word is left out: Spider's gold queries write text that way (`Country = "USA"`),
+    which SQLite reads as a string when no column has that name.
+    """
+    try:
+        columns = sqlglot.parse_one(sql, read="sqlite").find_all(exp.Column)
+        return {c.name.lower() for c in columns if c.name and c.name != "*" and not (isinstance(c.this, exp.Identifier) and c.this.quoted)}
+    except sqlglot.errors.ParseError:
+        return set()
+
+
 def _record(save: Path | None, row: dict[str, Any]) -> None:
     if save is not None:
         with save.open("a") as f:
@@ -174,6 +187,7 @@ async def run_workflow(
     save: Path | None = None,
     predictions: Path | None = None,
     speed: Speed | None = None,
+    columns_per_table: int | None = None,
 ) -> dict:
     """The `text2sql` workflow per question, through the runtime, under its SLO; candidates are
     sized to `speed` (the backend's measured one), else to the workflow's declared one."""
@@ -203,7 +217,9 @@ async def run_workflow(
     for n, q in enumerate(questions, 1):
         started = time.perf_counter()
         record = await runtime.run(
-            "text2sql", {"question": q.question, "db": q.db_id, "join_keys": dbs.dev.foreign_keys.get(q.db_id, [])}, slo=slo
+            "text2sql",
+            {"question": q.question, "db": q.db_id, "join_keys": dbs.dev.foreign_keys.get(q.db_id, []), "columns_per_table": columns_per_table},
+            slo=slo,
         )
         latencies.append(time.perf_counter() - started)
         out = record.output or {}
@@ -277,6 +293,7 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict:
     parser.add_argument("--merge", action="store_true", help="ask every question of one database merged from all of --data")
     parser.add_argument("--predictions", type=Path, default=None, help='write {"id", "db", "sql"} per question of the workflow here')
     parser.add_argument("--link-report", action="store_true", help="link time, prompt tokens and recall at 10, 40, 100+ tables; no model")
+    parser.add_argument("--columns-per-table", type=int, default=None, help="filter the columns of searched schemas (the workflow's columns_per_table)")
     opts = parser.parse_args(args or [])
     if quick and opts.limit is None:
         opts.limit = 10
@@ -287,8 +304,8 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict:
     if opts.link_report:
         from sloflow.bench.text2sql_link import link_report
 
-        return link_report(dev, questions)
-    figures: dict[str, Any] = {"questions": len(questions), "model": model, "seed": opts.seed}
+        return link_report(dev, questions, opts.columns_per_table)
+    figures: dict[str, Any] = {"questions": len(questions), "model": model, "seed": opts.seed, "columns_per_table": opts.columns_per_table}
     merged_home = tempfile.TemporaryDirectory(prefix="sloflow-merge-")
     if opts.merge:  # the same questions as without --merge, asked of the merged database
         merged = merge_devset(dev, Path(merged_home.name))
@@ -316,7 +333,7 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict:
             # As a scheduler's worker does at start: the workflow sizes its candidates to this speed.
             speed = typical_speed([asyncio.run(measure_profile(backend, model))])
             with tempfile.TemporaryDirectory(prefix="sloflow-bench-") as home:
-                figures.update(asyncio.run(run_workflow(backend, dbs, questions, golds, Path(home), opts.slo, opts.save, opts.predictions, speed)))
+                figures.update(asyncio.run(run_workflow(backend, dbs, questions, golds, Path(home), opts.slo, opts.save, opts.predictions, speed, opts.columns_per_table)))
         if opts.only in (None, "baseline"):
             figures.update(asyncio.run(run_baseline(backend, dbs, questions, golds, opts.save)))
         if "execution_accuracy" in figures and "baseline_execution_accuracy" in figures:

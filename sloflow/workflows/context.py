@@ -151,8 +151,8 @@ class StageLLM:
 
     async def speed(self, model: str | None = None) -> Speed | None:
         """How fast the workers that would serve a call for `model` go, as measured; None if the
-        client cannot say (size work with the workflow's declared `Speed` then)."""
-        client = self._client()
+        client cannot say, or no client is bound (size work with the workflow's declared `Speed` then)."""
+        client = self._scope.client
         return await client.speed(model) if isinstance(client, SpeedSource) else None
 
     async def generate(

@@ -21,7 +21,7 @@ def test_the_learn_passes_get_the_solve_settings_and_quick_takes_one_sample() ->
     assert learn_input(options(["--samples", "5", "--solve", "2"])) == {"solve_n": 2, "samples": 5}
     assert learn_input(options([])) == {"solve_n": 1, "samples": 3}
     quick = options([], quick=True)
-    assert learn_input(quick) == {"solve_n": 1, "samples": 1} and (quick.limit, quick.followups) == (2, 1)
+    assert learn_input(quick) == {"solve_n": 1, "samples": 1} and (quick.limit, quick.followups) == (1, 1)
 
 
 def test_measured_cost_per_question_counts_the_learn_pass_once_per_context() -> None:

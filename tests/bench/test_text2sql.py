@@ -10,7 +10,7 @@ import pytest
 
 from sloflow.bench.spider_eval import load_devset
 from sloflow.bench.spider_merge import merge_devset
-from sloflow.bench.text2sql import DEFAULT_DATA, Databases, gold_rows, percentile, run_baseline, run_workflow, wall_seconds
+from sloflow.bench.text2sql import DEFAULT_DATA, Databases, gold_columns, gold_rows, percentile, run_baseline, run_workflow, wall_seconds
 from sloflow.llm.types import Completion, approx_tokens
 
 
@@ -66,3 +66,9 @@ async def test_the_merged_run_links_records_predictions_and_says_when_the_whole_
     backend.context_tokens = 1000  # the whole merged schema (about 3,200 tokens) cannot fit
     baseline = await run_baseline(backend, dbs, questions, golds)
     assert baseline["baseline_over_context"] == 2 and baseline["baseline_execution_accuracy"] == 0.0
+
+
+def test_a_gold_querys_columns_leave_out_its_double_quoted_text() -> None:
+    sql = 'SELECT T1.Airline, count(*) FROM airlines AS T1 JOIN flights AS T2 ON T1.uid = T2.Airline WHERE T1.Country = "USA" GROUP BY T1.Airline'
+    assert gold_columns(sql) == {"airline", "uid", "country"}
+    assert gold_columns("SELEC nothing (") == set()

@@ -156,3 +156,29 @@ def linked_tables(
         keep = {t for t in retrieved if t in all_tables} or set(all_tables)
     keep = bridge_tables(keep, all_tables, join_keys, max_between)
     return [t for t in all_tables if t in keep]
+
+
+def shown_columns(
+    table: str,
+    columns: Sequence[str],
+    primary_key: Iterable[str],
+    join_keys: Iterable[str],
+    value_columns: Iterable[str],
+    searched: Sequence[str],
+    limit: int,
+) -> list[str]:
+    """The columns of `table` a filtered schema shows, in table order (CHESS's column filtering, by search).
+
+    Its keys (primary, and either side of a join key: a kept table must stay joinable), the
+    columns whose stored values the question names (`"table.column"`), and the first `limit` of
+    the columns the schema search matched for the question (`searched`, best first).
+    """
+    low = table.lower()
+    keep = {c.lower() for c in primary_key}
+    for key in join_keys:
+        for side_table, side_column in parse_join_key(key) or ():
+            if side_table.lower() == low:
+                keep.add(side_column.lower())
+    keep |= {c.split(".", 1)[1].lower() for c in value_columns if c.split(".", 1)[0].lower() == low and "." in c}
+    keep |= {c.lower() for c in searched[:limit]}
+    return [c for c in columns if c.lower() in keep]

@@ -53,6 +53,11 @@ class SchemaTable:
     primary_key: list[str] = field(default_factory=list)
     samples: dict[str, list[Any]] = field(default_factory=dict)
 
+    def only(self, columns: Sequence[str]) -> SchemaTable:
+        """This table with only `columns` (in its own order)."""
+        keep = set(columns)
+        return SchemaTable(self.name, [c for c in self.columns if c[0] in keep], self.primary_key, self.samples)
+
     @classmethod
     def from_table(cls, table: Any) -> SchemaTable:
         """From a `sloflow.retrieval.databases.Table`."""

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from sloflow.errors import DeadlineExceeded, SloflowError
 from sloflow.llm.types import GenerateRequest, Speed, approx_tokens
 from sloflow.planners.sql.extract import extract_sql
-from sloflow.planners.sql.linking import SHOWN_WHOLE_TABLES, linked_tables, match_values
+from sloflow.planners.sql.linking import SHOWN_WHOLE_TABLES, linked_tables, match_values, shown_columns
 from sloflow.planners.sql.repair import name_hints, repair_names
 from sloflow.planners.sql.prompts import (
     SchemaTable,
@@ -60,6 +60,13 @@ class SqlState(BaseModel):
     # when those and their joins exceed it.
     prune_above_tables: int = Field(SHOWN_WHOLE_TABLES, ge=0)
     link_tables: int = Field(5, ge=1, le=50, description="tables retrieved from the schema index when it is not shown whole")
+    columns_per_table: int | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="when the schema is searched, show of each kept table only its keys, the columns whose values the question names "
+        "and this many of the columns the search matched (column filtering); unset: every column",
+    )
     max_sql_tokens: int = Field(256, ge=16, le=2048)
     models: dict[Literal["link", "candidate", "revise"], str] = Field(
         default_factory=dict, description="a model per LLM stage, e.g. a small one for linking; unset: any worker"
@@ -139,7 +146,10 @@ async def link(s: SqlState, ctx: Any) -> dict[str, Any]:
     entries, FAISS + BM25) for the question's tables; tables whose stored values the question
     names join them, and so do the tables on the join paths between them. Only when that is still
     more than `prune_above_tables` does the model choose among the retrieved tables, so linking
-    costs the same at 40 tables as at 400.
+    costs the same at 40 tables as at 400. With `columns_per_table`, a searched schema's kept
+    tables show only their keys, the columns the question's values name and the best columns the
+    search matched (CHESS filters columns with a model call per column; this uses the search it
+    already made, at no model cost).
     """
     db = await _database(ctx, s.db)
     names = [t.name for t in db.tables]
@@ -150,6 +160,7 @@ async def link(s: SqlState, ctx: Any) -> dict[str, Any]:
     # The workers' measured speed when the client knows it: a static guess oversizes on slow machines.
     speed = await ctx.llm.speed(s.models.get("candidate")) or text2sql.speed
     notes = []
+    hits: list[Any] = []
     if len(names) <= s.prune_above_tables:
         kept = names
         notes.append(f"linking: {len(names)} tables, shown whole")
@@ -163,12 +174,25 @@ async def link(s: SqlState, ctx: Any) -> dict[str, Any]:
             if chosen:  # else the retrieved tables stand, as the note of a failed choice says
                 kept, how = linked_tables(names, chosen, matches, retrieved, joins, BRIDGE_MAX), "pruned by the model"
         notes.append(f"linking: kept {len(kept)} of {len(names)} tables, {how} ({', '.join(kept)})")
-    schema_sql = schema_ddl([by_name[t] for t in kept], joins)
+    shown = [by_name[t] for t in kept]
+    if s.columns_per_table is not None and hits:
+        shown = _filter_columns(shown, hits, joins, matches, s.columns_per_table)
+        notes.append(f"linking: {sum(len(t.columns) for t in shown)} of {sum(len(by_name[t].columns) for t in kept)} columns shown")
+    schema_sql = schema_ddl(shown, joins)
     planned, why = _candidates_that_fit(s, schema_sql, values, ctx.deadline, speed)
     if why:
         notes.append(why)
     ctx.emit("linked", tables=kept, values=values, candidates=planned)
     return {"schema_sql": schema_sql, "tables": kept, "values": values, "candidates_planned": planned, "notes": notes}
+
+
+def _filter_columns(tables: list[SchemaTable], hits: list[Any], joins: list[str], matches: dict[str, Any], limit: int) -> list[SchemaTable]:
+    """Each table with only the columns `shown_columns` keeps; the search's matched columns come with its table hits."""
+    searched = {h.metadata.get("table"): [c for c in str(h.metadata.get("columns") or "").split(",") if c] for h in hits}
+    return [
+        t.only(shown_columns(t.name, [c for c, _ in t.columns], t.primary_key, joins, matches, list(dict.fromkeys(searched.get(t.name, []))), limit))
+        for t in tables
+    ]
 
 
 async def _prune(s: SqlState, ctx: Any, offered: list[SchemaTable], values: list[str], notes: list[str], speed: Speed) -> list[str]:

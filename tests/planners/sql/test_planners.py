@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sloflow.planners.sql.extract import extract_sql
-from sloflow.planners.sql.linking import bridge_tables, linked_tables, match_values
+from sloflow.planners.sql.linking import bridge_tables, linked_tables, match_values, shown_columns
 from sloflow.planners.sql.prompts import SchemaTable, candidate_messages, link_json_schema, revision_messages, schema_ddl
 from sloflow.planners.sql.select import Candidate, result_signature, select_candidate
 
@@ -144,3 +144,13 @@ def test_answer_sentence_reads_a_single_value_and_summarises_many_rows() -> None
     many = answer_sentence(["name"], [[f"n{i}"] for i in range(8)], True)
     assert many.startswith("8 row(s)") and "n0" in many and "3 more" in many and "row limit" in many
     assert answer_sentence([], [], False) == "The query returned no rows."
+
+
+def test_a_filtered_table_keeps_its_keys_its_matched_values_and_its_best_searched_columns() -> None:
+    columns = ["id", "name", "country", "age", "band_id", "notes"]
+    joins = ["singer.band_id = band.id", "concert.singer_id = singer.id"]
+    # keys: id (primary), band_id (a join key of its own); singer_id is concert's side, not this table's
+    shown = shown_columns("singer", columns, ["id"], joins, ["singer.country", "band.country"], ["age", "notes", "name"], limit=1)
+    assert shown == ["id", "country", "age", "band_id"]  # in table order; the second and third searched columns are over the limit
+    assert shown_columns("Singer", columns, [], [], [], ["NAME"], limit=5) == ["name"]  # names compared case-insensitively
+    assert shown_columns("singer", columns, [], [], [], ["name", "age"], limit=0) == []

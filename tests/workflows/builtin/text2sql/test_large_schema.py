@@ -98,3 +98,34 @@ async def test_the_prompt_stays_the_same_size_as_the_schema_grows(big: SourceReg
         sizes[db] = len(llm.calls[0][0].messages[0].content)
         assert "lighthouse" in record.output["tables"]
     assert sizes["big"] <= 1.5 * sizes["small"]  # 10x the tables, about the same prompt
+
+
+async def test_column_filtering_shows_a_kept_tables_keys_and_the_columns_the_question_matched(big: SourceRegistry) -> None:
+    llm = SqlWriter(lambda n: "SELECT name FROM glacier WHERE glacier_status = 'open'")
+    question = "List the names of the glaciers whose status is open."
+    whole = (await runtime(llm, big).run("text2sql", {"question": question, "db": "big", "candidates_n": 1})).output
+    record = await runtime(llm, big).run("text2sql", {"question": question, "db": "big", "candidates_n": 1, "columns_per_table": 1})
+    out = record.output
+    assert record.status.value == "succeeded", record.error
+    assert out["tables"] == whole["tables"] and len(out["schema_sql"]) < len(whole["schema_sql"])
+
+
+    def columns(schema_sql: str) -> list[str]:
+        block = schema_sql.split("CREATE TABLE glacier (", 1)[1].split(");", 1)[0]
+        return [line.split()[0] for line in block.splitlines() if line.strip() and not line.strip().startswith("PRIMARY KEY")]
+
+    shown, every = columns(out["schema_sql"]), columns(whole["schema_sql"])
+    keys = {"id", *(c for c in every if c.endswith("_id"))}  # its primary key and its side of the join keys
+    assert keys <= set(shown) and len(set(shown) - keys) <= 1 and set(shown) < set(every)
+    assert any(n.startswith("linking: ") and "columns shown" in n for n in out["notes"])
+
+
+async def test_linking_needs_no_model_when_retrieval_settles_it(big: SourceRegistry) -> None:
+    # As `sloflow bench text2sql --link-report` runs the stage: no LLM client bound at all.
+    from sloflow.workflows.builtin.text2sql import SqlState, link
+    from sloflow.workflows.context import RunScope, StageContext
+
+    ctx = StageContext(RunScope(tools=tools(big)), "link", None)
+    out = await link(SqlState(question="How many lighthouses are there?", db="big", columns_per_table=2), ctx)
+    assert "lighthouse" in out["tables"] and out["candidates_planned"] == 3  # no deadline: every candidate asked
+    assert "CREATE TABLE lighthouse (" in out["schema_sql"]
