@@ -95,12 +95,17 @@ def judge(db: Database, sql: str | None, gold: list[tuple], ordered: bool) -> tu
     return results_match(gold, result.rows, ordered), None
 
 
+def _gold_nodes(sql: str, kind: type[exp.Expression]) -> list[Any]:
+    """The `kind` nodes of a gold query; none when sqlglot cannot parse it."""
+    try:
+        return list(sqlglot.parse_one(sql, read="sqlite").find_all(kind))
+    except sqlglot.errors.ParseError:
+        return []
+
+
 def gold_tables(sql: str) -> set[str]:
     """Lower-case names of the tables a gold query reads (what linking must keep)."""
-    try:
-        return {t.name.lower() for t in sqlglot.parse_one(sql, read="sqlite").find_all(exp.Table)}
-    except sqlglot.errors.ParseError:
-        return set()
+    return {t.name.lower() for t in _gold_nodes(sql, exp.Table)}
 
 
 def gold_columns(sql: str) -> set[str]:
@@ -109,11 +114,9 @@ def gold_columns(sql: str) -> set[str]:
     A double-quoted word is left out: Spider's gold queries write text that way (`Country = "USA"`),
     which SQLite reads as a string when no column has that name.
     """
-    try:
-        columns = sqlglot.parse_one(sql, read="sqlite").find_all(exp.Column)
-        return {c.name.lower() for c in columns if c.name and c.name != "*" and not (isinstance(c.this, exp.Identifier) and c.this.quoted)}
-    except sqlglot.errors.ParseError:
-        return set()
+    return {
+        c.name.lower() for c in _gold_nodes(sql, exp.Column) if c.name and c.name != "*" and not (isinstance(c.this, exp.Identifier) and c.this.quoted)
+    }
 
 
 def _record(save: Path | None, row: dict[str, Any]) -> None:

@@ -63,8 +63,9 @@ async def _link_all(sources: SourceRegistry, questions: list[Question], keys: li
         recalled += gold_tables(q.gold_sql) <= {t.lower() for t in out["tables"]}
         unfiltered = schema_ddl([by_name[t] for t in out["tables"]], keys)
         every_column.append(candidate_prompt_tokens(unfiltered, q.question, out["values"]))
-        columns_recalled += shows_columns(out["schema_sql"], gold_columns(q.gold_sql))
-        unfiltered_recalled += shows_columns(unfiltered, gold_columns(q.gold_sql))
+        needed = gold_columns(q.gold_sql)
+        columns_recalled += shows_columns(out["schema_sql"], needed)
+        unfiltered_recalled += shows_columns(unfiltered, needed)
         pruned += any("table choice failed" in note for note in out["notes"])
     count = len(questions) or 1
     return {

@@ -31,6 +31,7 @@ from sloflow.workflows.builtin.sleeptime.prompts import (
     REUSE_SIMILARITY,
     STEP_BY_STEP_TOKENS,
     answer_request,
+    brings_values,
     match_messages,
     read_choice,
     reusable,
@@ -103,11 +104,13 @@ async def _match(ctx: Any, text: str, question: str, learned: LearnedContext) ->
     solved = [q for q in learned.questions if q.get("result") is not None]
     if not solved:
         return None, 0, "the learn pass solved no question"
+    if brings_values(question, text):  # decided without embedding anything
+        return None, 0, "the question brings values of its own, so it was not solved in advance"
     vectors = await asyncio.to_thread(get_embedder().embed, [question, *(q["question"] for q in solved)])
     similarity = [float(v @ vectors[0]) for v in vectors[1:]]
     candidates = reusable(question, text, solved, similarity)
     if not candidates:
-        return None, 0, f"no solved question asks it (similarity at most {max(similarity):.2f}, reused from {REUSE_SIMILARITY}; or the question brings values of its own)"
+        return None, 0, f"no solved question reads alike (similarity at most {max(similarity):.2f}, reused from {REUSE_SIMILARITY})"
     out = await ctx.llm.generate(GenerateRequest(messages=match_messages(text, question, candidates), max_tokens=MATCH_TOKENS, temperature=0.0))
     choice = read_choice(out.text, len(candidates))
     if choice is None:

@@ -143,13 +143,20 @@ def numbers_in(text: str) -> set[float]:
     return {value for found in _NUMBER.findall(text) if (value := _value(found)) is not None}
 
 
-def reusable(question: str, context: str, solved: list[dict[str, Any]], similarity: list[float]) -> list[dict[str, Any]]:
-    """The solved questions whose result may answer `question`: close enough, and the question gives no value the context lacks.
+def brings_values(question: str, context: str) -> bool:
+    """Whether `question` gives a number the context does not ("If she works 50 weeks a year, ...").
 
-    A question that brings its own values ("If she works 50 weeks a year, ...") cannot have been
-    solved before it was asked, however alike it reads. `similarity[i]` is the question's to `solved[i]`.
+    Such a question cannot have been solved before it was asked, however alike it reads.
     """
-    if numbers_in(question) - numbers_in(context):
+    return bool(numbers_in(question) - numbers_in(context))
+
+
+def reusable(question: str, context: str, solved: list[dict[str, Any]], similarity: list[float]) -> list[dict[str, Any]]:
+    """The solved questions whose result may answer `question`: close enough, best first, unless it `brings_values`.
+
+    `similarity[i]` is the question's to `solved[i]`.
+    """
+    if brings_values(question, context):
         return []
     ranked = sorted(zip(similarity, range(len(solved))), reverse=True)
     return [solved[i] for score, i in ranked if score >= REUSE_SIMILARITY]
