@@ -297,6 +297,12 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict:
     parser.add_argument("--predictions", type=Path, default=None, help='write {"id", "db", "sql"} per question of the workflow here')
     parser.add_argument("--link-report", action="store_true", help="link time, prompt tokens and recall at 10, 40, 100+ tables; no model")
     parser.add_argument("--columns-per-table", type=int, default=None, help="filter the columns of searched schemas (the workflow's columns_per_table)")
+    parser.add_argument(
+        "--baseline-context",
+        type=int,
+        default=None,
+        help="context tokens of the baseline's model (default: settings.context_tokens, as the workers are served); larger lets a merged schema fit",
+    )
     opts = parser.parse_args(args or [])
     if quick and opts.limit is None:
         opts.limit = 10
@@ -328,7 +334,7 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict:
     from sloflow.llm.embedded import EmbeddedBackend
     from sloflow.scheduler.policies.profile import measure_profile, typical_speed
 
-    backend = EmbeddedBackend(model, models_dir=settings.home / "models", threads=opts.threads, context_tokens=4096)
+    backend = EmbeddedBackend(model, models_dir=settings.home / "models", threads=opts.threads, context_tokens=settings.context_tokens)
     dbs = Databases(dev)
     figures["questions"] = len(questions)
     try:
@@ -338,6 +344,10 @@ def main(quick: bool = False, args: list[str] | None = None) -> dict:
             with tempfile.TemporaryDirectory(prefix="sloflow-bench-") as home:
                 figures.update(asyncio.run(run_workflow(backend, dbs, questions, golds, Path(home), opts.slo, opts.save, opts.predictions, speed, opts.columns_per_table)))
         if opts.only in (None, "baseline"):
+            if opts.baseline_context not in (None, backend.context_tokens):  # the same model, with room for the whole schema
+                asyncio.run(backend.close())
+                backend = EmbeddedBackend(model, models_dir=settings.home / "models", threads=opts.threads, context_tokens=opts.baseline_context)
+            figures["baseline_context_tokens"] = backend.context_tokens
             figures.update(asyncio.run(run_baseline(backend, dbs, questions, golds, opts.save)))
         if "execution_accuracy" in figures and "baseline_execution_accuracy" in figures:
             figures["gain_points"] = round(100 * (figures["execution_accuracy"] - figures["baseline_execution_accuracy"]), 1)
