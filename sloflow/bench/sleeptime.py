@@ -2,13 +2,14 @@
 without a learned context, the amortised cost per question, and the interference of learn passes
 with an interactive workload on the same worker.
 
-Usage: sloflow bench sleeptime [--data FILE] [--limit N] [--followups F] [--samples S] [--solve N] [--model NAME]
+Usage: sloflow bench sleeptime [--data FILE] [--limit N] [--followups F] [--samples S] [--solve N] [--compute] [--model NAME]
                                [--threads T] [--predictions FILE] [--rate R] [--interactive N] [--interactive-slo S]
 Each problem is split as in the paper: every sentence but the last is the context, the last is the
 question. Everything runs through sloflow itself: one llama.cpp worker behind the Ray scheduler,
 the durable runtime, the `sleeptime` workflow (with `use_learned=false` for the baseline: a
 step-by-step answer; with it, a question the learn pass solved reuses that result and any other is
-answered as the baseline is) and the learn queue running `sleeptime.learn` as background work; each pass
+answered as the baseline is, or with `--compute` by arithmetic over the learned quantities when that
+gives a number) and the learn queue running `sleeptime.learn` as background work; each pass
 solves its `--solve` likeliest anticipated questions `--samples` times with the baseline's own
 request and keeps the majority result, and all of that is counted in its learn tokens.
 
@@ -81,6 +82,7 @@ def options(args: list[str] | None, quick: bool = False) -> argparse.Namespace:
     parser.add_argument("--followups", type=int, default=None, help="follow-up questions per context, at most (default 9; --quick: 1)")
     parser.add_argument("--samples", type=int, default=None, help="solutions per solved question in a learn pass, majority kept (default 3; --quick: 1)")
     parser.add_argument("--solve", type=int, default=1, help="anticipated questions a learn pass solves (default 1)")
+    parser.add_argument("--compute", action="store_true", help="with a learned context, answer unsolved questions by arithmetic over its quantities (the workflow's compute)")
     parser.add_argument("--model", default=None, help="embedded model name (default: settings.model)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--predictions", type=Path, default=None, help="write one JSON line per question and mode here")
@@ -168,7 +170,7 @@ async def _run(problems: list[dict[str, Any]], model: str, opts: argparse.Namesp
                 await queue.close()
                 learned = [store.get(i, TENANT) for i in ids]
                 say("with the learned context ...")
-                with_ = [[await _ask(runtime, i, q, use_learned=True) for q in qs] for i, qs in zip(ids, questions)]
+                with_ = [[await _ask(runtime, i, q, use_learned=True, compute=opts.compute) for q in qs] for i, qs in zip(ids, questions)]
             store.close()
         if predictions is not None:
             for p, qs, a, b in zip(problems, questions, without, with_):
@@ -177,7 +179,7 @@ async def _run(problems: list[dict[str, Any]], model: str, opts: argparse.Namesp
                     first = {"id": p["id"], "gold": p["gold"]}
                     key = first if j == 0 else {"id": f"{p['id']}-followup-{j}", "gold": worked["number"], "question": question, "followup": True}
                     for mode, r in (("without", worked), ("with", short)):
-                        predictions.write(json.dumps({**key, "mode": mode, "answer": r["answer"], "output_tokens": r["output_tokens"], "reused": r["reused"], "learned": r["learned"]}) + "\n")
+                        predictions.write(json.dumps({**key, "mode": mode, "answer": r["answer"], "output_tokens": r["output_tokens"], "reused": r["reused"], "computed": r["computed"], "learned": r["learned"]}) + "\n")
     finally:
         if predictions is not None:
             predictions.close()
@@ -190,9 +192,9 @@ def _same(a: float | None, b: float | None) -> bool:
     return a is not None and b is not None and abs(a - b) < 1e-6
 
 
-async def _ask(runtime: Any, context_id: str, question: str, *, use_learned: bool) -> dict[str, Any]:
+async def _ask(runtime: Any, context_id: str, question: str, *, use_learned: bool, compute: bool = False) -> dict[str, Any]:
     record = await runtime.run(
-        "sleeptime", {"context_id": context_id, "question": question, "use_learned": use_learned}, tenant=TENANT, slo=600.0
+        "sleeptime", {"context_id": context_id, "question": question, "use_learned": use_learned, "compute": compute}, tenant=TENANT, slo=600.0
     )
     out = record.output or {}
     answer = out.get("answer", "")
@@ -203,6 +205,7 @@ async def _ask(runtime: Any, context_id: str, question: str, *, use_learned: boo
         "latency_s": (record.finished_at or 0) - (record.started_at or 0),
         "used_learned": bool(out.get("used_learned")),
         "reused": out.get("reused"),
+        "computed": bool(out.get("computed")),
         "learned": out.get("learned"),
     }
 
@@ -252,6 +255,9 @@ def _figures(
         "used_learned": sum(r["used_learned"] for r in with_),
         "reused_answers": sum(r["reused"] is not None for r in with_),
         "reused_right": sum(r["reused"] is not None and _same(r["number"], p["gold"]) for p, r in zip(problems, with_)),
+        "compute": opts.compute,
+        "computed_answers": sum(r["computed"] for r in with_),
+        "computed_right": sum(r["computed"] and _same(r["number"], p["gold"]) for p, r in zip(problems, with_)),
         "learn_failed": sum(c.learned is None or c.learned.status != "ready" for c in learned),
         "test_time_tokens_with": round(tt_with, 1),
         "test_time_tokens_without": round(tt_without, 1),

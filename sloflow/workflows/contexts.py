@@ -44,15 +44,17 @@ CREATE INDEX IF NOT EXISTS context_questions_by_context ON context_questions (co
 
 @dataclass
 class LearnedContext:
-    """What the learn pass wrote for one version: a summary, derived facts and anticipated questions."""
+    """What the learn pass wrote for one version: a summary, derived facts, anticipated questions and quantities."""
 
     summary: str = ""
     facts: list[str] = field(default_factory=list)
     # {"question"}; a solved one also has "answer" (its working), "result" (the majority number) and "agreement"
     questions: list[dict[str, Any]] = field(default_factory=list)
+    # Python assignments of the stated and implied quantities, each of which evaluates (see sleeptime.quantities)
+    quantities: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"summary": self.summary, "facts": self.facts, "questions": self.questions}
+        return {"summary": self.summary, "facts": self.facts, "questions": self.questions, "quantities": self.quantities}
 
 
 @dataclass

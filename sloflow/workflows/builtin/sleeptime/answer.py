@@ -1,17 +1,24 @@
 """The `sleeptime` workflow: a question about a context, answered from its learned context where that applies.
 
     read (context, and its learned context if ready for the current version)
-      -> answer: reuse a solved result (one short choice call) | step by step (one call)
+      -> answer: reuse a solved result (one short choice call)
+                 | arithmetic over the learned quantities (one short call)
+                 | step by step (one call)
 
 The learn pass solved the likeliest questions in advance, each by a majority of several
 step-by-step samples. A question that asks for one of those results gets it for the price of one
 short call: `prompts.reusable` keeps the solved questions that read alike (embedding similarity)
 and that the question brings no new values to, and the model then picks the one asking the same
-(or none). Every other question, and every question without a current learned context (not
-learned yet, failed, or `use_learned=false`), gets the baseline's step-by-step answer: notes in the
-answer prompt cost this model class accuracy (bench/RESULTS.md), so an unanticipated question is
-answered exactly as without sleep-time compute. The output says whether a learned context was
-current (`used_learned`), which solved question was reused (`reused`), and why.
+(or none). With `compute=true`, any other question is answered from the quantities the learn pass
+wrote as Python (stated ones, and the totals, differences and rates they imply): the model writes
+the few lines that combine them into `answer = ...`, which `quantities.result` evaluates without
+executing anything; most of the working a step-by-step answer writes out was done at sleep time.
+It is opt-in because with qwen2.5-coder-1.5b those few lines are right less often than a
+step-by-step answer (bench/RESULTS.md, sleep-time compute). Every other question, and every
+question without a current learned context (not learned yet, failed, or `use_learned=false`),
+gets the baseline's step-by-step answer. The
+output says whether a learned context was current (`used_learned`), which solved question was
+reused (`reused`), whether the answer was computed over the quantities (`computed`), and why.
 """
 
 from __future__ import annotations
@@ -27,16 +34,20 @@ from sloflow.retrieval.embedder import get_embedder
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.sleeptime.learn import CONTEXT_ID_PATTERN, contexts_tool
 from sloflow.workflows.builtin.sleeptime.prompts import (
+    COMPUTE_TOKENS,
     MATCH_TOKENS,
     REUSE_SIMILARITY,
     STEP_BY_STEP_TOKENS,
     answer_request,
     brings_values,
+    compute_messages,
     match_messages,
     read_choice,
     reusable,
+    number_text,
     reused_answer,
 )
+from sloflow.workflows.builtin.sleeptime.quantities import code_of, evaluate, result
 from sloflow.workflows.contexts import LearnedContext
 from sloflow.workflows.dsl import Workflow
 from sloflow.workflows.outcomes import count_outcome
@@ -49,14 +60,18 @@ class SleeptimeState(BaseModel):
     context_id: str = Field(pattern=CONTEXT_ID_PATTERN, description="a context of the caller (POST /v1/contexts)")
     question: str = Field(min_length=1, max_length=4000)
     use_learned: bool = Field(True, description="use the learned context when it is ready; false answers from the raw context (the baseline)")
+    compute: bool = Field(
+        False, description="answer an unsolved question by arithmetic over the learned quantities (a few tokens; less accurate, see the README); false: step by step"
+    )
     max_tokens: int | None = Field(
-        None, ge=8, le=2048, description=f"output tokens of the answer, the choice call's included, at most; default {STEP_BY_STEP_TOKENS} step by step"
+        None, ge=8, le=2048, description=f"output tokens of the answer, the choice and compute calls' included, at most; default {STEP_BY_STEP_TOKENS} step by step"
     )
 
     context_version: int = 0
     learned: dict[str, Any] | None = Field(None, description="the learned context used")
     used_learned: bool = False
     reused: str | None = Field(None, description="the solved question whose result answered this one")
+    computed: bool = Field(False, description="answered by arithmetic over the learned quantities")
     answer: str = ""
     output_tokens: int = 0
     notes: list[str] = Field(default_factory=list)
@@ -66,7 +81,8 @@ sleeptime = Workflow(
     "sleeptime",
     state=SleeptimeState,
     slo=30.0,
-    description="question about a context -> the result its learned context solved in advance (precomputed on idle capacity), else step by step",
+    description="question about a context -> the result its learned context solved in advance (precomputed on idle capacity), "
+    "else arithmetic over its learned quantities, else step by step",
 )
 
 
@@ -118,9 +134,19 @@ async def _match(ctx: Any, text: str, question: str, learned: LearnedContext) ->
     return candidates[choice - 1], out.completion_tokens, ""
 
 
+async def _compute(ctx: Any, text: str, question: str, quantities: str, max_tokens: int) -> tuple[str | None, int, str]:
+    """(the answer computed over the learned quantities, or None; output tokens spent; why not)."""
+    out = await ctx.llm.generate(GenerateRequest(messages=compute_messages(text, quantities, question), max_tokens=max_tokens, temperature=0.0))
+    code = code_of(out.text)
+    number = result(code, evaluate(quantities)[0])
+    if number is None:
+        return None, out.completion_tokens, "the model's arithmetic over the learned quantities gave no `answer` that evaluates"
+    return f"{code}\nAnswer: {number_text(number)}", out.completion_tokens, ""
+
+
 @sleeptime.stage(cost=Cost(calls=1, prompt=600, output=STEP_BY_STEP_TOKENS))
 async def answer(s: SleeptimeState, ctx: Any) -> dict[str, Any]:
-    """The solved result when the question is one the learn pass solved; else one step-by-step call."""
+    """The solved result when the learn pass solved this question; else arithmetic over its quantities; else step by step."""
     context = contexts_tool(ctx.tools).get(s.context_id)
     learned = LearnedContext(**s.learned) if s.learned is not None else None
     notes = list(s.notes)
@@ -136,8 +162,20 @@ async def answer(s: SleeptimeState, ctx: Any) -> dict[str, Any]:
                 count_outcome("sleeptime", "reused")
                 notes.append(f"answer: the learn pass solved this question ({found['question']!r}); its result was reused")
                 return {**used, "reused": found["question"], "answer": reused_answer(found), "output_tokens": spent, "notes": notes}
-            notes.append(f"answer: {why}; answered step by step")
-        limit = s.max_tokens - spent if s.max_tokens else None  # the caller's bound covers the choice too
+            notes.append(f"answer: {why}")
+            room = min(COMPUTE_TOKENS, s.max_tokens - spent) if s.max_tokens else COMPUTE_TOKENS
+            if s.compute and learned.quantities and room > 0:
+                computed, tokens, why = await _compute(ctx, context.text, s.question, learned.quantities, room)
+                spent += tokens
+                if computed is not None:
+                    count_outcome("sleeptime", "computed")
+                    notes.append("answer: computed over the learned quantities")
+                    return {**used, "computed": True, "answer": computed, "output_tokens": spent, "notes": notes}
+                notes.append(f"answer: {why}")
+            notes.append("answer: answered step by step")
+        limit = s.max_tokens - spent if s.max_tokens else None  # the caller's bound covers the choice and compute calls too
+        if limit is not None and limit <= 0:
+            return {**used, "output_tokens": spent, "notes": [*notes, "answer: max_tokens was spent before a step-by-step answer could be written"]}
         out = await ctx.llm.generate(answer_request(context.text, s.question, max_tokens=limit))
     except DeadlineExceeded:
         return {**used, "output_tokens": spent, "notes": [*notes, "answer: the deadline passed before the answer was written"]}

@@ -1,6 +1,7 @@
 """The `sleeptime.learn` workflow: one context version -> its learned context, on idle capacity.
 
-    read -> derive (summary, facts: one call) -> anticipate (the likeliest questions: one call)
+    read -> derive (summary, facts: one call) -> quantify (the quantities as Python: one call)
+         -> anticipate (the likeliest questions: one call)
          -> solve (the first `solve_n` of them, `samples` concurrent calls each) -> save
 
 Sleep-time compute goes where the baseline spends test-time compute. `solve` answers each of the
@@ -10,7 +11,8 @@ and the others sampled with distinct seeds, and keeps the majority final number 
 of a sample that reached it and the share that agreed (self-consistency: the majority of several
 samples is usually right more often than one greedy answer; ties go to the greedy sample, the
 baseline's own call, so a lone sample never overrules it). A test-time question that asks the same then reuses the result for
-the few tokens of one choice (see `sloflow.workflows.builtin.sleeptime.answer`). `learn_tokens` counts every call's output,
+the few tokens of one choice, and any other question is answered by a few lines of arithmetic over
+the quantities `quantify` wrote (see `sloflow.workflows.builtin.sleeptime.answer`). `learn_tokens` counts every call's output,
 every sample included: the amortised cost per question is measured from it.
 
 It has no deadline, so its calls are background calls: a worker serves them only when no deadline
@@ -39,11 +41,13 @@ from sloflow.workflows.builtin.sleeptime.prompts import (
     anticipate_messages,
     answer_request,
     derive_messages,
+    quantify_messages,
     last_number,
     read_derived,
     read_questions,
     working_of,
 )
+from sloflow.workflows.builtin.sleeptime.quantities import assignments, code_of
 from sloflow.workflows.context import bound_tool
 from sloflow.workflows.contexts import LearnedContext
 from sloflow.workflows.dsl import Workflow
@@ -70,6 +74,7 @@ class LearnState(BaseModel):
     superseded: bool = False
     summary: str = ""
     facts: list[str] = Field(default_factory=list)
+    quantities: str = Field("", description="the context's quantities as Python assignments that evaluate")
     questions: list[dict[str, Any]] = Field(default_factory=list, description='{"question"}, and once solved "answer" (the working), "result", "agreement"')
     learn_tokens: int = 0
     saved: bool = False
@@ -117,6 +122,17 @@ async def derive(s: LearnState, ctx: Any) -> dict[str, Any]:
     text, tokens = await _generate(ctx, derive_messages(contexts_tool(ctx.tools).get(s.context_id).text), s.max_tokens)
     summary, facts = read_derived(text)
     return {"summary": summary, "facts": facts, "learn_tokens": s.learn_tokens + tokens}
+
+
+@learn.stage(cost=Cost(calls=1, prompt=300, output=LEARN_TOKENS))
+async def quantify(s: LearnState, ctx: Any) -> dict[str, Any]:
+    """The quantities the context states or implies, as Python assignments; only the lines that evaluate are kept."""
+    if s.superseded:
+        return {}
+    text, tokens = await _generate(ctx, quantify_messages(contexts_tool(ctx.tools).get(s.context_id).text), s.max_tokens)
+    quantities = assignments(code_of(text))
+    notes = s.notes if quantities else [*s.notes, "quantify: no assignment in the model's code evaluated; questions will be answered step by step"]
+    return {"quantities": quantities, "learn_tokens": s.learn_tokens + tokens, "notes": notes}
 
 
 @learn.stage(cost=Cost(calls=1, prompt=300, output=TOKENS_PER_QUESTION * 5))
@@ -180,15 +196,15 @@ async def save(s: LearnState, ctx: Any) -> dict[str, Any]:
     """Store the learned context, tied to the version read; nothing if the context moved on."""
     if s.superseded:
         return {}
-    content = LearnedContext(s.summary, s.facts, s.questions)
+    content = LearnedContext(s.summary, s.facts, s.questions, s.quantities)
     saved = contexts_tool(ctx.tools).save_learned(s.context_id, s.version, ctx.run_id, content, s.learn_tokens)
     notes = list(s.notes)
-    if not content.summary and not content.facts and not content.questions:
+    if not content.summary and not content.facts and not content.questions and not content.quantities:
         notes.append("save: the model's output held no summary, fact or question in the asked format; the learned context is empty")
     if not saved:
         notes.append("save: the context changed or was deleted during the pass; nothing was saved")
     return {"saved": saved, "notes": notes}
 
 
-learn.then(read, derive, anticipate, solve, save)
+learn.then(read, derive, quantify, anticipate, solve, save)
 register(learn)

@@ -7,9 +7,11 @@ questions are solved with the baseline's own request (`answer_request`), and eve
 at sleep time, at test time and in the bench, is read by `last_number`.
 
 At test time a solved result is reused only for the question it answers (`reusable`, then the
-model's choice among those: `match_messages`); any other question gets the baseline's request, not
-the notes. With qwen2.5-coder-1.5b, notes in the answer prompt cost accuracy on every layout tried
-(bench/RESULTS.md, sleep-time compute), so a question that was not anticipated loses nothing.
+model's choice among those: `match_messages`). Any other question is answered as a few lines of
+Python over the quantities the learn pass wrote (`quantify_messages`, then `compute_messages`;
+evaluated by `quantities`), falling back to the baseline's request when those lines give no
+number. The notes (summary, facts) are never put in an answer prompt: with qwen2.5-coder-1.5b they
+cost accuracy on every layout tried (bench/RESULTS.md, sleep-time compute).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sloflow.llm.types import GenerateRequest, Message
 MAX_FACTS = 30
 STEP_BY_STEP_TOKENS = 512  # enough that a step-by-step answer is rarely cut before its result
 MATCH_TOKENS = 2  # the reply to `match_messages`: one number
+COMPUTE_TOKENS = 128  # a reply to `compute_messages`: a few lines ending in `answer = ...`
 # all-MiniLM-L6-v2 cosine between the question and a solved one, below which it is not asked whether
 # they are the same. Chosen on GSM8K dev problems 10-29 (the bench's default sample is 0-9): the
 # pairs that ask the same scored 0.86-1.0; most that do not, 0.4-0.8 ("the total" vs "the third month" 0.86).
@@ -54,6 +57,21 @@ Questions about a context were solved in advance. Say whether the new question a
 the number one of them found: the same quantity, unit and time span, with no values the context
 does not give. Reply with that question's number, or 0 if none does."""
 
+QUANTIFY = """\
+You study a context before anyone asks about it, so that later questions about it can be answered
+with a line of arithmetic. Write Python code only: one assignment per quantity the context states,
+with a descriptive snake_case name and a comment giving its unit; then assignments for the
+quantities the context implies (totals, differences, rates, amounts left, per-item values),
+computed from the earlier names. No functions, no imports, no print."""
+
+COMPUTE = """\
+Known values about the context, as Python:
+{quantities}
+
+Write Python that computes the answer to the question from these names (and numbers the question
+gives), ending with a line `answer = ...`. Use as few lines as you can: reuse the names above.
+Code only."""
+
 STEP_BY_STEP = """\
 Answer the question about the context. Think step by step, then give the final result on a last
 line starting with "Answer:"."""
@@ -75,6 +93,20 @@ def derive_messages(text: str) -> list[Message]:
 def anticipate_messages(text: str, n: int) -> list[Message]:
     """The second learn call: the `n` likeliest questions, without answers (they are solved next)."""
     return [Message(role="system", content=ANTICIPATE.format(n=n)), Message(role="user", content=f"Context:\n{text}")]
+
+
+def quantify_messages(text: str) -> list[Message]:
+    """The learn call that writes the context's stated and implied quantities as Python assignments."""
+    return [Message(role="system", content=QUANTIFY), Message(role="user", content=f"Context:\n{text}")]
+
+
+def compute_messages(text: str, quantities: str, question: str) -> list[Message]:
+    """The test-time call over a learned context: a few lines of arithmetic on its quantities, ending in `answer = ...`.
+
+    Context and quantities first, so questions about one context share a prompt prefix.
+    """
+    system = f"Context:\n{text}\n\n{COMPUTE.format(quantities=quantities)}"
+    return [Message(role="system", content=system), Message(role="user", content=f"Question: {question}")]
 
 
 def read_derived(output: str) -> tuple[str, list[str]]:

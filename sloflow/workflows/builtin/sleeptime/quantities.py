@@ -1,0 +1,96 @@
+"""Arithmetic the model writes as Python assignments, evaluated without running it as Python.
+
+The learn pass writes a context's quantities as assignments (`eggs_per_day = 16`,
+`eggs_left = eggs_per_day - 3`); a test-time answer writes a few more ending in `answer = ...`.
+Each assignment's right-hand side is evaluated by `simpleeval` (arithmetic, names assigned before,
+and a few numeric functions; no attribute access beyond `math.<fn>`, no imports, no calls to
+anything else, bounded powers), so model-written code never executes. A statement that is not a
+plain assignment, or whose value cannot be computed, is dropped with the reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from types import SimpleNamespace
+
+from simpleeval import SimpleEval
+
+MAX_NAMES = 60  # assignments kept from one piece of code
+_FUNCTIONS = {"round": round, "min": min, "max": max, "abs": abs, "int": int, "float": float, "sum": sum, "ceil": math.ceil, "floor": math.floor}
+_MATH = SimpleNamespace(ceil=math.ceil, floor=math.floor, sqrt=math.sqrt, pi=math.pi)
+_FENCE = re.compile(r"```(?:python|py)?\s*\n?(.*?)(?:```|$)", re.DOTALL | re.IGNORECASE)
+
+
+def code_of(output: str) -> str:
+    """The code in a model's reply: the first fenced block if there is one, else the whole reply."""
+    found = _FENCE.search(output)
+    return (found.group(1) if found else output).strip()
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def evaluate(code: str, names: dict[str, float] | None = None) -> tuple[dict[str, float], list[str]]:
+    """(every name the code assigns a number to, with `names` before them; why statements were dropped).
+
+    Statements run in order, so a later assignment sees the earlier ones; code that does not parse
+    is dropped line by line (a reply cut by its token bound loses only its last line).
+    """
+    known = dict(names or {})
+    dropped: list[str] = []
+    for statement in _statements(code, dropped):
+        target = statement.targets[0] if isinstance(statement, ast.Assign) and len(statement.targets) == 1 else None
+        if not isinstance(target, ast.Name):
+            dropped.append(f"not an assignment to one name: {ast.unparse(statement)[:60]}")
+            continue
+        evaluator = SimpleEval(names={**known, "math": _MATH}, functions=_FUNCTIONS)
+        try:
+            value = _number(evaluator.eval(ast.unparse(statement.value)))
+        except Exception as error:  # noqa: BLE001 - any failure of model-written arithmetic drops that line only
+            dropped.append(f"{target.id}: {type(error).__name__}")
+            continue
+        if value is None:
+            dropped.append(f"{target.id}: not a number")
+        elif target.id in known or len(known) < MAX_NAMES:
+            known[target.id] = value
+    return known, dropped
+
+
+def _statements(code: str, dropped: list[str]) -> list[ast.stmt]:
+    try:
+        return ast.parse(code).body
+    except SyntaxError:
+        pass
+    statements: list[ast.stmt] = []
+    for line in code.splitlines():
+        try:
+            statements.extend(ast.parse(line.strip()).body)
+        except SyntaxError:
+            dropped.append(f"does not parse: {line.strip()[:60]}")
+    return statements
+
+
+def assignments(code: str) -> str:
+    """The lines of `code` that assign a number to a name, given the lines kept before them (comments kept).
+
+    What a learned context stores: the quantities a later answer can build on, in the model's order.
+    """
+    known: dict[str, float] = {}
+    kept: list[str] = []
+    for line in code.splitlines():
+        values, dropped = evaluate(line, known)
+        if line.strip() and not dropped and values.keys() - known.keys() | {k for k in known if values[k] != known[k]}:
+            known = values
+            kept.append(line.strip())
+    return "\n".join(kept)
+
+
+def result(code: str, names: dict[str, float], name: str = "answer") -> float | None:
+    """The number `code` assigns to `name`, given `names` (a `name` among them does not count); None if none."""
+    values, _ = evaluate(code, {k: v for k, v in names.items() if k != name})
+    return values.get(name)

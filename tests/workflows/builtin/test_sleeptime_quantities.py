@@ -1,0 +1,52 @@
+"""Model-written arithmetic is evaluated, never executed: what `sleeptime.quantities` keeps and refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sloflow.workflows.builtin.sleeptime.quantities import assignments, code_of, evaluate, result
+
+
+def test_code_is_read_from_a_fence_or_the_whole_reply() -> None:
+    assert code_of("Here:\n```python\na = 1\n```\nDone.") == "a = 1"
+    assert code_of("a = 1\nb = a + 1") == "a = 1\nb = a + 1"
+    assert code_of("```py\na = 1") == "a = 1"  # a reply cut inside its fence
+
+
+def test_assignments_keep_the_lines_that_evaluate_in_order_with_their_comments() -> None:
+    code = "eggs = 16  # eggs a day\nimport os\neaten = 3\nleft = eggs - eaten  # eggs\nbad = os.system('ls')\nprice = 2\nincome = left * price"
+    assert assignments(code) == "eggs = 16  # eggs a day\neaten = 3\nleft = eggs - eaten  # eggs\nprice = 2\nincome = left * price"
+    values, dropped = evaluate(code)
+    assert values == {"eggs": 16, "eaten": 3, "left": 13, "price": 2, "income": 26}
+    assert dropped == ["not an assignment to one name: import os", "bad: NameNotDefined"]
+
+
+def test_a_line_that_does_not_parse_loses_only_itself() -> None:
+    values, dropped = evaluate("a = 2\nb = (a +\nc = a * 3")  # as a reply cut by its token bound
+    assert values == {"a": 2, "c": 6} and dropped == ["does not parse: b = (a +"]
+
+
+def test_the_answer_is_what_the_code_itself_assigns() -> None:
+    names = {"apples": 12.0, "answer": 99.0}  # a learned `answer` is not this question's
+    assert result("left = apples - 5\nanswer = left", names) == 7
+    assert result("answer = math.ceil(apples / 5) + round(2.6)", names) == 6
+    assert result("left = apples - 5", names) is None
+    assert result("answer = 'twelve'", names) is None
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "answer = __import__('os').system('touch {marker}')",
+        "answer = open('{marker}', 'w').write('x')",
+        "answer = (1).__class__.__bases__[0].__subclasses__()",
+        "answer = 9 ** 9 ** 9",
+        "exec(\"open('{marker}', 'w')\")\nanswer = 1 if 0 else 2",
+    ],
+)
+def test_unsafe_code_never_runs(tmp_path: Path, code: str) -> None:
+    marker = tmp_path / "ran"
+    assert result(code.format(marker=marker), {}) in (None, 2)
+    assert not marker.exists()
