@@ -70,6 +70,7 @@ class LearnedOut(BaseModel):
     error: str | None
     summary: str | None = None
     facts: list[str] = Field(default_factory=list)
+    quantities: str = Field("", description="the context's quantities as Python assignments that evaluate (what compute=true answers over)")
     questions: list[WorkedQuestion] = Field(default_factory=list, description="anticipated questions, the likeliest solved in advance")
 
 
@@ -106,6 +107,7 @@ class ContextOut(BaseModel):
                 version=lc.version, status=lc.status, run_id=lc.run_id, updated_at=lc.updated_at, tokens=lc.tokens, error=lc.error,
                 summary=content.summary if content else None,
                 facts=content.facts if content else [],
+                quantities=content.quantities if content else "",
                 questions=[WorkedQuestion(**q) for q in content.questions] if content else [],
             )
         per_question = c.learn_tokens / c.questions if c.questions else None

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from sloflow.api.contexts import MAX_CONTEXT_CHARS
+from sloflow.workflows.builtin.sleeptime.quantities import evaluate
 from sloflow.workflows.contexts import ContextStore
 from sloflow.workflows.run_store import RUNS_FILE
 from tests.api.conftest import Deployment
@@ -60,10 +61,14 @@ async def test_a_context_is_learned_in_the_background_and_questions_use_it(deplo
         with_learned = await _ask(c, context["id"], h)
         assert with_learned["used_learned"] is True and with_learned["context_version"] == 1
         assert with_learned["output_tokens"] <= 16 and with_learned["learned"] is not None
+        assert evaluate(learned["quantities"])[1] == []  # only lines that evaluate are kept, whatever the model wrote
+        computed = await _ask(c, context["id"], h, compute=True)
+        assert computed["used_learned"] is True and computed["output_tokens"] <= 16
+        assert computed["computed"] is False or computed["answer"].splitlines()[-1].startswith("Answer: ")
 
         amortised = (await c.get(f"/v1/contexts/{context['id']}", headers=h)).json()["amortised"]
-        assert amortised["questions_served"] == 2 and amortised["learn_tokens"] == learned["tokens"]
-        assert amortised["learn_tokens_per_question"] == pytest.approx(learned["tokens"] / 2)
+        assert amortised["questions_served"] == 3 and amortised["learn_tokens"] == learned["tokens"]
+        assert amortised["learn_tokens_per_question"] == pytest.approx(learned["tokens"] / 3)
 
         replaced = await c.put(f"/v1/contexts/{context['id']}", json={"text": PROBLEM + " Then she buys 2 more."}, headers=h)
         assert replaced.status_code == 200 and replaced.json()["version"] == 2 and replaced.json()["priority"] == 3
