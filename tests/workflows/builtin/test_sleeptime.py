@@ -158,7 +158,7 @@ async def test_an_unsolved_question_is_computed_over_the_learned_quantities(tmp_
         assert llm.calls[-1][0] == answer_request(ANNS, EATS) and stepwise["computed"] is False
 
 
-@pytest.mark.parametrize("arithmetic", ["answer = pears - 5", "import os\nanswer = os.getcwd()", "left = apples - 5", "answer = 9 ** 9 ** 9"])
+@pytest.mark.parametrize("arithmetic", ["answer = pears - 5", "import os\nanswer = os.getcwd()", "apples - 5", "answer = 9 ** 9 ** 9"])
 async def test_arithmetic_that_does_not_evaluate_falls_back_to_step_by_step(tmp_path: Path, arithmetic: str) -> None:
     llm = Computing(arithmetic)
     async with served(tmp_path, llm) as (runtime, store, _):
@@ -169,7 +169,7 @@ async def test_arithmetic_that_does_not_evaluate_falls_back_to_step_by_step(tmp_
         asked = [r for r, _ in llm.calls[before:]]
         assert len(asked) == 2 and asked[-1] == answer_request(ANNS, EATS)
         assert out["computed"] is False and out["output_tokens"] == 7 + 1  # the compute call's tokens count too
-        assert any("no `answer` that evaluates" in n for n in out["notes"])
+        assert any("no number that evaluates" in n for n in out["notes"])
         await ask(runtime, c.id, EATS, max_tokens=16, compute=True)
         assert llm.calls[-1][0].max_tokens == 16 - 7  # a bound the caller set covers the compute call
 

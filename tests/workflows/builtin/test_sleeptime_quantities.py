@@ -32,7 +32,9 @@ def test_the_answer_is_what_the_code_itself_assigns() -> None:
     names = {"apples": 12.0, "answer": 99.0}  # a learned `answer` is not this question's
     assert result("left = apples - 5\nanswer = left", names) == 7
     assert result("answer = math.ceil(apples / 5) + round(2.6)", names) == 6
-    assert result("left = apples - 5", names) is None
+    assert result("left = apples - 5", names) == 7  # no `answer` line: the last name it assigns
+    assert result("apples = apples - 2", names) == 10
+    assert result("apples - 5", names) is None and result("left = pears - 5", names) is None
     assert result("answer = 'twelve'", names) is None
 
 

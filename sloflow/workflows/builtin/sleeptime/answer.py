@@ -140,7 +140,7 @@ async def _compute(ctx: Any, text: str, question: str, quantities: str, max_toke
     code = code_of(out.text)
     number = result(code, evaluate(quantities)[0])
     if number is None:
-        return None, out.completion_tokens, "the model's arithmetic over the learned quantities gave no `answer` that evaluates"
+        return None, out.completion_tokens, "the model's arithmetic over the learned quantities gave no number that evaluates"
     return f"{code}\nAnswer: {number_text(number)}", out.completion_tokens, ""
 
 

@@ -91,6 +91,19 @@ def assignments(code: str) -> str:
 
 
 def result(code: str, names: dict[str, float], name: str = "answer") -> float | None:
-    """The number `code` assigns to `name`, given `names` (a `name` among them does not count); None if none."""
-    values, _ = evaluate(code, {k: v for k, v in names.items() if k != name})
-    return values.get(name)
+    """The number `code` assigns to `name`, else to the last name it assigns, given `names`; None if none evaluates.
+
+    A `name` among `names` does not count. The fallback is for replies that update a quantity
+    (`apples_left = apples_left - 2`) without the asked-for last line.
+    """
+    given = {k: v for k, v in names.items() if k != name}
+    values, _ = evaluate(code, given)
+    if name in values:
+        return values[name]
+    assigned = [target for target in _assigned_names(code) if target in values]
+    return values[assigned[-1]] if assigned else None
+
+
+def _assigned_names(code: str) -> list[str]:
+    """The names `code` assigns, in order (lines that do not parse are skipped)."""
+    return [s.targets[0].id for s in _statements(code, []) if isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name)]
