@@ -42,9 +42,9 @@ from sloflow.workflows.builtin.sleeptime.prompts import (
     brings_values,
     compute_messages,
     match_messages,
+    number_text,
     read_choice,
     reusable,
-    number_text,
     reused_answer,
 )
 from sloflow.workflows.builtin.sleeptime.quantities import code_of, evaluate, result
@@ -164,7 +164,7 @@ async def answer(s: SleeptimeState, ctx: Any) -> dict[str, Any]:
                 return {**used, "reused": found["question"], "answer": reused_answer(found), "output_tokens": spent, "notes": notes}
             notes.append(f"answer: {why}")
             room = min(COMPUTE_TOKENS, s.max_tokens - spent) if s.max_tokens else COMPUTE_TOKENS
-            if s.compute and learned.quantities and room > 0:
+            if s.compute and learned.quantities and room > 0:  # the caller's bound covers this call too
                 computed, tokens, why = await _compute(ctx, context.text, s.question, learned.quantities, room)
                 spent += tokens
                 if computed is not None:

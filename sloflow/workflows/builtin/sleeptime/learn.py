@@ -11,8 +11,8 @@ and the others sampled with distinct seeds, and keeps the majority final number 
 of a sample that reached it and the share that agreed (self-consistency: the majority of several
 samples is usually right more often than one greedy answer; ties go to the greedy sample, the
 baseline's own call, so a lone sample never overrules it). A test-time question that asks the same then reuses the result for
-the few tokens of one choice, and any other question is answered by a few lines of arithmetic over
-the quantities `quantify` wrote (see `sloflow.workflows.builtin.sleeptime.answer`). `learn_tokens` counts every call's output,
+the few tokens of one choice, and with `compute=true` any other question is answered by a few lines
+of arithmetic over the quantities `quantify` wrote (see `sloflow.workflows.builtin.sleeptime.answer`). `learn_tokens` counts every call's output,
 every sample included: the amortised cost per question is measured from it.
 
 It has no deadline, so its calls are background calls: a worker serves them only when no deadline
@@ -41,8 +41,8 @@ from sloflow.workflows.builtin.sleeptime.prompts import (
     anticipate_messages,
     answer_request,
     derive_messages,
-    quantify_messages,
     last_number,
+    quantify_messages,
     read_derived,
     read_questions,
     working_of,
@@ -200,7 +200,7 @@ async def save(s: LearnState, ctx: Any) -> dict[str, Any]:
     saved = contexts_tool(ctx.tools).save_learned(s.context_id, s.version, ctx.run_id, content, s.learn_tokens)
     notes = list(s.notes)
     if not content.summary and not content.facts and not content.questions and not content.quantities:
-        notes.append("save: the model's output held no summary, fact or question in the asked format; the learned context is empty")
+        notes.append("save: the model's output held no summary, fact, quantity or question in the asked format; the learned context is empty")
     if not saved:
         notes.append("save: the context changed or was deleted during the pass; nothing was saved")
     return {"saved": saved, "notes": notes}

@@ -7,10 +7,10 @@ questions are solved with the baseline's own request (`answer_request`), and eve
 at sleep time, at test time and in the bench, is read by `last_number`.
 
 At test time a solved result is reused only for the question it answers (`reusable`, then the
-model's choice among those: `match_messages`). Any other question is answered as a few lines of
-Python over the quantities the learn pass wrote (`quantify_messages`, then `compute_messages`;
-evaluated by `quantities`), falling back to the baseline's request when those lines give no
-number. The notes (summary, facts) are never put in an answer prompt: with qwen2.5-coder-1.5b they
+model's choice among those: `match_messages`). Any other question gets the baseline's request, or
+with `compute=true` a few lines of Python over the quantities the learn pass wrote
+(`quantify_messages`, then `compute_messages`; evaluated by `quantities`), falling back to the
+baseline's request when those lines give no number. The notes (summary, facts) are never put in an answer prompt: with qwen2.5-coder-1.5b they
 cost accuracy on every layout tried (bench/RESULTS.md, sleep-time compute).
 """
 

@@ -41,7 +41,14 @@ def evaluate(code: str, names: dict[str, float] | None = None) -> tuple[dict[str
     Statements run in order, so a later assignment sees the earlier ones; code that does not parse
     is dropped line by line (a reply cut by its token bound loses only its last line).
     """
-    known = dict(names or {})
+    known, _, dropped = _run(code, names or {})
+    return known, dropped
+
+
+def _run(code: str, names: dict[str, float]) -> tuple[dict[str, float], list[str], list[str]]:
+    """(names known after `code`, the names it assigned in order, why statements were dropped)."""
+    known = dict(names)
+    assigned: list[str] = []
     dropped: list[str] = []
     for statement in _statements(code, dropped):
         target = statement.targets[0] if isinstance(statement, ast.Assign) and len(statement.targets) == 1 else None
@@ -58,7 +65,8 @@ def evaluate(code: str, names: dict[str, float] | None = None) -> tuple[dict[str
             dropped.append(f"{target.id}: not a number")
         elif target.id in known or len(known) < MAX_NAMES:
             known[target.id] = value
-    return known, dropped
+            assigned.append(target.id)
+    return known, assigned, dropped
 
 
 def _statements(code: str, dropped: list[str]) -> list[ast.stmt]:
@@ -83,8 +91,8 @@ def assignments(code: str) -> str:
     known: dict[str, float] = {}
     kept: list[str] = []
     for line in code.splitlines():
-        values, dropped = evaluate(line, known)
-        if line.strip() and not dropped and values.keys() - known.keys() | {k for k in known if values[k] != known[k]}:
+        values, assigned, dropped = _run(line, known)
+        if assigned and not dropped:
             known = values
             kept.append(line.strip())
     return "\n".join(kept)
@@ -96,14 +104,7 @@ def result(code: str, names: dict[str, float], name: str = "answer") -> float | 
     A `name` among `names` does not count. The fallback is for replies that update a quantity
     (`apples_left = apples_left - 2`) without the asked-for last line.
     """
-    given = {k: v for k, v in names.items() if k != name}
-    values, _ = evaluate(code, given)
-    if name in values:
+    values, assigned, _ = _run(code, {k: v for k, v in names.items() if k != name})
+    if name in assigned:
         return values[name]
-    assigned = [target for target in _assigned_names(code) if target in values]
     return values[assigned[-1]] if assigned else None
-
-
-def _assigned_names(code: str) -> list[str]:
-    """The names `code` assigns, in order (lines that do not parse are skipped)."""
-    return [s.targets[0].id for s in _statements(code, []) if isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name)]
