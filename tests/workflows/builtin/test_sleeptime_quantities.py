@@ -52,3 +52,7 @@ def test_unsafe_code_never_runs(tmp_path: Path, code: str) -> None:
     marker = tmp_path / "ran"
     assert result(code.format(marker=marker), {}) in (None, 2)
     assert not marker.exists()
+
+
+def test_an_update_that_fails_does_not_answer_with_the_learned_value() -> None:
+    assert result("apples = apples - pears", {"apples": 12.0}) is None  # not the 12 it failed to change
