@@ -36,7 +36,11 @@ from sloflow.llm.types import Chunk, Completion, GenerateRequest
 
 log = logging.getLogger(__name__)
 
-PREFILL_CHUNK = 128  # tokens per prompt-evaluation batch: small enough to keep the work of a stopped prefill
+# Tokens per prompt-evaluation batch: small enough that a stopped prefill keeps most of its work
+# (about 1.3 s of the 1.5B model on one thread, where a speculative prefill's guess changes every
+# 1.5 s as words are typed; at 128 a changed guess lost each chunk it had begun), large enough that
+# prefill keeps its speed (64 tokens: 2% slower than 128 here, 32: 9%).
+PREFILL_CHUNK = 64
 
 
 class _Meter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -77,6 +78,27 @@ class Chunk(BaseModel):
 
     text: str = ""
     completion: Completion | None = None
+
+
+PREFIX_BLOCK_CHARS = 256  # about 64 tokens: the grain at which two prompts' shared start is matched
+
+
+def prefix_blocks(messages: list[Message]) -> tuple[str, ...]:
+    """Chained hashes of the shared prefix's whole `PREFIX_BLOCK_CHARS` blocks, in order.
+
+    vLLM's prefix-caching block hashes, over text: each hash covers everything up to the end of its
+    block, so two prompts whose shared prefixes agree on their first n blocks have the same first n
+    hashes whatever follows, and a worker holding one prompt holds that much of the other. The
+    whole-prefix key matches only identical prefixes; these find a partly shared one (a
+    speculative prefill whose guess changed a passage near the end).
+    """
+    text = "".join(f"{m.role}\x00{m.content}\x01" for m in shared_prefix(messages))
+    chain = hashlib.sha1()
+    out = []
+    for start in range(0, len(text) - PREFIX_BLOCK_CHARS + 1, PREFIX_BLOCK_CHARS):
+        chain.update(text[start : start + PREFIX_BLOCK_CHARS].encode())
+        out.append(chain.copy().hexdigest()[:16])
+    return tuple(out)
 
 
 def approx_tokens(text: str) -> int:

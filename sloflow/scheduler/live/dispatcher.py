@@ -167,7 +167,7 @@ class Dispatcher:
             if call.prefix_key is not None and view.profile.slots == 1:
                 # A single llama.cpp instance now holds this prompt, as the simulator assumes from
                 # the start of a call; waiting for its end would price the next call cold.
-                view.held_prefixes = {call.prefix_key}
+                view.held_prefixes = set(call.prefix_keys)
 
     def _forget(self, worker_id: str, call_id: str) -> None:
         view = self.views.get(worker_id)

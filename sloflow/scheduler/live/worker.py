@@ -138,7 +138,7 @@ class LLMWorker:
         self.waiting: dict[str, asyncio.Future[bool]] = {}
         # Mirrors the backend's first-free-first-used instances, so we know which prefix each holds.
         self.free_slots: deque[int] = deque(range(spec.slots))
-        self.slot_prefix: list[str | None] = [None] * spec.slots
+        self.slot_prefix: list[tuple[str, ...]] = [()] * spec.slots
         self.metrics = WorkerMetrics(worker_id)
         # What the last calls asked for and how they ended (not what they said): for the dashboard and
         # fault tests.
@@ -247,8 +247,10 @@ class LLMWorker:
         assert self.view is not None
         self.free_slots.append(slot)
         if not apart:
-            self.slot_prefix[slot] = call.prefix_key
-        self.view.held_prefixes = {p for p in self.slot_prefix if p is not None}
+            # A call stopped part-way is counted as holding its whole prefix: its finished chunks
+            # are held, so this only overprices how much, never where.
+            self.slot_prefix[slot] = call.prefix_keys
+        self.view.held_prefixes = {key for keys in self.slot_prefix for key in keys}
         self.view.finish(call.id)
         self._pump()
         return tuple(self.view.held_prefixes)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sloflow.llm.client import CallContext
-from sloflow.llm.types import GenerateRequest, approx_tokens, shared_prefix
+from sloflow.llm.types import GenerateRequest, approx_tokens, prefix_blocks, shared_prefix
 
 Priority = Literal["interactive", "background"]
 
@@ -35,12 +35,18 @@ class Call:
     tenant: str | None = None
     prefix_key: str | None = None  # a shared prompt prefix (e.g. hash of system prompt + evidence)
     prefix_tokens: int = 0  # how many leading prompt tokens that prefix covers
+    prefix_blocks: tuple[str, ...] = ()  # chained hashes of that prefix's blocks, to match a partly held one
     model: str | None = None  # a specific model, or None for any worker
     warms_cache: bool = False  # a background prefill for a deadline call to come (see CallContext)
 
     @property
     def priority(self) -> Priority:
         return "background" if self.deadline is None else "interactive"
+
+    @property
+    def prefix_keys(self) -> tuple[str, ...]:
+        """What a worker holds once it has run this call: its prefix's key and its blocks' hashes."""
+        return () if self.prefix_key is None else (self.prefix_key, *self.prefix_blocks)
 
     @property
     def kv_tokens(self) -> int:
@@ -76,9 +82,10 @@ def to_call(request: GenerateRequest, ctx: CallContext, now: float | None = None
     if request.messages is not None:
         texts = [m.content for m in request.messages]
         prefix = sum(approx_tokens(m.content) for m in shared_prefix(request.messages))
+        blocks = prefix_blocks(request.messages) if ctx.prefix_key else ()
     else:
         texts = [request.prompt or ""]
-        prefix = 0
+        prefix, blocks = 0, ()
     deadline = ctx.deadline
     if deadline is not None and ctx.budget_s is not None:
         deadline = min(deadline, now + ctx.budget_s)
@@ -95,6 +102,7 @@ def to_call(request: GenerateRequest, ctx: CallContext, now: float | None = None
         tenant=ctx.tenant,
         prefix_key=ctx.prefix_key,
         prefix_tokens=prefix if ctx.prefix_key else 0,
+        prefix_blocks=blocks,
         model=ctx.model,
         warms_cache=ctx.warms_cache,
     )

@@ -139,7 +139,7 @@ class SlackAwareFinish:
 
     def choose(self, call: Call, workers: Sequence[WorkerView], now: float) -> WorkerView:
         if self.best_effort(call, workers, now):
-            return self.least_loaded(workers, now)
+            return self.least_loaded(call, workers, now)
         return min(workers, key=lambda w: self.finish_s(call, w, now))
 
     @staticmethod
@@ -150,8 +150,21 @@ class SlackAwareFinish:
         )
 
     @staticmethod
-    def least_loaded(workers: Sequence[WorkerView], now: float) -> WorkerView:
-        """The worker whose outstanding work drains soonest at full slot throughput."""
+    def least_loaded(call: Call, workers: Sequence[WorkerView], now: float) -> WorkerView:
+        """The worker whose outstanding work drains soonest at full slot throughput.
+
+        A speculative prefill (`warms_cache`) goes where it would finish first behind the deadline
+        work alone, counting the part of its prompt a worker already holds: the background work
+        there is the prefill of the guess it replaces, being cancelled, so each new guess extends the
+        last one's cache, where the deadline call will follow.
+        """
+        if call.warms_cache:
+
+            def behind_deadline_work_s(w: WorkerView) -> float:
+                running = sum(max(r.expected_end - now, 0.0) for r in w.running.values() if r.call.deadline is not None)
+                return running + w.deadline_work_s() + w.solo_s(call)
+
+            return min(workers, key=behind_deadline_work_s)
         return min(workers, key=lambda w: w.outstanding_s(now) / w.profile.throughput(w.profile.slots))
 
     @staticmethod
@@ -201,7 +214,7 @@ class LeastHarm(SlackAwareFinish):
 
     def choose(self, call: Call, workers: Sequence[WorkerView], now: float) -> WorkerView:
         if self.best_effort(call, workers, now):
-            return self.least_loaded(workers, now)
+            return self.least_loaded(call, workers, now)
         assert call.deadline is not None
         scored = [(self.finish_s(call, w, now), w) for w in workers]
         fits = [(f, w) for f, w in scored if now + self.room * f <= call.deadline]

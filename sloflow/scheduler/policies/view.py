@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sloflow.llm.types import PREFIX_BLOCK_CHARS, approx_tokens
 from sloflow.scheduler.policies.call import Call
 from sloflow.scheduler.policies.profile import WorkerProfile
 
@@ -42,14 +43,24 @@ class WorkerView:
     draining: bool = False
     queued: dict[str, Queued] = field(default_factory=dict)
     running: dict[str, Running] = field(default_factory=dict)
-    held_prefixes: set[str] = field(default_factory=set)
+    held_prefixes: set[str] = field(default_factory=set)  # keys of held prompt prefixes and of their blocks
     kv_used: int = 0
     queued_work_s: float = 0.0
     assigned_s: float = 0.0  # cumulative work ever assigned (HEXGEN's W_m); never decremented
 
     def cached_tokens(self, call: Call) -> int:
-        """Prompt tokens of `call` this worker still holds in its prompt cache."""
-        return call.prefix_tokens if call.prefix_key is not None and call.prefix_key in self.held_prefixes else 0
+        """Prompt tokens of `call` this worker still holds in its prompt cache: its whole shared
+        prefix, or as many of the prefix's leading blocks as the worker holds."""
+        if call.prefix_key is None:
+            return 0
+        if call.prefix_key in self.held_prefixes:
+            return call.prefix_tokens
+        held = 0
+        for block in call.prefix_blocks:
+            if block not in self.held_prefixes:
+                break
+            held += 1
+        return min(call.prefix_tokens, held * approx_tokens("x" * PREFIX_BLOCK_CHARS))
 
     def solo_s(self, call: Call) -> float:
         """Expected seconds of `call` alone on this worker, counting its cached prefix."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from sloflow.errors import InvalidRequest
-from sloflow.scheduler.policies.call import Call, call_budget
+from sloflow.llm.client import CallContext
+from sloflow.llm.types import GenerateRequest, Message
+from sloflow.scheduler.policies.call import Call, call_budget, to_call
 from sloflow.scheduler.policies.dispatch import (
     EarliestFinish,
     HexgenBalance,
@@ -75,6 +77,37 @@ def test_slack_aware_finish_counts_the_prefix_a_worker_holds() -> None:
     c = call(1, prompt=2000, output=5, prefix_key="sys", prefix_tokens=1800)
     assert SlackAwareFinish().choose(c, [cold, warm], 0).id == "warm"
     assert warm.solo_s(c) < cold.solo_s(c) / 3
+
+
+def guess(*passages: str) -> Call:
+    """A call whose system message lists `passages` (400 characters each), placed under a prefix key."""
+    system = "Answer from the evidence.\n" + "\n".join(p * 400 for p in passages)
+    request = GenerateRequest(messages=[Message(role="system", content=system), Message(role="user", content="Which?")], max_tokens=1)
+    return to_call(request, CallContext(deadline=100.0, prefix_key="".join(passages)), now=0.0)
+
+
+def test_a_partly_held_prefix_counts_up_to_its_first_changed_block() -> None:
+    prefilled, final = guess("a", "b", "c", "d"), guess("a", "b", "x", "d")
+    assert prefilled.prefix_key != final.prefix_key
+    shared = sum(1 for x, y in zip(prefilled.prefix_blocks, final.prefix_blocks) if x == y)
+    assert 0 < shared < len(final.prefix_blocks) and prefilled.prefix_blocks[:shared] == final.prefix_blocks[:shared]
+    warm, cold = WorkerView("warm", FAST, held_prefixes=set(prefilled.prefix_keys)), WorkerView("cold", FAST)
+    assert cold.cached_tokens(final) == 0
+    assert 0 < warm.cached_tokens(final) < final.prefix_tokens == warm.cached_tokens(prefilled)
+    assert LeastHarm().choose(final, [cold, warm], 0).id == "warm"
+
+
+def test_a_speculative_prefill_follows_its_prefix_past_the_prefill_it_replaces() -> None:
+    old, new = guess("a", "b", "c", "d"), guess("a", "b", "c", "x")
+    old.deadline = new.deadline = None
+    new.warms_cache = True
+    warm, idle = WorkerView("warm", FAST), WorkerView("idle", FAST)
+    warm.enqueue(old)
+    warm.start(old.id, 0.0)  # still running: it is being cancelled as the guess changed
+    warm.held_prefixes = set(old.prefix_keys)
+    assert LeastHarm().choose(new, [idle, warm], 0).id == "warm"
+    new.warms_cache = False  # other background work goes to the least loaded worker
+    assert LeastHarm().choose(new, [idle, warm], 0).id == "idle"
 
 
 def test_slack_aware_finish_sees_a_full_kv_cache_where_slots_are_free() -> None:

