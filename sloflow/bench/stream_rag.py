@@ -32,6 +32,7 @@ from typing import Any
 from sloflow.bench.progress import say
 from sloflow.bench.text2sql import percentile
 from sloflow.config import get_settings
+from sloflow.workflows.builtin.stream_rag.triggers import typed
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hotpotqa" / "dev50.json"
 INDEX = "hotpot"
@@ -55,12 +56,6 @@ def answer_f1(predicted: str, gold: str) -> float:
         return 0.0
     precision, recall = same / len(p.split()), same / len(g.split())
     return 2 * precision * recall / (precision + recall)
-
-
-def typed(question: str) -> list[str]:
-    """The revisions of `question` typed word by word: every one but the last ends with a space."""
-    words = question.split()
-    return [" ".join(words[: i + 1]) + ("" if i == len(words) - 1 else " ") for i in range(len(words))]
 
 
 def paragraphs(questions: list[dict[str, Any]]) -> dict[str, str]:

@@ -10,8 +10,8 @@ import json
 import httpx
 import pytest
 
+from sloflow.workflows.builtin.stream_rag.triggers import typed
 from tests.api.conftest import Deployment
-from tests.workflows.builtin.test_stream_rag import typed
 from tests.workflows.test_api_runs import sse
 
 pytestmark = pytest.mark.model

@@ -12,7 +12,7 @@ from sloflow.errors import Conflict
 from sloflow.workflows import Runtime
 from sloflow.workflows.builtin.stream_rag.prompts import answer_messages
 from sloflow.workflows.builtin.stream_rag.speculation import Result, Speculation, in_layout, top_k
-from sloflow.workflows.builtin.stream_rag.triggers import FixedInterval, complete_words, read_query
+from sloflow.workflows.builtin.stream_rag.triggers import FixedInterval, complete_words, read_query, typed
 from sloflow.workflows.builtin.stream_rag.turn import Revision, Turn, TurnIdle, turns
 from sloflow.workflows.builtin.stream_rag.workflow import stream_rag
 from sloflow.workflows.records import RunStatus
@@ -21,12 +21,6 @@ from sloflow.workflows.records import RunStatus
 def fired_at(texts: list[str]) -> list[int]:
     policy = FixedInterval()
     return [i for i, t in enumerate(texts) if policy.block(t)]
-
-
-def typed(sentence: str) -> list[str]:
-    """Revisions of `sentence` typed word by word (each but the last ends with a space)."""
-    words = sentence.split()
-    return [" ".join(words[: i + 1]) + ("" if i == len(words) - 1 else " ") for i in range(len(words))]
 
 
 def test_fixed_interval_fires_after_five_words_then_every_three():
@@ -150,9 +144,9 @@ async def test_each_new_guess_is_prefilled_in_the_layout_of_the_last():
         spec.fire(search, "q")
         await asyncio.sleep(0.01)
     assert prefilled == [("c:0", "b:0", "a:0"), ("c:0", "b:0", "d:0"), ("b:0", "e:0", "a:0")]
-    assert spec.layout == prefilled[-1]
+    assert spec.layout.order == prefilled[-1]
     spec.edited()
-    assert spec.layout == ()
+    assert spec.layout.order == ()
 
 
 def test_revisions_out_of_order_duplicate_after_final_or_empty_final_are_refused():
@@ -236,9 +230,22 @@ async def test_the_workflow_reuses_an_identical_speculative_result_and_hits_its_
     assert out["ttft_s"] is not None and out["ttft_s"] >= 0
 
 
+async def test_speculation_never_changes_the_answer_prompt(memory_runtime: Runtime, index: Index, llm):
+    sentence = "Is Paris bigger than the city of Lyon today?"  # Paris, then Lyon joins the guess
+    typed_turn = await type_turn(memory_runtime, {}, sentence)
+    assert typed_turn.output["prefill_hit"] is True, typed_turn.output
+    prefill, final_typed = llm.calls[-2][0], llm.calls[-1][0]
+    waiting = await type_turn(memory_runtime, {"speculate": False}, sentence)
+    final_waiting = llm.calls[-1][0]
+    assert final_waiting.messages == final_typed.messages and prefill.messages[0] == final_typed.messages[0]
+    assert typed_turn.output["layout"] == waiting.output["layout"] == ["Paris:0", "Lyon:0"]
+
+
 async def test_waiting_mode_speculates_nothing_and_a_different_top_k_is_never_reused(memory_runtime: Runtime, index: Index, llm):
     waiting = await type_turn(memory_runtime, {"speculate": False}, "Is Paris bigger than the city of Lyon today?")
-    assert waiting.output["speculation"] == {} and waiting.output["reused"] is False and len(index.queries) == 1
+    assert waiting.output["speculation"] == {} and waiting.output["reused"] is False
+    # the final query, then the prefixes at which typing it would fire (only to lay out its prompt)
+    assert index.queries == ["Is Paris bigger than the city of Lyon today?", "Is Paris bigger than the ", "Is Paris bigger than the city of Lyon "]
     edited = await type_turn(memory_runtime, {}, "Is Paris bigger than Lyon or Nice?")
     assert edited.output["reused"] is False  # the final top-k (Paris, Lyon, Nice) was never guessed
     assert any("no speculative" in n for n in edited.output["notes"])
@@ -247,7 +254,9 @@ async def test_waiting_mode_speculates_nothing_and_a_different_top_k_is_never_re
 async def test_the_model_triggered_policy_asks_the_llm_and_no_query_fires_no_retrieval(memory_runtime: Runtime, index: Index, llm):
     llm.reply = "NO_QUERY"
     done = await type_turn(memory_runtime, {"trigger": "model"}, "Is Paris bigger than the city of Lyon today?")
-    assert done.status is RunStatus.succeeded and index.queries == [done.output["question"]]  # the final query only
+    question = done.output["question"]
+    assert done.status is RunStatus.succeeded and index.queries[0] == question  # nothing searched before the final query
+    assert all(question.startswith(q) for q in index.queries[1:])  # after it, only the layout's replay over its prefixes
     decisions = [r for r, c in llm.calls if c.stage == "listen"]
     assert decisions and "Previous query: (none)" in decisions[0].messages[-1].content
 

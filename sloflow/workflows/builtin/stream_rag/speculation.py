@@ -8,9 +8,11 @@
   a row) the answer prompt's prefix is prefilled by a background call; a different stable guess
   cancels that prefill and starts its own. At the end `settle` waits for a prefill of exactly the
   final prompt's prefix (it keeps going at full speed rather than starting over) and cancels any other.
-- Layout: each prompt lists the passages the last prefill also had first, in its order (`in_layout`),
+- Layout: each prompt lists the passages the last prefill also had first, in its order (`Layout`),
   so a changed guess, and the final prompt, find the worker's prompt cache holding everything up to
-  the first passage that left; the prefill of a new guess only extends the last one.
+  the first passage that left; the prefill of a new guess only extends the last one. The final
+  prompt takes the layout `replayed_layout` gives, a function of the question alone, so that
+  speculation never changes the prompt, and so the answer.
 
 Counts of what happened are kept in `counts` (run notes, output) and as `ray_sloflow_*` series.
 """
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sloflow.workflows.builtin.stream_rag.metrics import count
+from sloflow.workflows.builtin.stream_rag.triggers import FixedInterval, typed
 
 TopK = tuple[str, ...]  # the chunk ids of a retrieval's hits, in rank order
 
@@ -62,6 +65,48 @@ class Result:
 
 
 @dataclass
+class Layout:
+    """The order a turn's prompts list their passages in, guess after stable guess.
+
+    A guess is stable after `stable_after` results in a row with the same top-k; each stable guess
+    that brings other passages is laid out by `in_layout` after the last one.
+    """
+
+    stable_after: int = 1
+    order: TopK = ()
+    _streak: tuple[TopK | None, int] = (None, 0)
+
+    def follow(self, hits: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """`hits` in their new layout if they make a stable guess that changes it, else None."""
+        key = top_k(hits)
+        last, n = self._streak
+        n = n + 1 if key == last else 1
+        self._streak = (key, n)
+        if n < self.stable_after:
+            return None
+        arranged = in_layout(hits, self.order)
+        if top_k(arranged) == self.order:
+            return None
+        self.order = top_k(arranged)
+        return arranged
+
+
+async def replayed_layout(question: str, search: Callable[[str], Awaitable[list[dict[str, Any]]]], stable_after: int = 1) -> TopK:
+    """The layout a turn reaches when `question` is typed word by word under the fixed trigger.
+
+    The answer prompt lists its passages in this order however the question arrived (typed word by
+    word, pasted whole, or in other pieces), so speculation never changes the prompt or the answer;
+    a turn typed word by word has prefilled exactly this layout. `search` gives a text's top-k (a
+    few local retrievals: milliseconds).
+    """
+    layout, trigger = Layout(stable_after), FixedInterval()
+    for text in typed(question)[:-1]:
+        if trigger.block(text):
+            layout.follow(await search(text))
+    return layout.order
+
+
+@dataclass
 class Prefill:
     """A background call prefilling one guess's prompt prefix (its system message)."""
 
@@ -80,12 +125,14 @@ class Speculation:
     stable_after: int = 1
     start_prefill: StartPrefill | None = None  # None: no speculative prefill
     prefill_system: Callable[[list[dict[str, Any]]], str] | None = None
-    layout: TopK = ()  # the passages of the last prefill's prompt, in its order (`in_layout`)
     results: list[Result] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     inflight: asyncio.Task[Result | None] | None = None
     prefill: Prefill | None = None
-    _streak: tuple[TopK | None, int] = (None, 0)
+    layout: Layout = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.layout = Layout(self.stable_after)
 
     def _count(self, what: str) -> None:
         self.counts[what] = self.counts.get(what, 0) + 1
@@ -108,19 +155,12 @@ class Speculation:
         return result
 
     def _follow(self, result: Result, text: str) -> None:
-        """Count agreeing results in a row; a stable guess not yet prefilled gets its prefill."""
-        last, n = self._streak
-        n = n + 1 if result.key == last else 1
-        self._streak = (result.key, n)
-        if self.start_prefill is None or self.prefill_system is None or n < self.stable_after:
+        """A stable guess that changes the layout gets its prefill, which replaces the last one's."""
+        hits = self.layout.follow(result.hits)
+        if hits is None or self.start_prefill is None or self.prefill_system is None:
             return
-        hits = in_layout(result.hits, self.layout)
-        system = self.prefill_system(hits)
-        if self.prefill is not None and self.prefill.system == system:
-            return  # this guess is already prefilled (or being prefilled)
         self.cancel_prefill()
-        self.layout = top_k(hits)
-        self.prefill = Prefill(system, _quiet(asyncio.ensure_future(self.start_prefill(hits, text))))
+        self.prefill = Prefill(self.prefill_system(hits), _quiet(asyncio.ensure_future(self.start_prefill(hits, text))))
         self._count("prefill_started")
 
     def cancel_prefill(self) -> None:
@@ -139,8 +179,7 @@ class Speculation:
         self.inflight = None
         self.cancel_prefill()
         self.results.clear()
-        self._streak = (None, 0)
-        self.layout = ()
+        self.layout = Layout(self.stable_after)
 
     async def finish_retrievals(self, wait_s: float = 0.05) -> None:
         """Let the retrieval in flight finish if it is about to (local retrieval takes milliseconds), else cancel it."""

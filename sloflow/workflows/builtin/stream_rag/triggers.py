@@ -29,6 +29,12 @@ def complete_words(text: str) -> int:
     return len(words)
 
 
+def typed(text: str) -> list[str]:
+    """`text` as revisions typed word by word: every one but the last ends with a space."""
+    words = text.split()
+    return [" ".join(words[: i + 1]) + ("" if i == len(words) - 1 else " ") for i in range(len(words))]
+
+
 def ends_sentence(text: str) -> bool:
     """Whether `text` ends with a sentence end (. ? !), quotes or brackets after it allowed."""
     return bool(_SENTENCE_END.search(text))

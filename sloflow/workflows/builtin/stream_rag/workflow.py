@@ -6,6 +6,9 @@
 policy fires speculative retrievals on the text so far and a stable guess's answer prompt is
 prefilled on a worker as a background call (`speculation`). `retrieve` forms the final query
 (the final text) and searches; a speculative result is reused only if its top-k is identical.
+The answer prompt lists the passages in the order typing the question word by word would have
+found them (`replayed_layout`), whatever way the input came: the order a speculative prefill
+built, so it is in the cache, and one order per question, so speculation never changes the answer.
 `answer` waits for a prefill of exactly this prompt's prefix if one is still running, then
 streams the answer: its `token` events are the first the client hears of any result. With
 `speculate=false` the run only waits for the final input (the baseline).
@@ -27,7 +30,7 @@ from sloflow.llm.types import GenerateRequest
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.stream_rag.metrics import WORKFLOW, count, first_token
 from sloflow.workflows.builtin.stream_rag.prompts import answer_messages
-from sloflow.workflows.builtin.stream_rag.speculation import Result, Speculation, in_layout, top_k
+from sloflow.workflows.builtin.stream_rag.speculation import Result, Speculation, in_layout, replayed_layout, top_k
 from sloflow.workflows.builtin.stream_rag.triggers import FixedInterval, query_messages, read_query
 from sloflow.workflows.builtin.stream_rag.turn import turns
 from sloflow.workflows.dsl import Workflow
@@ -53,6 +56,7 @@ class StreamRagState(BaseModel):
     revisions: int = 0
     final_at: float | None = None
     retrieved: list[dict[str, Any]] = Field(default_factory=list, description="the passages the answer used")
+    layout: list[str] = Field(default_factory=list, description="the order the answer prompt lists passages in (chunk ids)")
     reused: bool = False
     prefill_hit: bool = False
     answer: str = ""
@@ -141,11 +145,22 @@ async def listen(s: StreamRagState, ctx: Any) -> dict[str, Any]:
 
 @stream_rag.stage(cost=Cost(seconds=0.05))
 async def retrieve(s: StreamRagState, ctx: Any) -> dict[str, Any]:
-    """The final query's top-k; a speculative result is reused only when its top-k is identical."""
+    """The final query's top-k (a speculative result is reused only when its top-k is identical) and its layout."""
     turn = turns.open(ctx.run_id)
     spec: Speculation | None = turn.speculation
+    known = {r.query: r.hits for r in spec.results} if spec is not None else {}
+
+    async def search(text: str) -> list[dict[str, Any]]:
+        return [h.to_dict() for h in await ctx.retrieve(s.index, text, s.k)]
+
+    async def replayed(text: str) -> list[dict[str, Any]]:
+        return known[text] if text in known else await search(text)
+
     try:
-        hits = [h.to_dict() for h in await ctx.retrieve(s.index, s.question, s.k)]
+        hits = await search(s.question)
+        start = time.monotonic()
+        layout = await replayed_layout(s.question, replayed, s.stable_after)
+        replay_ms = (time.monotonic() - start) * 1000
     except BaseException:
         if spec is not None:
             spec.close()
@@ -162,7 +177,8 @@ async def retrieve(s: StreamRagState, ctx: Any) -> dict[str, Any]:
         notes.append(f"retrieve: no speculative top-{s.k} ({len(spec.results)}) equalled the final query's; the fresh result is used")
     else:
         count("retrieval_fresh")
-    return {"retrieved": hits, "reused": found is not None, "notes": notes}
+    notes.append(f"retrieve: the passages are laid out as typing the question word by word finds them ({replay_ms:.0f} ms)")
+    return {"retrieved": hits, "layout": list(layout), "reused": found is not None, "notes": notes}
 
 
 @stream_rag.stage(cost=Cost(calls=1, prompt=700, output=48))
@@ -170,7 +186,7 @@ async def answer(s: StreamRagState, ctx: Any) -> dict[str, Any]:
     """Stream the answer; a running prefill of exactly this prompt's prefix is finished first, not redone."""
     turn = turns.open(ctx.run_id)
     spec: Speculation | None = turn.speculation
-    messages = answer_messages(in_layout(s.retrieved, spec.layout if spec is not None else ()), s.question)
+    messages = answer_messages(in_layout(s.retrieved, tuple(s.layout)), s.question)
     notes = list(s.notes)
     hit = False
     try:
