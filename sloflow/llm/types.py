@@ -110,6 +110,9 @@ def approx_tokens(text: str) -> int:
     return max(len(text) // 4, 1)
 
 
+PREFIX_BLOCK_TOKENS = approx_tokens("x" * PREFIX_BLOCK_CHARS)  # what one held block of a prefix saves, by the same estimate
+
+
 @dataclass(frozen=True)
 class Speed:
     """How fast an LLM call goes: prompt tokens prefilled and tokens decoded per second.

@@ -159,12 +159,7 @@ class SlackAwareFinish:
         last one's cache, where the deadline call will follow.
         """
         if call.warms_cache:
-
-            def behind_deadline_work_s(w: WorkerView) -> float:
-                running = sum(max(r.expected_end - now, 0.0) for r in w.running.values() if r.call.deadline is not None)
-                return running + w.deadline_work_s() + w.solo_s(call)
-
-            return min(workers, key=behind_deadline_work_s)
+            return min(workers, key=lambda w: w.deadline_backlog_s(now) + w.solo_s(call))
         return min(workers, key=lambda w: w.outstanding_s(now) / w.profile.throughput(w.profile.slots))
 
     @staticmethod

@@ -7,8 +7,9 @@ start, finish, withdraw), so the policies read the same estimates in both.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import takewhile
 
-from sloflow.llm.types import PREFIX_BLOCK_CHARS, approx_tokens
+from sloflow.llm.types import PREFIX_BLOCK_TOKENS
 from sloflow.scheduler.policies.call import Call
 from sloflow.scheduler.policies.profile import WorkerProfile
 
@@ -55,12 +56,8 @@ class WorkerView:
             return 0
         if call.prefix_key in self.held_prefixes:
             return call.prefix_tokens
-        held = 0
-        for block in call.prefix_blocks:
-            if block not in self.held_prefixes:
-                break
-            held += 1
-        return min(call.prefix_tokens, held * approx_tokens("x" * PREFIX_BLOCK_CHARS))
+        held = sum(1 for _ in takewhile(self.held_prefixes.__contains__, call.prefix_blocks))
+        return min(call.prefix_tokens, held * PREFIX_BLOCK_TOKENS)
 
     def solo_s(self, call: Call) -> float:
         """Expected seconds of `call` alone on this worker, counting its cached prefix."""
@@ -84,6 +81,11 @@ class WorkerView:
         """
         preempting = ahead_of is not None and ahead_of.deadline is not None
         return [max(r.expected_end - now, 1e-3) for r in self.running.values() if not (preempting and r.call.deadline is None)]
+
+    def deadline_backlog_s(self, now: float) -> float:
+        """Seconds of deadline work here, running and queued: all a call waits behind when background work yields to it."""
+        running = sum(max(r.expected_end - now, 0.0) for r in self.running.values() if r.call.deadline is not None)
+        return running + self.deadline_work_s()
 
     def deadline_work_s(self) -> float:
         """Queued work of deadline calls, in seconds: what a deadline call waits behind (background work waits for it)."""

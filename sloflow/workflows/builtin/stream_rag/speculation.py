@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from sloflow.workflows.builtin.stream_rag.metrics import count
@@ -32,9 +32,14 @@ from sloflow.workflows.builtin.stream_rag.triggers import FixedInterval, typed
 TopK = tuple[str, ...]  # the chunk ids of a retrieval's hits, in rank order
 
 
+def chunk_of(hit: dict[str, Any]) -> str:
+    """A hit's chunk id: what identifies a passage in a top-k and a layout."""
+    return str(hit["chunk_id"])
+
+
 def top_k(hits: list[dict[str, Any]]) -> TopK:
     """The identity of a retrieval's result: its chunks' ids in rank order."""
-    return tuple(str(h["chunk_id"]) for h in hits)
+    return tuple(chunk_of(h) for h in hits)
 
 
 def in_layout(hits: list[dict[str, Any]], layout: TopK = ()) -> list[dict[str, Any]]:
@@ -46,9 +51,9 @@ def in_layout(hits: list[dict[str, Any]], layout: TopK = ()) -> list[dict[str, A
     come, next. (Over HotpotQA dev50 typed at 2 words/s, a model of the prefill's progress put
     rank order 4 points of TTFT reduction above chunk order.)
     """
-    place = {top_k([h])[0]: i for i, h in enumerate(hits)}
+    place = {chunk_of(h): i for i, h in enumerate(hits)}
     place.update({chunk: i - len(layout) for i, chunk in enumerate(layout) if chunk in place})
-    return sorted(hits, key=lambda h: place[top_k([h])[0]])
+    return sorted(hits, key=lambda h: place[chunk_of(h)])
 
 
 @dataclass
@@ -122,7 +127,7 @@ StartPrefill = Callable[[list[dict[str, Any]], str], Awaitable[Any]]
 class Speculation:
     """One turn's speculative retrievals and prefill."""
 
-    stable_after: int = 1
+    stable_after: InitVar[int] = 1  # see `Layout`
     start_prefill: StartPrefill | None = None  # None: no speculative prefill
     prefill_system: Callable[[list[dict[str, Any]]], str] | None = None
     results: list[Result] = field(default_factory=list)
@@ -131,8 +136,8 @@ class Speculation:
     prefill: Prefill | None = None
     layout: Layout = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.layout = Layout(self.stable_after)
+    def __post_init__(self, stable_after: int) -> None:
+        self.layout = Layout(stable_after)
 
     def _count(self, what: str) -> None:
         self.counts[what] = self.counts.get(what, 0) + 1
@@ -179,7 +184,7 @@ class Speculation:
         self.inflight = None
         self.cancel_prefill()
         self.results.clear()
-        self.layout = Layout(self.stable_after)
+        self.layout = Layout(self.layout.stable_after)
 
     async def finish_retrievals(self, wait_s: float = 0.05) -> None:
         """Let the retrieval in flight finish if it is about to (local retrieval takes milliseconds), else cancel it."""
