@@ -8,7 +8,7 @@ Each problem is split as in the paper: every sentence but the last is the contex
 question. Everything runs through sloflow itself: one llama.cpp worker behind the Ray scheduler,
 the durable runtime, the `sleeptime` workflow (with `use_learned=false` for the baseline: a
 step-by-step answer; with it, a question the learn pass solved reuses that result and any other is
-answered as the baseline is, or with `--compute` by arithmetic over the learned quantities when that
+answered as the baseline is, or with `--compute` by a program continuing the learned values when that
 gives a number) and the learn queue running `sleeptime.learn` as background work; each pass
 solves its `--solve` likeliest anticipated questions `--samples` times with the baseline's own
 request and keeps the majority result, and all of that is counted in its learn tokens.
@@ -82,7 +82,7 @@ def options(args: list[str] | None, quick: bool = False) -> argparse.Namespace:
     parser.add_argument("--followups", type=int, default=None, help="follow-up questions per context, at most (default 9; --quick: 1)")
     parser.add_argument("--samples", type=int, default=None, help="solutions per solved question in a learn pass, majority kept (default 3; --quick: 1)")
     parser.add_argument("--solve", type=int, default=1, help="anticipated questions a learn pass solves (default 1)")
-    parser.add_argument("--compute", action="store_true", help="with a learned context, answer unsolved questions by arithmetic over its quantities (the workflow's compute)")
+    parser.add_argument("--compute", action="store_true", help="with a learned context, answer unsolved questions by a program continuing its learned values (the workflow's compute)")
     parser.add_argument("--model", default=None, help="embedded model name (default: settings.model)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--predictions", type=Path, default=None, help="write one JSON line per question and mode here")

@@ -18,7 +18,7 @@ from sloflow.llm.types import Completion, GenerateRequest
 from sloflow.workflows import Registry, Runtime
 from sloflow.workflows.builtin.sleeptime.answer import STEP_BY_STEP_TOKENS, sleeptime
 from sloflow.workflows.builtin.sleeptime.learn import learn
-from sloflow.workflows.builtin.sleeptime.prompts import COMPUTE_TOKENS, MATCH, MATCH_TOKENS, QUANTIFY, answer_request, compute_messages
+from sloflow.workflows.builtin.sleeptime.prompts import MATCH, MATCH_TOKENS, PROGRAM_START, VALUES, answer_request, program_request
 from sloflow.workflows.builtin.sleeptime.queue import MIN_HOLD_S, LearnQueue
 from sloflow.workflows.contexts import Context, ContextStore, TenantContexts
 from sloflow.workflows.records import RunStatus
@@ -99,7 +99,7 @@ async def test_questions_with_and_without_a_learned_context(tmp_path: Path) -> N
         content = done.learned.content
         assert content is not None and content.summary and content.facts and content.questions
         learn_calls = [ctx for _, ctx in llm.calls if ctx.workflow == "sleeptime.learn"]
-        assert [ctx.stage for ctx in learn_calls] == ["derive", "quantify", "anticipate", "solve", "solve", "solve"]  # 3 samples by default
+        assert [ctx.stage for ctx in learn_calls] == ["derive", "values", "anticipate", "solve", "solve", "solve"]  # 3 samples by default
         assert all(ctx.deadline is None for ctx in learn_calls)  # background: idle capacity only
         assert all(r.max_tokens == 48 for r, ctx in llm.calls if ctx.workflow == "sleeptime.learn" and ctx.stage != "solve")
         assert content.questions[0] == {"question": SOLVED, "answer": LEARN_REPLY, "result": 12, "agreement": 1.0}
@@ -119,28 +119,28 @@ async def test_questions_with_and_without_a_learned_context(tmp_path: Path) -> N
 
 
 class Computing(Matching):
-    """Learns as scripted, writes `QUANTITIES` when asked to quantify, and `arithmetic` when asked to compute."""
+    """Learns as scripted, writes `VALUES_REPLY` when asked for a program's first lines, and `arithmetic` to continue one."""
 
     def __init__(self, arithmetic: str) -> None:
         super().__init__(LEARN_REPLY, choice="0")
         self.arithmetic = arithmetic
 
     async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
-        system = request.messages[0].content
-        text = QUANTITIES if system == QUANTIFY else self.arithmetic if "answer = ..." in system else None
+        program = request.answer_prefix.startswith(PROGRAM_START)
+        text = VALUES_REPLY if program and request.messages[-1].content == VALUES else self.arithmetic if program else None
         if text is None:
             return await super().generate(request, ctx)
         self.calls.append((request, ctx))
         return Completion(text=text, prompt_tokens=40, completion_tokens=7, ttft_s=0.0, total_s=0.0)
 
 
-# As the model writes it: a fence, a line that does not evaluate (dropped), a derived quantity.
-QUANTITIES = "```python\nbags = 3  # bags\napples_per_bag = 4  # apples\nweight = bags * grams\napples = bags * apples_per_bag\n```"
+# As the model continues the opened code block: a line that does not evaluate and a guessed answer (both dropped), a derived quantity.
+VALUES_REPLY = "bags = 3  # bags\napples_per_bag = 4  # apples\nweight = bags * grams\napples = bags * apples_per_bag\nanswer = apples"
 EATS = "If Ann eats 5 apples, how many are left?"
 
 
-async def test_an_unsolved_question_is_computed_over_the_learned_quantities(tmp_path: Path) -> None:
-    llm = Computing("```python\nleft = apples - 5\nanswer = left\n```")
+async def test_an_unsolved_question_is_computed_by_a_program_continuing_the_learned_values(tmp_path: Path) -> None:
+    llm = Computing("left = apples - 5\nanswer = left\n```")
     async with served(tmp_path, llm) as (runtime, store, _):
         c = store.create(TENANT, ANNS)
         content = (await learned(store, c.id)).learned.content  # type: ignore[union-attr]
@@ -148,12 +148,13 @@ async def test_an_unsolved_question_is_computed_over_the_learned_quantities(tmp_
         before = len(llm.calls)
         out = await ask(runtime, c.id, EATS, compute=True)
         (request, call), = llm.calls[before:]  # one short call: no choice (the question brings a value), no step by step
-        assert request == GenerateRequest(messages=compute_messages(ANNS, content.quantities, EATS), max_tokens=COMPUTE_TOKENS, temperature=0.0)
+        assert request == program_request(ANNS, content.quantities, EATS)  # the learned lines already written
+        assert request.answer_prefix.endswith("apples = bags * apples_per_bag\n")
         assert call.deadline is not None
         assert out["computed"] is True and out["used_learned"] is True and out.get("reused") is None
-        assert out["answer"] == "left = apples - 5\nanswer = left\nAnswer: 7" and out["output_tokens"] == 7
+        assert out["answer"] == f"{content.quantities}\nleft = apples - 5\nanswer = left\nAnswer: 7" and out["output_tokens"] == 7
         await ask(runtime, c.id, EATS, max_tokens=16, compute=True)
-        assert llm.calls[-1][0].max_tokens == 16  # the caller's bound, below COMPUTE_TOKENS
+        assert llm.calls[-1][0].max_tokens == 16  # the caller's bound, below PROGRAM_TOKENS
         stepwise = await ask(runtime, c.id, EATS)  # compute is opt-in
         assert llm.calls[-1][0] == answer_request(ANNS, EATS) and stepwise["computed"] is False
 
@@ -288,7 +289,7 @@ async def test_a_pass_over_its_tenants_token_quota_waits_and_retries_while_other
     assert llm.refused_at is not None
     assert llm.served_at[TENANT] < llm.served_at["busy"]  # the other tenant did not wait for it
     assert llm.served_at["busy"] - llm.refused_at >= MIN_HOLD_S * 0.95
-    assert sum(ctx.tenant == "busy" for _, ctx in llm.calls) == 6  # derive, quantify, anticipate and 3 solve samples once each, after the wait
+    assert sum(ctx.tenant == "busy" for _, ctx in llm.calls) == 6  # derive, values, anticipate and 3 solve samples once each, after the wait
 
 
 async def test_queued_and_running_passes_survive_a_restart(tmp_path: Path) -> None:

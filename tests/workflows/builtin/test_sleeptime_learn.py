@@ -16,7 +16,7 @@ from tests.workflows.conftest import ScriptedLLM
 
 CONTEXT = "Ann has 3 bags. Each bag holds 4 apples. She gives 2 apples to Bob."
 ASKED = "How many apples does Ann have left?"
-TOKENS = {"derive": 30, "quantify": 40, "anticipate": 20, "solve": 100}
+TOKENS = {"derive": 30, "values": 40, "anticipate": 20, "solve": 100}
 
 
 class StagedLLM(ScriptedLLM):
@@ -34,7 +34,7 @@ class StagedLLM(ScriptedLLM):
         self.calls.append((request, ctx))
         text = {
             "derive": "SUMMARY: Ann's apples.\nFACTS:\n- apples = 3 * 4 = 12",
-            "quantify": "```python\nbags = 3\napples = bags * 4  # apples\nleft = apples - given\n```",  # `given` is never assigned
+            "values": "bags = 3\napples = bags * 4  # apples\nleft = apples - given\nanswer = apples",  # `given` is never assigned
             "anticipate": f"Q: {ASKED}\nQ: How many apples does Bob get?\nQ: How many bags",  # the last one cut off
             "answer": "Answer: 10",
         }.get(ctx.stage or "", "")
@@ -108,8 +108,8 @@ async def test_learn_tokens_add_up_over_every_call_and_every_sample(tmp_path: Pa
     llm = StagedLLM({None: "Answer: 10", 1: "Answer: 10", 2: "Answer: 10", 3: "Answer: 10", 4: "Answer: 10"})
     out = await _learn(tmp_path, llm, solve_n=2, samples=5)
     assert sum(ctx.stage == "solve" for _, ctx in llm.calls) == 10
-    assert out["learn_tokens"] == TOKENS["derive"] + TOKENS["quantify"] + TOKENS["anticipate"] + 10 * TOKENS["solve"]
-    assert out["quantities"] == "bags = 3\napples = bags * 4  # apples"  # only the lines that evaluate
+    assert out["learn_tokens"] == TOKENS["derive"] + TOKENS["values"] + TOKENS["anticipate"] + 10 * TOKENS["solve"]
+    assert out["quantities"] == "bags = 3\napples = bags * 4  # apples"  # only the lines that evaluate; no guessed answer
     none = await _learn(tmp_path / "none", StagedLLM({}), solve_n=0)
-    assert none["learn_tokens"] == TOKENS["derive"] + TOKENS["quantify"] + TOKENS["anticipate"]
+    assert none["learn_tokens"] == TOKENS["derive"] + TOKENS["values"] + TOKENS["anticipate"]
     assert all("result" not in q for q in none["questions"])

@@ -6,13 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from sloflow.workflows.builtin.sleeptime.quantities import assignments, code_of, evaluate, result
+from sloflow.workflows.builtin.sleeptime.quantities import assignments, continued_code, evaluate, learned_values, result
 
 
-def test_code_is_read_from_a_fence_or_the_whole_reply() -> None:
-    assert code_of("Here:\n```python\na = 1\n```\nDone.") == "a = 1"
-    assert code_of("a = 1\nb = a + 1") == "a = 1\nb = a + 1"
-    assert code_of("```py\na = 1") == "a = 1"  # a reply cut inside its fence
+def test_a_continued_block_ends_at_its_closing_fence() -> None:
+    assert continued_code("a = 1\nb = a + 1\n```\nDone.") == "a = 1\nb = a + 1"
+    assert continued_code("a = 1\nb = a + 1") == "a = 1\nb = a + 1"  # stopped before the fence, or cut by its bound
+
+
+def test_learned_values_drop_a_guessed_answer_and_what_builds_on_it() -> None:
+    code = "eggs = 16\neaten = 3\nanswer = eggs - eaten\ntwice = answer * 2\nprice = 2"
+    assert learned_values(code) == "eggs = 16\neaten = 3\nprice = 2"
 
 
 def test_assignments_keep_the_lines_that_evaluate_in_order_with_their_comments() -> None:

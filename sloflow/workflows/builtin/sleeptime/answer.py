@@ -2,23 +2,22 @@
 
     read (context, and its learned context if ready for the current version)
       -> answer: reuse a solved result (one short choice call)
-                 | arithmetic over the learned quantities (one short call)
+                 | the rest of a program whose first lines were learned (one short call)
                  | step by step (one call)
 
 The learn pass solved the likeliest questions in advance, each by a majority of several
 step-by-step samples. A question that asks for one of those results gets it for the price of one
 short call: `prompts.reusable` keeps the solved questions that read alike (embedding similarity)
 and that the question brings no new values to, and the model then picks the one asking the same
-(or none). With `compute=true`, any other question is answered from the quantities the learn pass
-wrote as Python (stated ones, and the totals, differences and rates they imply): the model writes
-the few lines that combine them into `answer = ...`, which `quantities.result` evaluates without
-executing anything; most of the working a step-by-step answer writes out was done at sleep time.
-It is opt-in because with qwen2.5-coder-1.5b those few lines are right less often than a
-step-by-step answer (bench/RESULTS.md, sleep-time compute). Every other question, and every
+(or none). With `compute=true`, any other question is answered by a Python program whose first
+lines, the context's values, the learn pass wrote: the model continues it with the steps the
+question needs, ending in `answer = ...`, which `quantities.result` evaluates without executing
+anything. It is opt-in because with qwen2.5-coder-1.5b those programs are right somewhat less
+often than a step-by-step answer (bench/RESULTS.md, sleep-time compute). Every other question, and every
 question without a current learned context (not learned yet, failed, or `use_learned=false`),
 gets the baseline's step-by-step answer. The
 output says whether a learned context was current (`used_learned`), which solved question was
-reused (`reused`), whether the answer was computed over the quantities (`computed`), and why.
+reused (`reused`), whether the answer was computed by a program (`computed`), and why.
 """
 
 from __future__ import annotations
@@ -34,20 +33,20 @@ from sloflow.retrieval.embedder import get_embedder
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.sleeptime.learn import CONTEXT_ID_PATTERN, contexts_tool
 from sloflow.workflows.builtin.sleeptime.prompts import (
-    COMPUTE_TOKENS,
     MATCH_TOKENS,
     REUSE_SIMILARITY,
     STEP_BY_STEP_TOKENS,
     answer_request,
     brings_values,
-    compute_messages,
     match_messages,
+    PROGRAM_TOKENS,
     number_text,
+    program_request,
     read_choice,
     reusable,
     reused_answer,
 )
-from sloflow.workflows.builtin.sleeptime.quantities import code_of, evaluate, result
+from sloflow.workflows.builtin.sleeptime.quantities import continued_code, evaluate, result
 from sloflow.workflows.contexts import LearnedContext
 from sloflow.workflows.dsl import Workflow
 from sloflow.workflows.outcomes import count_outcome
@@ -61,7 +60,7 @@ class SleeptimeState(BaseModel):
     question: str = Field(min_length=1, max_length=4000)
     use_learned: bool = Field(True, description="use the learned context when it is ready; false answers from the raw context (the baseline)")
     compute: bool = Field(
-        False, description="answer an unsolved question by arithmetic over the learned quantities (a few tokens; less accurate, see the README); false: step by step"
+        False, description="answer an unsolved question by continuing the learned program of the context's values (fewer tokens; less accurate, see the README); false: step by step"
     )
     max_tokens: int | None = Field(
         None, ge=8, le=2048, description=f"output tokens of the answer, the choice and compute calls' included, at most; default {STEP_BY_STEP_TOKENS} step by step"
@@ -71,7 +70,7 @@ class SleeptimeState(BaseModel):
     learned: dict[str, Any] | None = Field(None, description="the learned context used")
     used_learned: bool = False
     reused: str | None = Field(None, description="the solved question whose result answered this one")
-    computed: bool = Field(False, description="answered by arithmetic over the learned quantities")
+    computed: bool = Field(False, description="answered by a program continuing the learned values")
     answer: str = ""
     output_tokens: int = 0
     notes: list[str] = Field(default_factory=list)
@@ -82,7 +81,7 @@ sleeptime = Workflow(
     state=SleeptimeState,
     slo=30.0,
     description="question about a context -> the result its learned context solved in advance (precomputed on idle capacity), "
-    "else arithmetic over its learned quantities, else step by step",
+    "else a program continuing its learned values, else step by step",
 )
 
 
@@ -134,19 +133,19 @@ async def _match(ctx: Any, text: str, question: str, learned: LearnedContext) ->
     return candidates[choice - 1], out.completion_tokens, ""
 
 
-async def _compute(ctx: Any, text: str, question: str, quantities: str, max_tokens: int) -> tuple[str | None, int, str]:
-    """(the answer computed over the learned quantities, or None; output tokens spent; why not)."""
-    out = await ctx.llm.generate(GenerateRequest(messages=compute_messages(text, quantities, question), max_tokens=max_tokens, temperature=0.0))
-    code = code_of(out.text)
-    number = result(code, evaluate(quantities)[0])
+async def _compute(ctx: Any, text: str, question: str, values: str, max_tokens: int) -> tuple[str | None, int, str]:
+    """(the answer of the program that continues the learned `values`, or None; output tokens spent; why not)."""
+    out = await ctx.llm.generate(program_request(text, values, question, max_tokens))
+    code = continued_code(out.text)
+    number = result(code, evaluate(values)[0])
     if number is None:
-        return None, out.completion_tokens, "the model's arithmetic over the learned quantities gave no number that evaluates"
-    return f"{code}\nAnswer: {number_text(number)}", out.completion_tokens, ""
+        return None, out.completion_tokens, "the program continuing the learned values gave no number that evaluates"
+    return f"{values}\n{code}\nAnswer: {number_text(number)}", out.completion_tokens, ""
 
 
 @sleeptime.stage(cost=Cost(calls=1, prompt=600, output=STEP_BY_STEP_TOKENS))
 async def answer(s: SleeptimeState, ctx: Any) -> dict[str, Any]:
-    """The solved result when the learn pass solved this question; else arithmetic over its quantities; else step by step."""
+    """The solved result when the learn pass solved this question; else a program continuing its learned values; else step by step."""
     context = contexts_tool(ctx.tools).get(s.context_id)
     learned = LearnedContext(**s.learned) if s.learned is not None else None
     notes = list(s.notes)
@@ -163,13 +162,13 @@ async def answer(s: SleeptimeState, ctx: Any) -> dict[str, Any]:
                 notes.append(f"answer: the learn pass solved this question ({found['question']!r}); its result was reused")
                 return {**used, "reused": found["question"], "answer": reused_answer(found), "output_tokens": spent, "notes": notes}
             notes.append(f"answer: {why}")
-            room = min(COMPUTE_TOKENS, s.max_tokens - spent) if s.max_tokens else COMPUTE_TOKENS
+            room = min(PROGRAM_TOKENS, s.max_tokens - spent) if s.max_tokens else PROGRAM_TOKENS
             if s.compute and learned.quantities and room > 0:  # the caller's bound covers this call too
                 computed, tokens, why = await _compute(ctx, context.text, s.question, learned.quantities, room)
                 spent += tokens
                 if computed is not None:
                     count_outcome("sleeptime", "computed")
-                    notes.append("answer: computed over the learned quantities")
+                    notes.append("answer: computed by a program continuing the learned values")
                     return {**used, "computed": True, "answer": computed, "output_tokens": spent, "notes": notes}
                 notes.append(f"answer: {why}")
             notes.append("answer: answered step by step")

@@ -1,6 +1,6 @@
 """The `sleeptime.learn` workflow: one context version -> its learned context, on idle capacity.
 
-    read -> derive (summary, facts: one call) -> quantify (the quantities as Python: one call)
+    read -> derive (summary, facts: one call) -> values (a program's first lines: one call)
          -> anticipate (the likeliest questions: one call)
          -> solve (the first `solve_n` of them, `samples` concurrent calls each) -> save
 
@@ -11,8 +11,8 @@ and the others sampled with distinct seeds, and keeps the majority final number 
 of a sample that reached it and the share that agreed (self-consistency: the majority of several
 samples is usually right more often than one greedy answer; ties go to the greedy sample, the
 baseline's own call, so a lone sample never overrules it). A test-time question that asks the same then reuses the result for
-the few tokens of one choice, and with `compute=true` any other question is answered by a few lines
-of arithmetic over the quantities `quantify` wrote (see `sloflow.workflows.builtin.sleeptime.answer`). `learn_tokens` counts every call's output,
+the few tokens of one choice, and with `compute=true` any other question is answered by the rest of
+a Python program whose first lines, the context's values, `values` wrote (see `sloflow.workflows.builtin.sleeptime.answer`). `learn_tokens` counts every call's output,
 every sample included: the amortised cost per question is measured from it.
 
 It has no deadline, so its calls are background calls: a worker serves them only when no deadline
@@ -38,16 +38,17 @@ from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.sleeptime.prompts import (
     STEP_BY_STEP_TOKENS,
     TOKENS_PER_QUESTION,
+    VALUES_TOKENS,
     anticipate_messages,
     answer_request,
     derive_messages,
     last_number,
-    quantify_messages,
     read_derived,
     read_questions,
+    values_request,
     working_of,
 )
-from sloflow.workflows.builtin.sleeptime.quantities import assignments, code_of
+from sloflow.workflows.builtin.sleeptime.quantities import continued_code, learned_values
 from sloflow.workflows.context import bound_tool
 from sloflow.workflows.contexts import LearnedContext
 from sloflow.workflows.dsl import Workflow
@@ -74,7 +75,7 @@ class LearnState(BaseModel):
     superseded: bool = False
     summary: str = ""
     facts: list[str] = Field(default_factory=list)
-    quantities: str = Field("", description="the context's quantities as Python assignments that evaluate")
+    quantities: str = Field("", description="a program's first lines: the context's values as Python assignments that evaluate")
     questions: list[dict[str, Any]] = Field(default_factory=list, description='{"question"}, and once solved "answer" (the working), "result", "agreement"')
     learn_tokens: int = 0
     saved: bool = False
@@ -124,15 +125,16 @@ async def derive(s: LearnState, ctx: Any) -> dict[str, Any]:
     return {"summary": summary, "facts": facts, "learn_tokens": s.learn_tokens + tokens}
 
 
-@learn.stage(cost=Cost(calls=1, prompt=300, output=LEARN_TOKENS))
-async def quantify(s: LearnState, ctx: Any) -> dict[str, Any]:
-    """The quantities the context states or implies, as Python assignments; only the lines that evaluate are kept."""
+@learn.stage(cost=Cost(calls=1, prompt=700, output=VALUES_TOKENS))
+async def values(s: LearnState, ctx: Any) -> dict[str, Any]:
+    """The first lines of a program answering any question about the context: its values as Python; the lines that evaluate are kept."""
     if s.superseded:
         return {}
-    text, tokens = await _generate(ctx, quantify_messages(contexts_tool(ctx.tools).get(s.context_id).text), s.max_tokens)
-    quantities = assignments(code_of(text))
-    notes = s.notes if quantities else [*s.notes, "quantify: no assignment in the model's code evaluated; questions will be answered step by step"]
-    return {"quantities": quantities, "learn_tokens": s.learn_tokens + tokens, "notes": notes}
+    text = contexts_tool(ctx.tools).get(s.context_id).text
+    out = await ctx.llm.generate(values_request(text, min(s.max_tokens, VALUES_TOKENS)))
+    quantities = learned_values(continued_code(out.text))
+    notes = s.notes if quantities else [*s.notes, "values: no assignment in the model's code evaluated; questions will be answered step by step"]
+    return {"quantities": quantities, "learn_tokens": s.learn_tokens + out.completion_tokens, "notes": notes}
 
 
 @learn.stage(cost=Cost(calls=1, prompt=300, output=TOKENS_PER_QUESTION * 5))
@@ -206,5 +208,5 @@ async def save(s: LearnState, ctx: Any) -> dict[str, Any]:
     return {"saved": saved, "notes": notes}
 
 
-learn.then(read, derive, quantify, anticipate, solve, save)
+learn.then(read, derive, values, anticipate, solve, save)
 register(learn)

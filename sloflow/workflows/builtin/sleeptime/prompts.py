@@ -8,9 +8,10 @@ at sleep time, at test time and in the bench, is read by `last_number`.
 
 At test time a solved result is reused only for the question it answers (`reusable`, then the
 model's choice among those: `match_messages`). Any other question gets the baseline's request, or
-with `compute=true` a few lines of Python over the quantities the learn pass wrote
-(`quantify_messages`, then `compute_messages`; evaluated by `quantities`), falling back to the
-baseline's request when those lines give no number. The notes (summary, facts) are never put in an answer prompt: with qwen2.5-coder-1.5b they
+with `compute=true` a Python program that answers it (`program_request`): the learn pass wrote
+the program's first lines, the context's values (`values_request`), so the question's call only
+writes the steps that are left, and `quantities` evaluates them; the baseline's request follows
+when they give no number. Both calls share one system prompt, so the context's prefill is cached. The notes (summary, facts) are never put in an answer prompt: with qwen2.5-coder-1.5b they
 cost accuracy on every layout tried (bench/RESULTS.md, sleep-time compute).
 """
 
@@ -24,7 +25,11 @@ from sloflow.llm.types import GenerateRequest, Message
 MAX_FACTS = 30
 STEP_BY_STEP_TOKENS = 512  # enough that a step-by-step answer is rarely cut before its result
 MATCH_TOKENS = 2  # the reply to `match_messages`: one number
-COMPUTE_TOKENS = 128  # a reply to `compute_messages`: a few lines ending in `answer = ...`
+VALUES_TOKENS = 256  # the learn call that writes a program's first lines: the context's values
+PROGRAM_TOKENS = 192  # the test-time rest of the program: steps ending in `answer = ...`
+PROGRAM_START = "```python\n"  # both program calls begin their reply inside a code block
+# Where a program ends: its block closes, or it starts printing (the value is read, not printed).
+PROGRAM_STOPS = ["\nprint", "\n```", "```\n"]
 # all-MiniLM-L6-v2 cosine between the question and a solved one, below which it is not asked whether
 # they are the same. Chosen on GSM8K dev problems 10-29 (the bench's default sample is 0-9): the
 # pairs that ask the same scored 0.86-1.0; most that do not, 0.4-0.8 ("the total" vs "the third month" 0.86).
@@ -57,20 +62,47 @@ Questions about a context were solved in advance. Say whether the new question a
 the number one of them found: the same quantity, unit and time span, with no values the context
 does not give. Reply with that question's number, or 0 if none does."""
 
-QUANTIFY = """\
-You study a context before anyone asks about it, so that later questions about it can be answered
-with a line of arithmetic. Write Python code only: one assignment per quantity the context states,
-with a descriptive snake_case name and a comment giving its unit; then assignments for the
-quantities the context implies (totals, differences, rates, amounts left, per-item values),
-computed from the earlier names. No functions, no imports, no print."""
+# Two worked programs (not GSM8K items) show the shape: the context's values first, then one named
+# step per line. With qwen2.5-coder-1.5b on GSM8K dev problems 10-33, values written before the
+# question is known and continued at test time kept the accuracy of values written with the
+# question in view and halved the continuation (bench/RESULTS.md, sleep-time compute).
+PROGRAM = """\
+Solve the question with Python: first the values the context gives, then one assignment per step
+with a descriptive name, ending with a line `answer = ...`. Code only, no functions, no print, no
+comments.
 
-COMPUTE = """\
-Known values about the context, as Python:
-{quantities}
+Examples:
 
-Write Python that computes the answer to the question from these names (and numbers the question
-gives), ending with a line `answer = ...`. Use as few lines as you can: reuse the names above.
-Code only."""
+Context: A bakery sells muffins for $3 each and cookies for $1.50 each. On Monday it sold 40
+muffins and twice as many cookies. Its ingredients for the day cost $95.
+Question: How much profit did the bakery make on Monday?
+```python
+muffin_price = 3
+cookie_price = 1.5
+muffins_sold = 40
+cookies_sold = 2 * muffins_sold
+ingredient_cost = 95
+muffin_revenue = muffins_sold * muffin_price
+cookie_revenue = cookies_sold * cookie_price
+revenue = muffin_revenue + cookie_revenue
+answer = revenue - ingredient_cost
+```
+
+Context: Tom reads 12 pages an hour. His book has 300 pages, and he has read 20% of it.
+Question: How many more hours does Tom need to finish the book?
+```python
+pages_per_hour = 12
+book_pages = 300
+share_read = 0.20
+pages_read = book_pages * share_read
+pages_left = book_pages - pages_read
+answer = pages_left / pages_per_hour
+```
+"""
+
+VALUES = """\
+No question yet. Write only the first part of the program: the values the context gives, one
+assignment per line as in the examples. Code only."""
 
 STEP_BY_STEP = """\
 Answer the question about the context. Think step by step, then give the final result on a last
@@ -95,18 +127,24 @@ def anticipate_messages(text: str, n: int) -> list[Message]:
     return [Message(role="system", content=ANTICIPATE.format(n=n)), Message(role="user", content=f"Context:\n{text}")]
 
 
-def quantify_messages(text: str) -> list[Message]:
-    """The learn call that writes the context's stated and implied quantities as Python assignments."""
-    return [Message(role="system", content=QUANTIFY), Message(role="user", content=f"Context:\n{text}")]
+def _program_messages(text: str, user: str) -> list[Message]:
+    return [Message(role="system", content=f"{PROGRAM}\nNow the context:\n{text}"), Message(role="user", content=user)]
 
 
-def compute_messages(text: str, quantities: str, question: str) -> list[Message]:
-    """The test-time call over a learned context: a few lines of arithmetic on its quantities, ending in `answer = ...`.
+def values_request(text: str, max_tokens: int = VALUES_TOKENS) -> GenerateRequest:
+    """The learn call that writes a program's first lines before any question: the context's values as Python."""
+    return GenerateRequest(messages=_program_messages(text, VALUES), max_tokens=max_tokens, temperature=0.0, stop=PROGRAM_STOPS, answer_prefix=PROGRAM_START)
 
-    Context and quantities first, so questions about one context share a prompt prefix.
+
+def program_request(text: str, values: str, question: str, max_tokens: int = PROGRAM_TOKENS) -> GenerateRequest:
+    """The test-time call: the program that answers `question`, its first lines (`values`, learned) already written.
+
+    The same system prompt as `values_request`, so questions about one context share its prefill.
     """
-    system = f"Context:\n{text}\n\n{COMPUTE.format(quantities=quantities)}"
-    return [Message(role="system", content=system), Message(role="user", content=f"Question: {question}")]
+    start = f"{PROGRAM_START}{values}\n" if values else PROGRAM_START
+    return GenerateRequest(
+        messages=_program_messages(text, f"Question: {question}"), max_tokens=max_tokens, temperature=0.0, stop=PROGRAM_STOPS, answer_prefix=start
+    )
 
 
 def read_derived(output: str) -> tuple[str, list[str]]:

@@ -1,7 +1,8 @@
 """Arithmetic the model writes as Python assignments, evaluated without running it as Python.
 
-The learn pass writes a context's quantities as assignments (`eggs_per_day = 16`,
-`eggs_left = eggs_per_day - 3`); a test-time answer writes a few more ending in `answer = ...`.
+The learn pass writes the first lines of a program about a context, its values as assignments
+(`eggs_per_day = 16`, `eggs_left = eggs_per_day - 3`); a test-time answer continues that program
+with the steps its question needs, ending in `answer = ...`.
 Each assignment's right-hand side is evaluated by `simpleeval` (arithmetic, names assigned before,
 and a few numeric functions; no attribute access beyond `math.<fn>`, no imports, no calls to
 anything else, bounded powers), so model-written code never executes. A statement that is not a
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import math
-import re
 from types import SimpleNamespace
 
 from simpleeval import SimpleEval
@@ -20,13 +20,11 @@ from simpleeval import SimpleEval
 MAX_NAMES = 60  # assignments kept from one piece of code
 _FUNCTIONS = {"round": round, "min": min, "max": max, "abs": abs, "int": int, "float": float, "sum": sum, "ceil": math.ceil, "floor": math.floor}
 _MATH = SimpleNamespace(ceil=math.ceil, floor=math.floor, sqrt=math.sqrt, pi=math.pi)
-_FENCE = re.compile(r"```(?:python|py)?\s*\n?(.*?)(?:```|$)", re.DOTALL | re.IGNORECASE)
 
 
-def code_of(output: str) -> str:
-    """The code in a model's reply: the first fenced block if there is one, else the whole reply."""
-    found = _FENCE.search(output)
-    return (found.group(1) if found else output).strip()
+def continued_code(output: str) -> str:
+    """The code of a reply that continues a code block its prompt opened: what comes before the block's closing fence."""
+    return output.split("```", 1)[0].strip()
 
 
 def _number(value: object) -> float | None:
@@ -96,6 +94,14 @@ def assignments(code: str) -> str:
             known = values
             kept.append(line.strip())
     return "\n".join(kept)
+
+
+def learned_values(code: str) -> str:
+    """What a learned context keeps of a program's first lines: the assignments that evaluate, none to `answer`.
+
+    Written before any question, an `answer` line can only guess one; the question's call writes it.
+    """
+    return assignments("\n".join(line for line in assignments(code).splitlines() if not line.startswith("answer")))
 
 
 def result(code: str, names: dict[str, float], name: str = "answer") -> float | None:
