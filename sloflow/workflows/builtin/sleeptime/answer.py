@@ -34,12 +34,12 @@ from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.sleeptime.learn import CONTEXT_ID_PATTERN, contexts_tool
 from sloflow.workflows.builtin.sleeptime.prompts import (
     MATCH_TOKENS,
+    PROGRAM_TOKENS,
     REUSE_SIMILARITY,
     STEP_BY_STEP_TOKENS,
     answer_request,
     brings_values,
     match_messages,
-    PROGRAM_TOKENS,
     number_text,
     program_request,
     read_choice,

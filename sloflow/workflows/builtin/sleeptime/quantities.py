@@ -81,16 +81,16 @@ def _statements(code: str, dropped: list[str]) -> list[ast.stmt]:
     return statements
 
 
-def assignments(code: str) -> str:
+def assignments(code: str, *, leaving: frozenset[str] = frozenset()) -> str:
     """The lines of `code` that assign a number to a name, given the lines kept before them (comments kept).
 
-    What a learned context stores: the quantities a later answer can build on, in the model's order.
+    A line assigning a name in `leaving` is dropped, and so are the lines built on it.
     """
     known: dict[str, float] = {}
     kept: list[str] = []
     for line in code.splitlines():
         values, assigned, dropped = _run(line, known)
-        if assigned and not dropped:
+        if assigned and not dropped and leaving.isdisjoint(assigned):
             known = values
             kept.append(line.strip())
     return "\n".join(kept)
@@ -101,7 +101,7 @@ def learned_values(code: str) -> str:
 
     Written before any question, an `answer` line can only guess one; the question's call writes it.
     """
-    return assignments("\n".join(line for line in assignments(code).splitlines() if not line.startswith("answer")))
+    return assignments(code, leaving=frozenset({"answer"}))
 
 
 def result(code: str, names: dict[str, float], name: str = "answer") -> float | None:
