@@ -41,6 +41,8 @@ from sloflow.config import get_settings
 
 KEY = "bench-agent"
 DEFAULT_DIFFICULTY = 1
+# Attempts allowed per gate asked for: a dropped attempt stocks its checked clues, so later ones finish gates.
+ATTEMPTS_PER_GATE = 8
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,14 +62,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _bank(filler: Any, gates: int, seconds: float | None) -> tuple[list[str], float]:
-    """Fill until `gates` are banked (at most 3 attempts per gate, none begun after `seconds`); the ids and the seconds it took."""
+    """Fill until `gates` are banked (at most `ATTEMPTS_PER_GATE` attempts per gate, none begun after `seconds`); the ids and the seconds it took."""
     ids: list[str] = []
     start = time.perf_counter()
-    while len(ids) < gates and filler.runs < 3 * gates and (seconds is None or time.perf_counter() - start < seconds):
+    while len(ids) < gates and filler.runs < ATTEMPTS_PER_GATE * gates and (seconds is None or time.perf_counter() - start < seconds):
         gate_id = await filler.fill_once()
         totals = filler.bank.totals()
         why = f" ({'; '.join(filler.notes)})" if gate_id is None and filler.notes else ""
-        say(f"fill attempt {filler.runs}: {'banked' if gate_id else 'dropped'}{why}; {totals.saved} banked, {totals.generation_tokens} generation tokens so far")
+        say(f"fill attempt {filler.runs}: {'banked' if gate_id else 'dropped'}{why}; {totals.saved} banked, {len(filler.stock)} checked clues stocked, {totals.generation_tokens} generation tokens so far")
         if gate_id is not None:
             ids.append(gate_id)
     return ids, time.perf_counter() - start

@@ -99,10 +99,14 @@ def solve_messages(clues: Sequence[tuple[str, str]]) -> list[Message]:
     ]
 
 
+def read_answers(text: str) -> dict[int, str]:
+    """A solver's answer to each clue, from its numbered 'N. answer' lines."""
+    return {int(n): a for n, a in re.findall(r"^\s*(\d+)\.\s*\**\s*([A-Za-z][A-Za-z' -]*)", text, flags=re.MULTILINE)}
+
+
 def read_solution(text: str) -> str:
     """The hidden word from a solver's reply: its 'WORD:' line, else the initials of its numbered answers."""
     found = re.findall(r"WORD\s*:\s*\**\s*([A-Za-z]+)", text, flags=re.IGNORECASE)
     if found:
         return found[-1]
-    answers = re.findall(r"^\s*\d+\.\s*\**\s*([A-Za-z])", text, flags=re.MULTILINE)
-    return "".join(answers)
+    return "".join(a[0] for _, a in sorted(read_answers(text).items()))

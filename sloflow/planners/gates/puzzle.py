@@ -11,9 +11,13 @@ from __future__ import annotations
 import random
 import re
 import unicodedata
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import TypeVar
+
+T = TypeVar("T")
 
 MIN_LETTERS = 4
 MAX_LETTERS = 8
@@ -59,33 +63,33 @@ def domains() -> dict[str, tuple[str, ...]]:
     return {f.name.removesuffix(".txt"): tuple(_lines(f.read_text())) for f in sorted(folder.iterdir(), key=lambda f: f.name) if f.name.endswith(".txt")}
 
 
-def pick_terms(word: str, rng: random.Random, avoid: frozenset[str] = frozenset()) -> list[Term] | None:
-    """One term per letter of `word`, starting with it, each from a different domain; None if impossible.
+def distinct_domains(options: Sequence[Sequence[T]], domain: Callable[[T], str]) -> list[T] | None:
+    """One option per position, no domain twice, each position's options tried in order; None if impossible.
 
-    `avoid` are terms already tried (e.g. whose clue failed its check). Backtracking over the
-    letters with the fewest candidates first; the domains are few, so this is instant.
+    Backtracking over the positions with the fewest options first; the domains are few, so this is instant.
     """
-    by_domain = domains()
-    options: list[list[Term]] = []
-    for letter in word:
-        found = [Term(d, t) for d, terms in by_domain.items() for t in terms if t[0] == letter and t not in avoid]
-        rng.shuffle(found)
-        options.append(found)
-    order = sorted(range(len(word)), key=lambda i: len(options[i]))
-    chosen: dict[int, Term] = {}
+    order = sorted(range(len(options)), key=lambda i: len(options[i]))
+    chosen: dict[int, T] = {}
 
     def place(k: int, used: frozenset[str]) -> bool:
         if k == len(order):
             return True
         i = order[k]
-        for term in options[i]:
-            if term.domain not in used:
-                chosen[i] = term
-                if place(k + 1, used | {term.domain}):
+        for option in options[i]:
+            if domain(option) not in used:
+                chosen[i] = option
+                if place(k + 1, used | {domain(option)}):
                     return True
         return False
 
-    return [chosen[i] for i in range(len(word))] if place(0, frozenset()) else None
+    return [chosen[i] for i in range(len(options))] if place(0, frozenset()) else None
+
+
+def terms_starting(letter: str, rng: random.Random, avoid: Collection[str] = ()) -> list[Term]:
+    """Every term of the data files that starts with `letter`, shuffled, but those in `avoid`."""
+    found = [Term(d, t) for d, terms in domains().items() for t in terms if t[0] == letter and t not in avoid]
+    rng.shuffle(found)
+    return found
 
 
 BLANK = "___"

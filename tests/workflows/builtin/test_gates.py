@@ -13,10 +13,11 @@ import pytest
 from sloflow.llm.client import CallContext, DirectClient
 from sloflow.llm.embedded import EmbeddedBackend
 from sloflow.llm.types import Completion, GenerateRequest
-from sloflow.planners.gates.puzzle import MAX_DIFFICULTY, difficulty_of
+from sloflow.planners.gates.puzzle import MAX_DIFFICULTY, Term, difficulty_of, domains
 from sloflow.workflows.builtin.gates.bank import BANK_FILE, GateBank, server_secret
 from sloflow.workflows.builtin.gates.fill import FILL_WORKFLOW
 from sloflow.workflows.builtin.gates.filler import GateFiller, fill_runtime
+from sloflow.workflows.builtin.gates.stock import CheckedClue, ClueStock
 from sloflow.workflows.records import RunStatus
 
 
@@ -30,8 +31,11 @@ class Puzzler:
     The checker guesses the term second; with `check_ok=False` only fourth, too late. `solves` records each solver answer.
     """
 
-    def __init__(self, check_ok: bool = True) -> None:
+    def __init__(self, check_ok: bool = True, passes: int | None = None, misread_first: bool = False) -> None:
         self.check_ok = check_ok
+        self.passes = passes  # checks that pass before every later one fails (None: no limit)
+        self.misread_first = misread_first  # the solver answers the first clue wrong
+        self.writes: list[str] = []
         self.contexts: list[CallContext] = []
         self.solves: list[str] = []
 
@@ -40,12 +44,17 @@ class Puzzler:
         system, user = request.messages[0].content, request.messages[-1].content
         if "write crossword clues" in system:
             term = re.search(r"Answer: (\w+)\.", user).group(1)
+            self.writes.append(term)
             text = f"Shifted by one, it reads {shift(term, 1)}"
         elif "solve crossword clues" in system:
             term = shift(re.search(r"reads (\w+)", user).group(1), -1)
-            text = f"Decoy, {term.title()}, other" if self.check_ok else f"decoy, other, another, {term}"  # only 3 guesses count
+            ok = self.check_ok and (self.passes is None or self.passes > 0)
+            self.passes = None if self.passes is None else self.passes - 1
+            text = f"Decoy, {term.title()}, other" if ok else f"decoy, other, another, {term}"  # only 3 guesses count
         else:
             answers = [shift(r, -1) for r in re.findall(r"reads (\w+)", user)]
+            if self.misread_first:
+                answers[0] = "zz" + answers[0][2:]
             word = "".join(a[0] for a in answers)
             self.solves.append(word)
             text = "\n".join(f"{i}. {a}" for i, a in enumerate(answers, 1)) + f"\nWORD: {word}"
@@ -88,6 +97,43 @@ async def test_a_clue_that_fails_its_check_is_retried_then_the_gate_is_dropped(b
     totals = bank.totals()
     assert (totals.attempts, totals.saved) == (1, 0) and totals.generation_tokens > 0  # a dropped gate's tokens still count
     assert bank.available() == {}
+
+
+async def test_a_dropped_gate_stocks_its_checked_clues_and_a_later_gate_is_built_around_them(bank: GateBank) -> None:
+    stock = ClueStock()
+    first = await fill_runtime(Puzzler(passes=2), bank, stock).run(FILL_WORKFLOW, {"letters": 5})
+    assert first.output["gate_id"] is None and "2 checked clues stocked" in " ".join(first.output["notes"])
+    assert len(stock) == 2 and first.output["terms"] == [] and first.output["clues"] == []  # kept in the stock only
+    llm = Puzzler()
+    second = await fill_runtime(llm, bank, stock).run(FILL_WORKFLOW, {"letters": 5})
+    assert second.output["gate_id"] is not None and second.output["stocked"] >= 1
+    assert len(llm.writes) == 5 - second.output["stocked"]  # only the letters the stock did not cover were written
+    assert len(stock) == 2 - second.output["stocked"]  # a clue a gate took is never shown again
+
+
+async def test_clues_the_labelling_solver_got_wrong_leave_the_stock_with_the_dropped_gate(bank: GateBank) -> None:
+    stock = ClueStock()
+    done = await fill_runtime(Puzzler(misread_first=True), bank, stock).run(FILL_WORKFLOW, {"letters": 4})
+    assert done.output["gate_id"] is None and not done.output["solved"]
+    assert len(stock) == 3  # the three clues it answered right, for later gates
+    assert bank.totals().label_tokens == done.output["label_tokens"] > 0
+
+
+def test_the_stock_gives_each_letter_a_clue_or_a_term_from_distinct_domains_and_gives_a_clue_once() -> None:
+    import random
+
+    by_domain = domains()
+    name = next(iter(by_domain))
+    term = Term(name, by_domain[name][0])
+    stock = ClueStock()
+    clue = CheckedClue(term, "a checked clue (5)", "plain")
+    stock.put([clue, clue])
+    assert len(stock) == 1 and stock.covered("word" + term.word[0], "plain") == 1 and stock.covered("word", "obscure") == 0
+    word = term.word[0] + "ast"
+    chosen = stock.take(word, "plain", random.Random(0))
+    assert chosen is not None and chosen[0] == clue and len(stock) == 0
+    picked = [c.term if isinstance(c, CheckedClue) else c for c in chosen]
+    assert [t.word[0] for t in picked] == list(word) and len({t.domain for t in picked}) == len(word)
 
 
 async def test_the_filler_tops_the_bank_up_when_it_runs_low(bank: GateBank) -> None:

@@ -1,12 +1,18 @@
 """The `gates.fill` workflow: makes one reasoning gate for the bank, on idle capacity.
 
-    pick (hidden word, one term per letter from distinct domains) -> write (a clue per term: one call)
+    pick (hidden word, one term per letter from distinct domains, stocked checked clues first)
+    -> write (a clue per term still without one: one call)
     -> check (a second call must name the term among its guesses from the clue alone; a failed clue gets another term)
     -> label (the solver must solve the whole gate; its tokens set the difficulty) -> save
 
+Every clue that passes its check is kept: a gate dropped for another letter's clue, or by the
+labelling solver, leaves its checked clues in the `ClueStock` (those the solver answered right, in
+the second case), and a later run picks a hidden word its stock already covers.
+
 It has no deadline, so its calls are background calls that never delay a deadline call. The gate's
 word and terms live only in the run's state: `save` keeps a keyed hash in the bank and clears them,
-and `GateFiller` runs this workflow on an in-memory runtime, so no checkpoint holds them either.
+and `GateFiller` runs this workflow on an in-memory runtime with an in-memory stock, so no
+checkpoint or file holds them either.
 The word is drawn from the system's random source, never from the run's input.
 """
 
@@ -19,10 +25,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from sloflow.llm.types import GenerateRequest
-from sloflow.planners.gates.prompts import Obscurity, check_messages, clue_messages, read_clue, read_guesses, read_solution, solve_messages
-from sloflow.planners.gates.puzzle import MAX_LETTERS, MIN_LETTERS, Term, blank_out, difficulty_of, domains, gives_away, hidden_words, normalise, pick_terms, with_length
+from sloflow.planners.gates.prompts import Obscurity, check_messages, clue_messages, read_answers, read_clue, read_guesses, read_solution, solve_messages
+from sloflow.planners.gates.puzzle import MAX_LETTERS, MIN_LETTERS, Term, blank_out, difficulty_of, gives_away, hidden_words, normalise, terms_starting, with_length
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.gates.bank import Clue, GateBank
+from sloflow.workflows.builtin.gates.stock import CheckedClue, ClueStock
 from sloflow.workflows.context import bound_tool
 from sloflow.workflows.dsl import Workflow
 
@@ -41,7 +48,8 @@ class FillState(BaseModel):
 
     word: str = ""  # secret: cleared by `save`
     terms: list[list[str]] = Field(default_factory=list)  # secret (domain, term) per letter: cleared by `save`
-    clues: list[str] = Field(default_factory=list)
+    clues: list[str] = Field(default_factory=list)  # per letter; "" until written (a stocked clue comes written)
+    stocked: int = 0  # clues taken from the stock
     checked: bool = False
     generation_tokens: int = 0
     label_tokens: int = 0
@@ -64,6 +72,16 @@ def bank_tool(tools: Mapping[str, Any]) -> GateBank:
     return bound_tool(tools, "gates", "this runtime binds no `gates` tool (a GateBank); run gates.fill through GateFiller")
 
 
+def stock_tool(tools: Mapping[str, Any]) -> ClueStock:
+    """The run tool `clues` (the `ClueStock`)."""
+    return bound_tool(tools, "clues", "this runtime binds no `clues` tool (a ClueStock); run gates.fill through GateFiller")
+
+
+def _checked(s: FillState) -> list[CheckedClue]:
+    """The run's clues that passed their check, as the stock keeps them."""
+    return [CheckedClue(Term(d, t), c, s.obscurity) for (d, t), c in zip(s.terms, s.clues) if c]
+
+
 async def _generate(ctx: Any, messages: list[dict[str, str]], max_tokens: int) -> tuple[str, int]:
     out = await ctx.llm.generate(GenerateRequest(messages=messages, max_tokens=max_tokens, temperature=0.0))
     return out.text, out.completion_tokens
@@ -81,53 +99,66 @@ async def _clue(ctx: Any, term: Term, obscurity: Obscurity) -> tuple[str | None,
 
 
 @fill.admit
-def _has_bank(s: FillState, tools: Mapping[str, Any]) -> None:
+def _has_tools(s: FillState, tools: Mapping[str, Any]) -> None:
     bank_tool(tools)
+    stock_tool(tools)
 
 
 @fill.stage(cost=Cost(seconds=0.01))
 async def pick(s: FillState, ctx: Any) -> dict[str, Any]:
-    """A hidden word of `letters` letters and, per letter, a term starting with it from its own domain."""
+    """A hidden word of `letters` letters, one the stock covers best, and per letter a stocked clue
+    or a term starting with it, each from its own domain."""
     rng = secrets.SystemRandom()
+    stock = stock_tool(ctx.tools)
     words = [w for w in hidden_words() if len(w) == s.letters]
     if not words:
         return {"notes": [*s.notes, f"pick: no hidden word has {s.letters} letters"]}
-    for word in rng.sample(words, len(words)):
-        terms = pick_terms(word, rng)
-        if terms is not None:
-            return {"word": word, "terms": [[t.domain, t.word] for t in terms]}
+    rng.shuffle(words)
+    for word in sorted(words, key=lambda w: -stock.covered(w, s.obscurity)):
+        chosen = stock.take(word, s.obscurity, rng)
+        if chosen is not None:
+            stocked = [c for c in chosen if isinstance(c, CheckedClue)]
+            terms = [c.term if isinstance(c, CheckedClue) else c for c in chosen]
+            clues = [c.text if isinstance(c, CheckedClue) else "" for c in chosen]
+            return {"word": word, "terms": [[t.domain, t.word] for t in terms], "clues": clues, "stocked": len(stocked)}
     return {"notes": [*s.notes, f"pick: no {s.letters}-letter word has a term per letter from distinct domains"]}
 
 
 @fill.stage(cost=Cost(calls=2 * 5, prompt=80, output=CLUE_TOKENS))
 async def write(s: FillState, ctx: Any) -> dict[str, Any]:
-    """A clue per term, each checked; a failed one is tried once more with another term of its letter."""
+    """A clue per term still without one, each checked; a failed one is tried once more with another
+    term of its letter. If a letter still has none, the clues that passed go to the stock."""
     if not s.word:
         return {}
     terms = [Term(d, t) for d, t in s.terms]
-    clues: list[str] = []
+    clues = list(s.clues)
     tokens = s.generation_tokens
     tried = frozenset(t.word for t in terms)
     for i, term in enumerate(terms):
+        if clues[i]:
+            continue
         clue, used = await _clue(ctx, term, s.obscurity)
         tokens += used
         if clue is None:
             taken = {t.domain for j, t in enumerate(terms) if j != i}
-            other = [Term(d, w) for d, ws in domains().items() if d not in taken for w in ws if w[0] == term.word[0] and w not in tried]
+            other = [t for t in terms_starting(term.word[0], secrets.SystemRandom(), avoid=tried) if t.domain not in taken]
             if other:
-                terms[i] = term = secrets.choice(other)
+                terms[i] = term = other[0]
                 clue, used = await _clue(ctx, term, s.obscurity)
                 tokens += used
         if clue is None:
-            note = f"write: no clue for letter {i + 1} passed its check"
-            return {"generation_tokens": tokens, "clues": clues, "notes": [*s.notes, note]}
-        clues.append(clue)
+            kept = [CheckedClue(t, c, s.obscurity) for t, c in zip(terms, clues) if c]
+            stock_tool(ctx.tools).put(kept)
+            note = f"write: no clue for letter {i + 1} passed its check; {len(kept)} checked clues stocked"
+            return {"generation_tokens": tokens, "clues": [], "notes": [*s.notes, note]}
+        clues[i] = clue
     return {"terms": [[t.domain, t.word] for t in terms], "clues": clues, "checked": True, "generation_tokens": tokens}
 
 
 @fill.stage(cost=Cost(calls=1, prompt=200, output=SOLVE_TOKENS))
 async def label(s: FillState, ctx: Any) -> dict[str, Any]:
-    """The solver answers the whole gate; solved, its output tokens set the difficulty."""
+    """The solver answers the whole gate; solved, its output tokens set the difficulty. Unsolved, the
+    clues it answered right go back to the stock and the others are dropped."""
     if not s.checked:
         return {}
     text, tokens = await _generate(ctx, solve_messages([(d, c) for (d, _), c in zip(s.terms, s.clues)]), s.solve_tokens)
@@ -136,7 +167,11 @@ async def label(s: FillState, ctx: Any) -> dict[str, Any]:
     if solved:
         out["difficulty"] = difficulty_of(tokens)
     else:
-        out["notes"] = [*s.notes, f"label: the solver did not find the word in {tokens} tokens; the gate is dropped"]
+        answers = read_answers(text)
+        kept = [c for i, c in enumerate(_checked(s), 1) if normalise(answers.get(i, "")) == c.term.word]
+        stock_tool(ctx.tools).put(kept)
+        note = f"label: the solver did not find the word in {tokens} tokens; the gate is dropped, {len(kept)} clues it answered right stocked"
+        out["notes"] = [*s.notes, note]
     return out
 
 

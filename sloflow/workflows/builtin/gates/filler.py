@@ -5,7 +5,7 @@ or `recheck_s` passes. Its runtime is in memory and its own (no checkpoints): a 
 holds the gate's secret word until `save` clears it, and a fill cut short by a restart is cheap to
 redo. Its calls carry no deadline, so they run only on idle capacity. Lengths and clue styles
 cycle so the bank holds gates of every difficulty; failures back off so a model that cannot make
-gates does not keep the workers busy.
+gates does not keep the workers busy; a run that kept checked clues for later is progress.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 from sloflow.llm.client import LLMClient
 from sloflow.workflows.builtin.gates.bank import GateBank
 from sloflow.workflows.builtin.gates.fill import FILL_WORKFLOW, fill
+from sloflow.workflows.builtin.gates.stock import ClueStock
 from sloflow.workflows.records import RunStatus
 from sloflow.workflows.registry import Registry
 from sloflow.workflows.run_store import MemoryRunStore
@@ -29,11 +30,13 @@ MAX_BACKOFF_S = 60.0
 log = logging.getLogger(__name__)
 
 
-def fill_runtime(client: LLMClient, bank: GateBank) -> Runtime:
-    """An in-memory runtime that runs `gates.fill` against `bank` (nothing it holds reaches a disk)."""
+def fill_runtime(client: LLMClient, bank: GateBank, stock: ClueStock | None = None) -> Runtime:
+    """An in-memory runtime that runs `gates.fill` against `bank`, stocking checked clues in `stock`
+    (a new one if None): nothing it holds but the finished gates reaches a disk."""
     registry = Registry()
     registry.add(fill)
-    return Runtime(MemoryRunStore(keep=100), None, client=client, registry=registry, tools={"gates": bank})
+    tools = {"gates": bank, "clues": stock if stock is not None else ClueStock()}
+    return Runtime(MemoryRunStore(keep=100), None, client=client, registry=registry, tools=tools)
 
 
 class GateFiller:
@@ -53,7 +56,8 @@ class GateFiller:
         if not 0 <= low_water <= high_water:
             raise ValueError(f"need 0 <= low_water <= high_water, got {low_water} and {high_water}")
         self.bank = bank
-        self.runtime = fill_runtime(client, bank)
+        self.stock = ClueStock()  # checked clues of dropped gates, for the next runs
+        self.runtime = fill_runtime(client, bank, self.stock)
         self.low_water = low_water
         self.high_water = high_water
         self.fill_input = dict(fill_input or {})  # e.g. {"solve_tokens": 256}: bounds of every run
@@ -95,7 +99,8 @@ class GateFiller:
             await asyncio.to_thread(self.bank.forget_ended)
             if self.left() < self.low_water:
                 while self.left() < self.high_water:
-                    if await self.fill_once() is None:
+                    stocked = len(self.stock)
+                    if await self.fill_once() is None and len(self.stock) <= stocked:  # no gate and no clue kept
                         failures += 1
                         await asyncio.sleep(min(2.0 ** min(failures, 6) / 8, MAX_BACKOFF_S))
                     else:
