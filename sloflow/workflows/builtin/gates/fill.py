@@ -77,9 +77,9 @@ def stock_tool(tools: Mapping[str, Any]) -> ClueStock:
     return bound_tool(tools, "clues", "this runtime binds no `clues` tool (a ClueStock); run gates.fill through GateFiller")
 
 
-def _checked(s: FillState) -> list[CheckedClue]:
-    """The run's clues that passed their check, as the stock keeps them."""
-    return [CheckedClue(Term(d, t), c, s.obscurity) for (d, t), c in zip(s.terms, s.clues) if c]
+def _checked(terms: list[Term], clues: list[str], obscurity: Obscurity) -> list[CheckedClue]:
+    """The written clues (those that passed their check), as the stock keeps them."""
+    return [CheckedClue(t, c, obscurity) for t, c in zip(terms, clues) if c]
 
 
 async def _generate(ctx: Any, messages: list[dict[str, str]], max_tokens: int) -> tuple[str, int]:
@@ -147,7 +147,7 @@ async def write(s: FillState, ctx: Any) -> dict[str, Any]:
                 clue, used = await _clue(ctx, term, s.obscurity)
                 tokens += used
         if clue is None:
-            kept = [CheckedClue(t, c, s.obscurity) for t, c in zip(terms, clues) if c]
+            kept = _checked(terms, clues, s.obscurity)
             stock_tool(ctx.tools).put(kept)
             note = f"write: no clue for letter {i + 1} passed its check; {len(kept)} checked clues stocked"
             return {"generation_tokens": tokens, "clues": [], "notes": [*s.notes, note]}
@@ -168,7 +168,8 @@ async def label(s: FillState, ctx: Any) -> dict[str, Any]:
         out["difficulty"] = difficulty_of(tokens)
     else:
         answers = read_answers(text)
-        kept = [c for i, c in enumerate(_checked(s), 1) if normalise(answers.get(i, "")) == c.term.word]
+        written = _checked([Term(d, t) for d, t in s.terms], s.clues, s.obscurity)
+        kept = [c for i, c in enumerate(written, 1) if normalise(answers.get(i, "")) == c.term.word]
         stock_tool(ctx.tools).put(kept)
         note = f"label: the solver did not find the word in {tokens} tokens; the gate is dropped, {len(kept)} clues it answered right stocked"
         out["notes"] = [*s.notes, note]
