@@ -51,7 +51,7 @@ class GateSolver:
         r.raise_for_status()
         out = r.json()
         text = out["choices"][0]["message"]["content"] or ""
-        return Attempt(read_solution(text), int(out.get("usage", {}).get("completion_tokens", 0)), time.perf_counter() - start)
+        return Attempt(read_solution(text, len(clues)), int(out.get("usage", {}).get("completion_tokens", 0)), time.perf_counter() - start)
 
     async def aclose(self) -> None:
         await self._http.aclose()

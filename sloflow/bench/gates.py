@@ -81,7 +81,7 @@ async def _solve_embedded(backend: Any, gate: Any, max_tokens: int) -> tuple[str
 
     start = time.perf_counter()
     out = await backend.generate(GenerateRequest(messages=solve_messages([(c.domain, c.text) for c in gate.clues]), max_tokens=max_tokens, temperature=0.0))
-    return read_solution(out.text), out.completion_tokens, time.perf_counter() - start
+    return read_solution(out.text, len(gate.clues)), out.completion_tokens, time.perf_counter() - start
 
 
 async def _solves(bank: Any, backend: Any, opts: argparse.Namespace, count: int) -> list[dict[str, Any]]:

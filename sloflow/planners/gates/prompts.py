@@ -81,32 +81,51 @@ def read_guesses(text: str, most: int = CHECK_GUESSES) -> list[str]:
     return [g for g in guesses if g][:most]
 
 
+# The worked gate that opens the solver's prompt: terms outside the data files, a word too short to
+# be hidden. Asked bare, the 1.5B model answered every clue of a 4-letter gate right but wrote
+# 'N. professions: carpenter' and then a clue's answer as the hidden word.
+_SOLVE_EXAMPLE = (
+    ("household objects", "kettle", "It whistles on the stove when the water boils"),
+    ("buildings", "igloo", "A dome-shaped house of snow blocks"),
+    ("toys", "top", "It spins on its point"),
+)
+
+
 def solve_messages(clues: Sequence[tuple[str, str]]) -> list[Message]:
-    """The gate as a solver sees it: (domain, clue) pairs, in order."""
-    lines = "\n".join(f"{i}. ({domain}) {clue}" for i, (domain, clue) in enumerate(clues, 1))
+    """The gate as a solver sees it, (domain, clue) pairs in order, after one worked gate."""
+    example = [(domain, with_length(clue, term)) for domain, term, clue in _SOLVE_EXAMPLE]
+    answer = "\n".join(f"{i}. {term}" for i, (_, term, _) in enumerate(_SOLVE_EXAMPLE, 1))
+    word = "".join(term[0] for _, term, _ in _SOLVE_EXAMPLE)
     return [
         {"role": "system", "content": "You solve word puzzles carefully."},
-        {
-            "role": "user",
-            "content": (
-                f"Each clue below has a one-word answer from the field in brackets; the number at its end is the answer's length. "
-                f"The first letters of the {len(clues)} answers, "
-                "in order, spell a hidden English word.\n"
-                f"{lines}\n"
-                "Answer each clue on its own line as 'N. answer', then give the hidden word on a last line as 'WORD: ...'."
-            ),
-        },
+        {"role": "user", "content": _solve_request(example)},
+        {"role": "assistant", "content": f"{answer}\nWORD: {word}"},
+        {"role": "user", "content": _solve_request(clues)},
     ]
 
 
+def _solve_request(clues: Sequence[tuple[str, str]]) -> str:
+    lines = "\n".join(f"{i}. ({domain}) {clue}" for i, (domain, clue) in enumerate(clues, 1))
+    return (
+        "Each clue below has a one-word answer from the field in brackets; the number at its end is the answer's length. "
+        f"The first letters of the {len(clues)} answers, in order, spell a hidden English word.\n"
+        f"{lines}\n"
+        "Answer each clue on its own line as its number and the answer, then give the hidden word on a last line as 'WORD: ...'."
+    )
+
+
 def read_answers(text: str) -> dict[int, str]:
-    """A solver's answer to each clue, from its numbered 'N. answer' lines."""
-    return {int(n): a for n, a in re.findall(r"^\s*(\d+)\.\s*\**\s*([A-Za-z][A-Za-z' -]*)", text, flags=re.MULTILINE)}
+    """A solver's answer to each clue, from its numbered lines ('2. igloo'; a field before it,
+    '2. (buildings) igloo' or '2. buildings: igloo', is dropped)."""
+    found = re.findall(r"^\s*\**(\d+)[.)]\s*(?:\([^)]*\)\s*|[A-Za-z ]+:\s*)?\**\s*([A-Za-z][A-Za-z' -]*)", text, flags=re.MULTILINE)
+    return {int(n): a.strip() for n, a in found}
 
 
-def read_solution(text: str) -> str:
-    """The hidden word from a solver's reply: its 'WORD:' line, else the initials of its numbered answers."""
+def read_solution(text: str, letters: int) -> str:
+    """The hidden word from a solver's reply: the initials of its answers when it answered all
+    `letters` clues (spelling them is no test of the solver), else its 'WORD:' line."""
+    answers = read_answers(text)
+    if sorted(answers) == list(range(1, letters + 1)):
+        return "".join(normalise(answers[i])[:1] for i in range(1, letters + 1))
     found = re.findall(r"WORD\s*:\s*\**\s*([A-Za-z]+)", text, flags=re.IGNORECASE)
-    if found:
-        return found[-1]
-    return "".join(a[0] for _, a in sorted(read_answers(text).items()))
+    return found[-1] if found else ""

@@ -1,11 +1,11 @@
 """Reading and vetting clues: a clue that names its answer is blanked or refused, and the checker's
-guesses are read as whole answers, whatever the model's layout."""
+guesses and the solver's answers are read whatever the model's layout."""
 
 from __future__ import annotations
 
 import re
 
-from sloflow.planners.gates.prompts import CHECK_GUESSES, clue_messages, read_guesses
+from sloflow.planners.gates.prompts import CHECK_GUESSES, clue_messages, read_answers, read_guesses, read_solution, solve_messages
 from sloflow.planners.gates.puzzle import BLANK, blank_out, domains, gives_away
 
 
@@ -48,3 +48,18 @@ def test_the_writer_is_asked_last_for_this_term_after_a_worked_example_from_outs
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"] and "Answer: vein." in messages[-1]["content"]
     example = re.search(r"Answer: (\w+)\.", messages[1]["content"]).group(1)
     assert example not in {t for terms in domains().values() for t in terms} and not gives_away(messages[2]["content"], example)
+
+
+def test_a_solution_is_the_initials_of_all_its_answers_else_its_word_line() -> None:
+    reply = "1. professions: carpenter\n2. (mythology) Achilles\n3. **liver**\n4. Marathon (8)\nWORD: marathon"
+    assert read_answers(reply) == {1: "carpenter", 2: "Achilles", 3: "liver", 4: "Marathon"}
+    assert read_solution(reply, 4) == "calm"  # the small model spells its answers' initials wrong, not the answers
+    assert read_solution("1. kettle\nWORD: kit", 3) == "kit" and read_solution("no answer", 4) == ""
+
+
+def test_the_solver_sees_a_worked_gate_from_outside_the_data_before_the_gate() -> None:
+    messages = solve_messages([("anatomy", "It filters the blood (5)"), ("music", "Night piece (8)")])
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"] and "It filters the blood" in messages[-1]["content"]
+    shown = [line.split(". ", 1)[1] for line in messages[2]["content"].splitlines() if not line.startswith("WORD")]
+    assert not set(shown) & {t for terms in domains().values() for t in terms}
+    assert read_solution(messages[2]["content"], len(shown)) == "".join(t[0] for t in shown)

@@ -162,7 +162,7 @@ async def label(s: FillState, ctx: Any) -> dict[str, Any]:
     if not s.checked:
         return {}
     text, tokens = await _generate(ctx, solve_messages([(d, c) for (d, _), c in zip(s.terms, s.clues)]), s.solve_tokens)
-    solved = normalise(read_solution(text)) == s.word
+    solved = normalise(read_solution(text, len(s.clues))) == s.word
     out: dict[str, Any] = {"label_tokens": tokens, "solved": solved}
     if solved:
         out["difficulty"] = difficulty_of(tokens)
