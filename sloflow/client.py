@@ -5,8 +5,9 @@
         r = await sf.request("POST", "/v1/chat/completions", json={...})  # a gate on the way is solved
 
 A `401`/`429` with code `gate_required` carries a gate; the client asks its model for the hidden
-word (the prompt the server's own labelling solver uses), posts it, and repeats the request with
-the access token, which it keeps per route group until its uses are spent or it expires.
+word as the server's own labelling solver does (the same prompt, and as many replies voted over as
+the gate's difficulty says), posts it, and repeats the request with the access token, which it
+keeps per route group until its uses are spent or it expires.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from sloflow.planners.gates.prompts import read_solution, solve_messages
+from sloflow.planners.gates.prompts import solve_by_vote
 
 GATE_REQUIRED = "gate_required"
 
@@ -41,17 +42,21 @@ class GateSolver:
         self.max_tokens = max_tokens
 
     async def solve(self, gate: dict[str, Any]) -> Attempt:
-        """The model's answer to a gate as the server sends it (`details.gate`)."""
+        """The model's answer to a gate as the server sends it (`details.gate`): a vote over as many
+        replies as its difficulty asks for (the first greedy, the others sampled)."""
+        start = time.perf_counter()
         clues = [(c["domain"], c["clue"]) for c in gate["clues"]]
-        body: dict[str, Any] = {"messages": solve_messages(clues), "max_tokens": self.max_tokens, "temperature": 0.0}
+        answer, tokens = await solve_by_vote(self._reply, clues, int(gate.get("difficulty", 1)))
+        return Attempt(answer, tokens, time.perf_counter() - start)
+
+    async def _reply(self, messages: list[Any], settings: dict[str, Any]) -> tuple[str, int]:
+        body: dict[str, Any] = {"messages": messages, "max_tokens": self.max_tokens, **settings}
         if self.model is not None:
             body["model"] = self.model
-        start = time.perf_counter()
         r = await self._http.post("/chat/completions", json=body)
         r.raise_for_status()
         out = r.json()
-        text = out["choices"][0]["message"]["content"] or ""
-        return Attempt(read_solution(text, len(clues)), int(out.get("usage", {}).get("completion_tokens", 0)), time.perf_counter() - start)
+        return out["choices"][0]["message"]["content"] or "", int(out.get("usage", {}).get("completion_tokens", 0))
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -76,12 +76,17 @@ async def _bank(filler: Any, gates: int, seconds: float | None) -> tuple[list[st
 
 
 async def _solve_embedded(backend: Any, gate: Any, max_tokens: int) -> tuple[str, int, float]:
+    """The client's procedure (`solve_by_vote`) with the embedded model: the answer, output tokens and seconds."""
     from sloflow.llm.types import GenerateRequest
-    from sloflow.planners.gates.prompts import read_solution, solve_messages
+    from sloflow.planners.gates.prompts import solve_by_vote
+
+    async def reply(messages: list[Any], settings: dict[str, Any]) -> tuple[str, int]:
+        out = await backend.generate(GenerateRequest(messages=messages, max_tokens=max_tokens, **settings))
+        return out.text, out.completion_tokens
 
     start = time.perf_counter()
-    out = await backend.generate(GenerateRequest(messages=solve_messages([(c.domain, c.text) for c in gate.clues]), max_tokens=max_tokens, temperature=0.0))
-    return read_solution(out.text, len(gate.clues)), out.completion_tokens, time.perf_counter() - start
+    answer, tokens = await solve_by_vote(reply, [(c.domain, c.text) for c in gate.clues], gate.difficulty)
+    return answer, tokens, time.perf_counter() - start
 
 
 async def _solves(bank: Any, backend: Any, opts: argparse.Namespace, count: int) -> list[dict[str, Any]]:

@@ -1,22 +1,26 @@
 """The prompts of gate generation (clue writer, clue checker) and of solving, and their readers.
 
-The solver prompt is shared by the bank's labelling solver and `sloflow.client.GateSolver`, so a
-gate's difficulty label is measured with the very prompt a client would use.
+The solver prompt, its reply settings and the vote over replies are shared by the bank's labelling
+solver and `sloflow.client.GateSolver`, so a gate's difficulty label is measured with the very
+procedure a client would use.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Literal
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal
 
 from sloflow.llm.types import Message
-from sloflow.planners.gates.puzzle import normalise, with_length
+from sloflow.planners.gates.puzzle import normalise, samples_for, with_length
 
 Obscurity = Literal["plain", "obscure"]
 # The checker's guesses: a clue passes when its term is among them. One exact guess dropped every
 # gate of a --quick run with the 1.5B model (RESULTS.md); the solver's labelling pass still decides.
 CHECK_GUESSES = 3
+# Replies after the first (greedy) one are sampled at this temperature, each with its own seed.
+SAMPLE_TEMPERATURE = 0.7
 
 _STYLE = {
     "plain": "Write a short, plain clue (at most 15 words) that a well-read person would solve.",
@@ -129,3 +133,45 @@ def read_solution(text: str, letters: int) -> str:
         return "".join(normalise(answers[i])[:1] for i in range(1, letters + 1))
     found = re.findall(r"WORD\s*:\s*\**\s*([A-Za-z]+)", text, flags=re.IGNORECASE)
     return found[-1] if found else ""
+
+
+def reply_settings(index: int) -> dict[str, Any]:
+    """Decoding of a gate's `index`-th reply: the first greedy, later ones sampled with seed `index`."""
+    return {"temperature": 0.0} if index == 0 else {"temperature": SAMPLE_TEMPERATURE, "seed": index}
+
+
+def voted_answers(replies: Sequence[str], letters: int) -> dict[int, str]:
+    """Each clue's commonest answer (normalised) over the replies, the earliest reply's on a tie; clues no reply answered are absent."""
+    counts: list[Counter[str]] = [Counter() for _ in range(letters)]
+    for text in replies:
+        for n, answer in read_answers(text).items():
+            if 1 <= n <= letters and normalise(answer):
+                counts[n - 1][normalise(answer)] += 1
+    return {i: c.most_common(1)[0][0] for i, c in enumerate(counts, 1) if c}
+
+
+def vote(replies: Sequence[str], letters: int) -> str:
+    """The hidden word from one or more replies to a gate: the initials of the voted answers when every
+    clue has one, else the commonest `read_solution` of the replies."""
+    answers = voted_answers(replies, letters)
+    if len(answers) == letters:
+        return "".join(answers[i][0] for i in range(1, letters + 1))
+    words = Counter(w for w in (normalise(read_solution(t, letters)) for t in replies) if w)
+    return words.most_common(1)[0][0] if words else ""
+
+
+# One reply of a solver model: (messages, decoding settings from `reply_settings`) -> (text, output tokens).
+Reply = Callable[[list[Message], dict[str, Any]], Awaitable[tuple[str, int]]]
+
+
+async def solve_by_vote(reply: Reply, clues: Sequence[tuple[str, str]], difficulty: int) -> tuple[str, int]:
+    """A client's answer to a gate of `difficulty` and the output tokens it took: a vote over as many
+    replies as the difficulty asks for (`samples_for`), the first greedy."""
+    messages = solve_messages(clues)
+    replies: list[str] = []
+    tokens = 0
+    for i in range(samples_for(difficulty)):
+        text, used = await reply(messages, reply_settings(i))
+        replies.append(text)
+        tokens += used
+    return vote(replies, len(clues)), tokens

@@ -21,10 +21,12 @@ T = TypeVar("T")
 
 MIN_LETTERS = 4
 MAX_LETTERS = 8
-# Solver tokens that bound each difficulty level: a gate solved within 96 tokens is level 1, within
-# 192 level 2... Difficulty is what the solver needed, so it rises with length and clue obscurity.
-LEVEL_TOKENS = (96, 192, 384, 768)
-MAX_DIFFICULTY = len(LEVEL_TOKENS) + 1
+# How hard a gate is: the replies a solver needs. A gate is of difficulty d when a vote over the
+# first SOLVE_SAMPLES[d - 1] replies (the greedy one, then samples) is the first vote to spell its
+# word. The labelling solver climbs this ladder; a client reads a gate's difficulty and solves it with
+# that many replies. Longer words and obscure clues need more (RESULTS.md).
+SOLVE_SAMPLES = (1, 3, 5, 7, 9)
+MAX_DIFFICULTY = len(SOLVE_SAMPLES)
 
 
 def normalise(text: str) -> str:
@@ -33,9 +35,9 @@ def normalise(text: str) -> str:
     return "".join(c for c in ascii_text.lower() if "a" <= c <= "z")
 
 
-def difficulty_of(solve_tokens: int) -> int:
-    """The difficulty level (1..MAX_DIFFICULTY) of a gate the solver answered in `solve_tokens`."""
-    return next((level for level, bound in enumerate(LEVEL_TOKENS, 1) if solve_tokens <= bound), MAX_DIFFICULTY)
+def samples_for(difficulty: int) -> int:
+    """The replies a solver votes over for a gate of `difficulty` (clamped to the ladder)."""
+    return SOLVE_SAMPLES[min(max(difficulty, 1), MAX_DIFFICULTY) - 1]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from sloflow.planners.gates.prompts import CHECK_GUESSES, clue_messages, read_answers, read_guesses, read_solution, solve_messages
+from sloflow.planners.gates.prompts import CHECK_GUESSES, clue_messages, read_answers, read_guesses, read_solution, solve_by_vote, solve_messages, vote
 from sloflow.planners.gates.puzzle import BLANK, blank_out, domains, gives_away
 
 
@@ -63,3 +63,27 @@ def test_the_solver_sees_a_worked_gate_from_outside_the_data_before_the_gate() -
     shown = [line.split(". ", 1)[1] for line in messages[2]["content"].splitlines() if not line.startswith("WORD")]
     assert not set(shown) & {t for terms in domains().values() for t in terms}
     assert read_solution(messages[2]["content"], len(shown)) == "".join(t[0] for t in shown)
+
+
+def test_a_vote_takes_each_clues_commonest_answer_the_earliest_on_a_tie() -> None:
+    greedy, sample1, sample2 = "1. kettle\n2. hut\n3. top", "1. kettle\n2. igloo\n3. top", "1. pot\n2. igloo\n3. top\nWORD: pit"
+    assert vote([greedy], 3) == "kht" and vote([greedy, sample1, sample2], 3) == "kit"
+    assert vote([greedy, sample2], 3) == "kht"  # one each: the greedy reply's answers stand
+    assert vote(["WORD: kit", "1. kettle\nWORD: kin", "WORD: kit"], 3) == "kit"  # a clue nobody answered: the commonest word line
+    assert vote([], 3) == "" and vote(["no idea"], 3) == ""
+
+
+async def test_a_client_votes_over_as_many_replies_as_the_difficulty_asks_the_first_greedy() -> None:
+    from sloflow.planners.gates.puzzle import SOLVE_SAMPLES
+
+    asked: list[dict] = []
+
+    async def reply(messages: list, settings: dict) -> tuple[str, int]:
+        asked.append(settings)
+        return ("1. kettle\n2. hut\n3. top" if settings["temperature"] == 0 else "1. kettle\n2. igloo\n3. top"), 7
+
+    clues = [("household objects", "It whistles (6)"), ("buildings", "A snow house (5)"), ("toys", "It spins (3)")]
+    assert await solve_by_vote(reply, clues, 1) == ("kht", 7) and asked == [{"temperature": 0.0}]
+    asked.clear()
+    assert await solve_by_vote(reply, clues, 2) == ("kit", 7 * SOLVE_SAMPLES[1])
+    assert len({a["seed"] for a in asked[1:]}) == len(asked) - 1 == SOLVE_SAMPLES[1] - 1  # samples, each its own seed

@@ -13,7 +13,7 @@ import pytest
 from sloflow.llm.client import CallContext, DirectClient
 from sloflow.llm.embedded import EmbeddedBackend
 from sloflow.llm.types import Completion, GenerateRequest
-from sloflow.planners.gates.puzzle import MAX_DIFFICULTY, Term, difficulty_of, domains
+from sloflow.planners.gates.puzzle import MAX_DIFFICULTY, SOLVE_SAMPLES, Term, domains
 from sloflow.workflows.builtin.gates.bank import BANK_FILE, GateBank, server_secret
 from sloflow.workflows.builtin.gates.fill import FILL_WORKFLOW
 from sloflow.workflows.builtin.gates.filler import GateFiller, fill_runtime
@@ -31,16 +31,19 @@ class Puzzler:
     The checker guesses the term second; with `check_ok=False` only fourth, too late. `solves` records each solver answer.
     """
 
-    def __init__(self, check_ok: bool = True, passes: int | None = None, misread_first: bool = False) -> None:
+    def __init__(self, check_ok: bool = True, passes: int | None = None, misread_first: bool = False, misread_greedy: bool = False) -> None:
         self.check_ok = check_ok
         self.passes = passes  # checks that pass before every later one fails (None: no limit)
         self.misread_first = misread_first  # the solver answers the first clue wrong
+        self.misread_greedy = misread_greedy  # ... in its greedy reply only
+        self.requests: list[GenerateRequest] = []
         self.writes: list[str] = []
         self.contexts: list[CallContext] = []
         self.solves: list[str] = []
 
     async def generate(self, request: GenerateRequest, ctx: CallContext) -> Completion:
         self.contexts.append(ctx)
+        self.requests.append(request)
         system, user = request.messages[0].content, request.messages[-1].content
         if "write crossword clues" in system:
             term = re.search(r"Answer: (\w+)\.", user).group(1)
@@ -53,7 +56,7 @@ class Puzzler:
             text = f"Decoy, {term.title()}, other" if ok else f"decoy, other, another, {term}"  # only 3 guesses count
         else:
             answers = [shift(r, -1) for r in re.findall(r"reads (\w+)", user)]
-            if self.misread_first:
+            if self.misread_first or (self.misread_greedy and request.temperature == 0):
                 answers[0] = "zz" + answers[0][2:]
             word = "".join(a[0] for a in answers)
             self.solves.append(word)
@@ -82,7 +85,7 @@ async def test_a_fill_run_banks_a_checked_solved_labelled_gate_and_keeps_no_secr
     assert len(llm.contexts) == 5 * 2 + 1  # a writer and a checker call per letter, one solver call
     totals = bank.totals()
     assert (totals.attempts, totals.saved) == (1, 1) and totals.generation_tokens == out["generation_tokens"] > 0
-    assert bank.available() == {difficulty_of(out["label_tokens"]): 1}
+    assert out["difficulty"] == 1 and bank.available() == {1: 1}  # the greedy reply solved it
     gate = bank.issue("k1", "chat", 1, ttl_s=60)
     assert gate.id == out["gate_id"] and gate.letters == 5 and len({c.domain for c in gate.clues}) == 5
     assert bank.answer(gate.id, "k1", llm.solves[0]).id == gate.id  # the solver's answer is the gate's
@@ -117,6 +120,23 @@ async def test_clues_the_labelling_solver_got_wrong_leave_the_stock_with_the_dro
     assert done.output["gate_id"] is None and not done.output["solved"]
     assert len(stock) == 3  # the three clues it answered right, for later gates
     assert bank.totals().label_tokens == done.output["label_tokens"] > 0
+
+
+async def test_a_gate_only_a_vote_of_sampled_replies_solves_is_banked_a_level_up(bank: GateBank) -> None:
+    llm = Puzzler(misread_greedy=True)
+    done = await fill_runtime(llm, bank).run(FILL_WORKFLOW, {"letters": 4})
+    assert done.output["gate_id"] is not None and done.output["difficulty"] == 2 and bank.available() == {2: 1}
+    solves = [r for r in llm.requests if "hidden English word" in r.messages[-1].content]
+    assert len(solves) == SOLVE_SAMPLES[1]  # the greedy reply, then samples until the level-2 vote
+    assert solves[0].temperature == 0 and all(r.temperature > 0 for r in solves[1:]) and len({r.seed for r in solves[1:]}) == len(solves) - 1
+    assert bank.totals().label_tokens == done.output["label_tokens"]  # every reply counts
+
+
+async def test_a_gate_no_vote_solves_within_the_budget_is_dropped(bank: GateBank) -> None:
+    llm = Puzzler(misread_first=True)
+    done = await fill_runtime(llm, bank).run(FILL_WORKFLOW, {"letters": 4, "solve_tokens": 50})
+    assert done.output["gate_id"] is None and "replies" in " ".join(done.output["notes"])
+    assert 0 < done.output["label_tokens"] < 50 + 40  # replies stop once the budget is spent (each is ~20 tokens)
 
 
 def test_the_stock_gives_each_letter_a_clue_or_a_term_from_distinct_domains_and_gives_a_clue_once() -> None:

@@ -3,7 +3,7 @@
     pick (hidden word, one term per letter from distinct domains, stocked checked clues first)
     -> write (a clue per term still without one: one call)
     -> check (a second call must name the term among its guesses from the clue alone; a failed clue gets another term)
-    -> label (the solver must solve the whole gate; its tokens set the difficulty) -> save
+    -> label (the solver must solve the whole gate; the replies its vote needed set the difficulty) -> save
 
 Every clue that passes its check is kept: a gate dropped for another letter's clue, or by the
 labelling solver, leaves its checked clues in the `ClueStock` (those the solver answered right, in
@@ -25,8 +25,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from sloflow.llm.types import GenerateRequest
-from sloflow.planners.gates.prompts import Obscurity, check_messages, clue_messages, read_answers, read_clue, read_guesses, read_solution, solve_messages
-from sloflow.planners.gates.puzzle import MAX_LETTERS, MIN_LETTERS, Term, blank_out, difficulty_of, gives_away, hidden_words, normalise, terms_starting, with_length
+from sloflow.planners.gates.prompts import Obscurity, check_messages, clue_messages, read_clue, read_guesses, reply_settings, solve_messages, vote, voted_answers
+from sloflow.planners.gates.puzzle import MAX_LETTERS, MIN_LETTERS, SOLVE_SAMPLES, Term, blank_out, gives_away, hidden_words, normalise, terms_starting, with_length
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.gates.bank import Clue, GateBank
 from sloflow.workflows.builtin.gates.stock import CheckedClue, ClueStock
@@ -36,7 +36,7 @@ from sloflow.workflows.dsl import Workflow
 FILL_WORKFLOW = "gates.fill"
 CLUE_TOKENS = 40
 CHECK_TOKENS = 16
-SOLVE_TOKENS = 768  # "enough tokens" for the labelling solver: the top difficulty bound
+SOLVE_TOKENS = 768  # "enough tokens": the labelling solver's budget over all its replies
 
 
 class FillState(BaseModel):
@@ -82,8 +82,9 @@ def _checked(terms: list[Term], clues: list[str], obscurity: Obscurity) -> list[
     return [CheckedClue(t, c, obscurity) for t, c in zip(terms, clues) if c]
 
 
-async def _generate(ctx: Any, messages: list[dict[str, str]], max_tokens: int) -> tuple[str, int]:
-    out = await ctx.llm.generate(GenerateRequest(messages=messages, max_tokens=max_tokens, temperature=0.0))
+async def _generate(ctx: Any, messages: list[dict[str, str]], max_tokens: int, **settings: Any) -> tuple[str, int]:
+    """One reply, greedy unless `settings` (GenerateRequest fields) say otherwise."""
+    out = await ctx.llm.generate(GenerateRequest(messages=messages, max_tokens=max_tokens, **({"temperature": 0.0} | settings)))
     return out.text, out.completion_tokens
 
 
@@ -155,25 +156,32 @@ async def write(s: FillState, ctx: Any) -> dict[str, Any]:
     return {"terms": [[t.domain, t.word] for t in terms], "clues": clues, "checked": True, "generation_tokens": tokens}
 
 
-@fill.stage(cost=Cost(calls=1, prompt=200, output=SOLVE_TOKENS))
+@fill.stage(cost=Cost(calls=SOLVE_SAMPLES[-1], prompt=200, output=SOLVE_TOKENS))
 async def label(s: FillState, ctx: Any) -> dict[str, Any]:
-    """The solver answers the whole gate; solved, its output tokens set the difficulty. Unsolved, the
-    clues it answered right go back to the stock and the others are dropped."""
+    """The solver climbs the difficulty ladder: replies are added (the greedy one, then samples) until
+    a vote over the first SOLVE_SAMPLES[d - 1] of them spells the word, which makes the gate level d.
+    Unsolved within the ladder or the budget, the clues the vote answered right go back to the stock
+    and the others are dropped."""
     if not s.checked:
         return {}
-    text, tokens = await _generate(ctx, solve_messages([(d, c) for (d, _), c in zip(s.terms, s.clues)]), s.solve_tokens)
-    solved = normalise(read_solution(text, len(s.clues))) == s.word
-    out: dict[str, Any] = {"label_tokens": tokens, "solved": solved}
-    if solved:
-        out["difficulty"] = difficulty_of(tokens)
-    else:
-        answers = read_answers(text)
-        written = _checked([Term(d, t) for d, t in s.terms], s.clues, s.obscurity)
-        kept = [c for i, c in enumerate(written, 1) if normalise(answers.get(i, "")) == c.term.word]
-        stock_tool(ctx.tools).put(kept)
-        note = f"label: the solver did not find the word in {tokens} tokens; the gate is dropped, {len(kept)} clues it answered right stocked"
-        out["notes"] = [*s.notes, note]
-    return out
+    messages = solve_messages([(d, c) for (d, _), c in zip(s.terms, s.clues)])
+    replies: list[str] = []
+    tokens = 0
+    for level, needed in enumerate(SOLVE_SAMPLES, 1):
+        while len(replies) < needed and tokens < s.solve_tokens:
+            text, used = await _generate(ctx, messages, s.solve_tokens - tokens, **reply_settings(len(replies)))
+            replies.append(text)
+            tokens += used
+        if len(replies) < needed:
+            break
+        if vote(replies, len(s.clues)) == s.word:
+            return {"label_tokens": tokens, "solved": True, "difficulty": level}
+    answers = voted_answers(replies, len(s.clues))
+    written = _checked([Term(d, t) for d, t in s.terms], s.clues, s.obscurity)
+    kept = [c for i, c in enumerate(written, 1) if answers.get(i) == c.term.word]
+    stock_tool(ctx.tools).put(kept)
+    note = f"label: no vote of the solver's {len(replies)} replies ({tokens} tokens) found the word; the gate is dropped, {len(kept)} clues it answered right stocked"
+    return {"label_tokens": tokens, "solved": False, "notes": [*s.notes, note]}
 
 
 @fill.stage(cost=Cost(seconds=0.01))
