@@ -27,6 +27,9 @@ Route groups may be gated: a `401`/`429` with code `gate_required` carries a rea
 `X-Sloflow-Gate-Token` header."""
 
 
+GATES_OFF = "reasoning gates are off on this server: start it with SLOFLOW_GATES naming the route groups to gate, e.g. {\"chat\": {\"mode\": \"adaptive\"}}"
+
+
 def create_app(
     llm: LLMClient,
     models: list[str],
@@ -114,6 +117,8 @@ def create_app(
 
         app.state.gatekeeper = gatekeeper
         app.include_router(gates.router)
+    else:
+        app.state.off_routes = dict.fromkeys(("/v1/gates/", "/v1/admin/gates"), GATES_OFF)
     if metrics_url is not None:
         from sloflow.api import metrics
 

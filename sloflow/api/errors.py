@@ -38,6 +38,15 @@ def _describe(errors: list[dict]) -> tuple[str, list[dict]]:
     return f"invalid request: {message}", fields
 
 
+def _no_route(request: Request) -> str:
+    """What a request that matched no route is told: the feature that serves its path when that is off
+    on this server (`app.state.off_routes`, path prefix -> what to set), else where the routes are listed."""
+    path = request.url.path
+    off: dict[str, str] = getattr(request.app.state, "off_routes", {})
+    hint = next((why for prefix, why in off.items() if path.startswith(prefix)), None)
+    return hint or f"no route matches {request.method} {path}; /docs lists the API's routes"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the one mapping from exceptions to HTTP responses."""
 
@@ -54,7 +63,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return _body(status, "invalid_request", message, {"fields": fields} if fields else None)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404 and exc.detail == "Not Found":  # no route matched: say why, or where the routes are
+            return _body(404, "not_found", _no_route(request))
         return _body(exc.status_code, "http_error", str(exc.detail), headers=exc.headers)  # e.g. a 405's Allow
 
     @app.exception_handler(Exception)

@@ -8,8 +8,9 @@ Usage: sloflow bench gates [--model NAME] [--gates N] [--reserve N] [--solve-tok
    gates with the embedded `--model`, one llama.cpp instance in process (no attempt begins after
    `--fill-seconds`); every attempt's writer and checker output tokens count as generation cost,
    rejected attempts included.
-2. Asymmetry: each gate but `--reserve` is issued to a key and solved with the embedded model (the
-   client's prompt, `--solve-tokens` output tokens at most), and, alternately, by `--endpoint` (any
+2. Asymmetry: each gate but `--reserve` (the hardest first) is issued to a key and solved with the
+   embedded model (the client's procedure: as many replies voted over as the gate's difficulty
+   asks for, `--solve-tokens` output tokens each at most), and, alternately, by `--endpoint` (any
    OpenAI-compatible server) when given; the bank verifies each answer. `token_asymmetry` = solve
    output tokens / generation tokens per banked gate, at the default difficulty (1; over every
    gate when none is at 1); `seconds_asymmetry` = solve seconds / (generation seconds per banked
@@ -93,11 +94,12 @@ async def _solves(bank: Any, backend: Any, opts: argparse.Namespace, count: int)
     """Issue `count` banked gates and solve each (alternately by --endpoint when given); the bank verifies."""
     from sloflow.client import GateSolver
     from sloflow.errors import WrongAnswer
+    from sloflow.planners.gates.puzzle import MAX_DIFFICULTY
 
     endpoint = GateSolver(opts.endpoint, opts.endpoint_model, max_tokens=opts.solve_tokens) if opts.endpoint else None
     records = []
     for i in range(count):
-        gate = bank.issue(KEY, "models", DEFAULT_DIFFICULTY, ttl_s=3600)
+        gate = bank.issue(KEY, "models", MAX_DIFFICULTY, ttl_s=3600)  # the hardest first: the agent's reserve is left at the default
         by_endpoint = endpoint is not None and i % 2 == 1
         if by_endpoint:
             attempt = await endpoint.solve(gate.to_dict())  # type: ignore[union-attr]
@@ -254,7 +256,7 @@ async def _main(opts: argparse.Namespace) -> dict[str, Any]:
         shapes = ((4, "plain"), (5, "plain"), (4, "obscure"), (5, "obscure"))
         filler = GateFiller(DirectClient(backend), bank, low_water=0, high_water=0, shapes=shapes, fill_input={"solve_tokens": opts.solve_tokens})
         ids, fill_s = await _bank(filler, opts.gates, opts.fill_seconds)
-        totals = bank.totals()
+        totals, banked_by_difficulty = bank.totals(), bank.available()
         records = await _solves(bank, backend, opts, max(len(ids) - opts.reserve, 0))
         issue_verify_ms, issue_verify_wall_ms = _issue_verify_ms(home, secret)
         ungated, gated = await _load(bank, backend, secret, home, opts)
@@ -263,7 +265,7 @@ async def _main(opts: argparse.Namespace) -> dict[str, Any]:
     if opts.predictions is not None:
         opts.predictions.write_text("".join(json.dumps(r) + "\n" for r in records))
     figures = _figures(opts, totals, len(ids), fill_s, records, issue_verify_ms, ungated, gated)
-    return {**figures, "issue_verify_wall_ms": round(issue_verify_wall_ms, 4)}
+    return {**figures, "banked_by_difficulty": {str(d): n for d, n in sorted(banked_by_difficulty.items())}, "issue_verify_wall_ms": round(issue_verify_wall_ms, 4)}
 
 
 def _figures(opts: argparse.Namespace, totals: Any, banked: int, fill_s: float, records: list[dict[str, Any]], issue_verify_ms: float,

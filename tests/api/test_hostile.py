@@ -6,8 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 
+import httpx
 import pytest
 
+from sloflow.api.app import create_app
+from sloflow.llm.client import DirectClient
+from sloflow.llm.embedded import EmbeddedBackend
 from tests.api.conftest import Deployment
 
 pytestmark = pytest.mark.fuzz
@@ -100,3 +104,14 @@ async def test_every_hostile_input_is_refused_with_its_4xx_and_nothing_is_writte
         assert (await c.get("/v1/health")).status_code == 200
     print(f"hostile inputs: {len(cases)} of {len(cases)} refused with their 4xx, nothing written")
     assert len(cases) >= 35
+
+
+async def test_a_path_no_route_serves_gets_a_404_that_says_why(small_llm: EmbeddedBackend) -> None:
+    app = create_app(DirectClient(small_llm), [small_llm.name], open_access=True)  # no gatekeeper: gates are off
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        off = await c.post("/v1/gates/" + "0" * 32 + "/solve", json={"answer": "word"})
+        bank = await c.get("/v1/admin/gates")
+        nowhere = await c.get("/v1/nowhere")
+    assert off.status_code == bank.status_code == 404 and off.json()["message"] == bank.json()["message"]
+    assert "SLOFLOW_GATES" in off.json()["message"]  # says what turns them on
+    assert nowhere.status_code == 404 and nowhere.json()["code"] == "not_found" and "/docs" in nowhere.json()["message"]

@@ -67,6 +67,10 @@ class Puzzler:
         raise NotImplementedError
 
 
+def solver_requests(llm: Puzzler) -> list[GenerateRequest]:
+    return [r for r in llm.requests if "hidden English word" in r.messages[-1].content]
+
+
 @pytest.fixture
 def bank(tmp_path: Path) -> GateBank:
     b = GateBank(tmp_path / BANK_FILE, server_secret(tmp_path))
@@ -126,17 +130,20 @@ async def test_a_gate_only_a_vote_of_sampled_replies_solves_is_banked_a_level_up
     llm = Puzzler(misread_greedy=True)
     done = await fill_runtime(llm, bank).run(FILL_WORKFLOW, {"letters": 4})
     assert done.output["gate_id"] is not None and done.output["difficulty"] == 2 and bank.available() == {2: 1}
-    solves = [r for r in llm.requests if "hidden English word" in r.messages[-1].content]
+    solves = solver_requests(llm)
     assert len(solves) == SOLVE_SAMPLES[1]  # the greedy reply, then samples until the level-2 vote
     assert solves[0].temperature == 0 and all(r.temperature > 0 for r in solves[1:]) and len({r.seed for r in solves[1:]}) == len(solves) - 1
     assert bank.totals().label_tokens == done.output["label_tokens"]  # every reply counts
 
 
-async def test_a_gate_no_vote_solves_within_the_budget_is_dropped(bank: GateBank) -> None:
-    llm = Puzzler(misread_first=True)
-    done = await fill_runtime(llm, bank).run(FILL_WORKFLOW, {"letters": 4, "solve_tokens": 50})
-    assert done.output["gate_id"] is None and "replies" in " ".join(done.output["notes"])
-    assert 0 < done.output["label_tokens"] < 50 + 40  # replies stop once the budget is spent (each is ~20 tokens)
+async def test_the_ladder_stops_at_the_budget_or_once_a_clue_has_no_right_answer_in_three_replies(bank: GateBank) -> None:
+    hopeless = Puzzler(misread_first=True)  # every reply misreads clue 1
+    done = await fill_runtime(hopeless, bank).run(FILL_WORKFLOW, {"letters": 4})
+    assert done.output["gate_id"] is None and "3 replies" in " ".join(done.output["notes"])
+    assert len(solver_requests(hopeless)) == SOLVE_SAMPLES[1]  # not the whole ladder
+    poor = Puzzler(misread_first=True)
+    done = await fill_runtime(poor, bank).run(FILL_WORKFLOW, {"letters": 4, "solve_tokens": 32})
+    assert done.output["gate_id"] is None and len(solver_requests(poor)) == 2  # each reply is ~20 tokens: the budget ends the second
 
 
 def test_the_stock_gives_each_letter_a_clue_or_a_term_from_distinct_domains_and_gives_a_clue_once() -> None:

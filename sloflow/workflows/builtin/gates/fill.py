@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from sloflow.llm.types import GenerateRequest
-from sloflow.planners.gates.prompts import Obscurity, check_messages, clue_messages, read_clue, read_guesses, reply_settings, solve_messages, vote, voted_answers
+from sloflow.planners.gates.prompts import Obscurity, check_messages, clue_messages, read_answers, read_clue, read_guesses, reply_settings, solve_messages, vote, voted_answers
 from sloflow.planners.gates.puzzle import MAX_LETTERS, MIN_LETTERS, SOLVE_SAMPLES, Term, blank_out, gives_away, hidden_words, normalise, terms_starting, with_length
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.gates.bank import Clue, GateBank
@@ -99,6 +99,12 @@ async def _clue(ctx: Any, term: Term, obscurity: Obscurity) -> tuple[str | None,
     return (clue if term.word in read_guesses(reply) else None), tokens + checked
 
 
+def _each_answered_right(replies: list[str], terms: list[str]) -> bool:
+    """Whether every clue's term is the answer of at least one reply."""
+    given = [read_answers(r) for r in replies]
+    return all(any(normalise(g.get(i, "")) == t for g in given) for i, t in enumerate(terms, 1))
+
+
 @fill.admit
 def _has_tools(s: FillState, tools: Mapping[str, Any]) -> None:
     bank_tool(tools)
@@ -160,8 +166,8 @@ async def write(s: FillState, ctx: Any) -> dict[str, Any]:
 async def label(s: FillState, ctx: Any) -> dict[str, Any]:
     """The solver climbs the difficulty ladder: replies are added (the greedy one, then samples) until
     a vote over the first SOLVE_SAMPLES[d - 1] of them spells the word, which makes the gate level d.
-    Unsolved within the ladder or the budget, the clues the vote answered right go back to the stock
-    and the others are dropped."""
+    It stops early once a clue has had no right answer in 3 or more replies. Unsolved, the clues the
+    vote answered right go back to the stock and the others are dropped."""
     if not s.checked:
         return {}
     messages = solve_messages([(d, c) for (d, _), c in zip(s.terms, s.clues)])
@@ -176,6 +182,8 @@ async def label(s: FillState, ctx: Any) -> dict[str, Any]:
             break
         if vote(replies, len(s.clues)) == s.word:
             return {"label_tokens": tokens, "solved": True, "difficulty": level}
+        if needed > 1 and not _each_answered_right(replies, [t for _, t in s.terms]):
+            break  # a later vote would need a plurality for an answer no reply has given yet: not worth the tokens
     answers = voted_answers(replies, len(s.clues))
     written = _checked([Term(d, t) for d, t in s.terms], s.clues, s.obscurity)
     kept = [c for i, c in enumerate(written, 1) if answers.get(i) == c.term.word]
