@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from sloflow.llm.types import Message
-from sloflow.planners.gates.puzzle import normalise, samples_for, with_length
+from sloflow.planners.gates.puzzle import hidden_words, normalise, samples_for, with_length
 
 Obscurity = Literal["plain", "obscure"]
 # The checker's guesses: a clue passes when its term is among them. One exact guess dropped every
@@ -86,20 +86,21 @@ def read_guesses(text: str, most: int = CHECK_GUESSES) -> list[str]:
 
 
 # The worked gate that opens the solver's prompt: terms outside the data files, a word too short to
-# be hidden. Asked bare, the 1.5B model answered every clue of a 4-letter gate right but wrote
-# 'N. professions: carpenter' and then a clue's answer as the hidden word.
+# be hidden, and a second answer of the printed length where one exists. Asked bare, the 1.5B model
+# answered every clue of a 4-letter gate right but wrote 'N. professions: carpenter' and then a
+# clue's answer as the hidden word.
 _SOLVE_EXAMPLE = (
-    ("household objects", "kettle", "It whistles on the stove when the water boils"),
-    ("buildings", "igloo", "A dome-shaped house of snow blocks"),
-    ("toys", "top", "It spins on its point"),
+    ("household objects", "kettle", "It whistles on the stove when the water boils", ("teapot",)),
+    ("buildings", "igloo", "A dome-shaped house of snow blocks", ()),
+    ("toys", "top", "It spins on its point", ()),
 )
 
 
 def solve_messages(clues: Sequence[tuple[str, str]]) -> list[Message]:
     """The gate as a solver sees it, (domain, clue) pairs in order, after one worked gate."""
-    example = [(domain, with_length(clue, term)) for domain, term, clue in _SOLVE_EXAMPLE]
-    answer = "\n".join(f"{i}. {term}" for i, (_, term, _) in enumerate(_SOLVE_EXAMPLE, 1))
-    word = "".join(term[0] for _, term, _ in _SOLVE_EXAMPLE)
+    example = [(domain, with_length(clue, term)) for domain, term, clue, _ in _SOLVE_EXAMPLE]
+    answer = "\n".join(f"{i}. {', '.join((term, *others))}" for i, (_, term, _, others) in enumerate(_SOLVE_EXAMPLE, 1))
+    word = "".join(term[0] for _, term, _, _ in _SOLVE_EXAMPLE)
     return [
         {"role": "system", "content": "You solve word puzzles carefully."},
         {"role": "user", "content": _solve_request(example)},
@@ -114,7 +115,8 @@ def _solve_request(clues: Sequence[tuple[str, str]]) -> str:
         "Each clue below has a one-word answer from the field in brackets; the number at its end is the answer's length. "
         f"The first letters of the {len(clues)} answers, in order, spell a hidden English word.\n"
         f"{lines}\n"
-        "Answer each clue on its own line as its number and the answer, then give the hidden word on a last line as 'WORD: ...'."
+        "Answer each clue on its own line as its number and up to 3 answers of that length, likeliest first, "
+        "then give the hidden word on a last line as 'WORD: ...'."
     )
 
 
@@ -123,6 +125,26 @@ def read_answers(text: str) -> dict[int, str]:
     '2. (buildings) igloo' or '2. buildings: igloo', is dropped)."""
     found = re.findall(r"^\s*\**(\d+)[.)]\s*(?:\([^)]*\)\s*|[A-Za-z ]+:\s*)?\**\s*([A-Za-z][A-Za-z' -]*)", text, flags=re.MULTILINE)
     return {int(n): a.strip() for n, a in found}
+
+
+_LINE = re.compile(r"^\s*\**(\d+)[.)]\s*(?:\([^)]*\)\s*|[A-Za-z ]+:\s*)?(.*)$", flags=re.MULTILINE)
+_LENGTH = re.compile(r"\((\d+)\)\s*$")
+
+
+def read_candidates(text: str) -> dict[int, list[str]]:
+    """Each numbered line's answers, normalised, in order: '2. (buildings) Igloo, hut' -> {2: ['igloo', 'hut']}."""
+    found: dict[int, list[str]] = {}
+    for n, rest in _LINE.findall(text):
+        answers = [normalise(a) for a in re.split(r",|;|/|\bor\b", rest)]
+        if any(answers):
+            found[int(n)] = [a for a in answers if a]
+    return found
+
+
+def clue_length(clue: str) -> int | None:
+    """The answer's letter count a clue prints at its end ('... (6)'), if it does."""
+    found = _LENGTH.search(clue)
+    return int(found.group(1)) if found else None
 
 
 def read_solution(text: str, letters: int) -> str:
@@ -140,23 +162,37 @@ def reply_settings(index: int) -> dict[str, Any]:
     return {"temperature": 0.0} if index == 0 else {"temperature": SAMPLE_TEMPERATURE, "seed": index}
 
 
-def voted_answers(replies: Sequence[str], letters: int) -> dict[int, str]:
-    """Each clue's commonest answer (normalised) over the replies, the earliest reply's on a tie; clues no reply answered are absent."""
-    counts: list[Counter[str]] = [Counter() for _ in range(letters)]
+def ranked_answers(replies: Sequence[str], lengths: Sequence[int | None]) -> list[list[str]]:
+    """Per clue, the answers the replies gave it that have its printed length (all of them when none
+    has), those given by more replies first, then in the order first given (the greedy reply's first)."""
+    counts: list[Counter[str]] = [Counter() for _ in lengths]
     for text in replies:
-        for n, answer in read_answers(text).items():
-            if 1 <= n <= letters and normalise(answer):
-                counts[n - 1][normalise(answer)] += 1
-    return {i: c.most_common(1)[0][0] for i, c in enumerate(counts, 1) if c}
+        for n, answers in read_candidates(text).items():
+            if 1 <= n <= len(lengths):
+                counts[n - 1].update(dict.fromkeys(answers, 1))
+    ranked = []
+    for count, length in zip(counts, lengths):
+        fitting = [a for a in count if length is None or len(a) == length] or list(count)
+        ranked.append(sorted(fitting, key=lambda a: -count[a]))  # stable: ties keep the order first given
+    return ranked
 
 
-def vote(replies: Sequence[str], letters: int) -> str:
-    """The hidden word from one or more replies to a gate: the initials of the voted answers when every
-    clue has one, else the commonest `read_solution` of the replies."""
-    answers = voted_answers(replies, letters)
-    if len(answers) == letters:
-        return "".join(answers[i][0] for i in range(1, letters + 1))
-    words = Counter(w for w in (normalise(read_solution(t, letters)) for t in replies) if w)
+def vote(replies: Sequence[str], lengths: Sequence[int | None]) -> str:
+    """The hidden word from one or more replies to a gate whose clues print `lengths`.
+
+    Every clue answered: the hidden word among `hidden_words` (a public list) that the clues' answers
+    spell with the least total rank, else the initials of each clue's first answer. Otherwise the
+    commonest `read_solution` of the replies.
+    """
+    ranked = ranked_answers(replies, lengths)
+    if all(ranked):
+        options = []
+        for word in (w for w in hidden_words() if len(w) == len(ranked)):
+            ranks = [next((k for k, a in enumerate(answers) if a[0] == letter), None) for letter, answers in zip(word, ranked)]
+            if None not in ranks:
+                options.append((sum(ranks), word))  # type: ignore[arg-type]
+        return min(options)[1] if options else "".join(answers[0][0] for answers in ranked)
+    words = Counter(w for w in (normalise(read_solution(t, len(lengths))) for t in replies) if w)
     return words.most_common(1)[0][0] if words else ""
 
 
@@ -174,4 +210,4 @@ async def solve_by_vote(reply: Reply, clues: Sequence[tuple[str, str]], difficul
         text, used = await reply(messages, reply_settings(i))
         replies.append(text)
         tokens += used
-    return vote(replies, len(clues)), tokens
+    return vote(replies, [clue_length(clue) for _, clue in clues]), tokens

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 
-from sloflow.planners.gates.prompts import CHECK_GUESSES, clue_messages, read_answers, read_guesses, read_solution, solve_by_vote, solve_messages, vote
+from sloflow.planners.gates.prompts import (
+    CHECK_GUESSES, clue_length, clue_messages, read_answers, read_candidates, read_guesses, read_solution, solve_by_vote, solve_messages, vote,
+)
 from sloflow.planners.gates.puzzle import BLANK, blank_out, domains, gives_away
 
 
@@ -55,22 +57,28 @@ def test_a_solution_is_the_initials_of_all_its_answers_else_its_word_line() -> N
     assert read_answers(reply) == {1: "carpenter", 2: "Achilles", 3: "liver", 4: "Marathon"}
     assert read_solution(reply, 4) == "calm"  # the small model spells its answers' initials wrong, not the answers
     assert read_solution("1. kettle\nWORD: kit", 3) == "kit" and read_solution("no answer", 4) == ""
+    assert read_candidates("1. Kettle, teapot; boiler\n2. (buildings) Igloo or hut\n3. ") == {1: ["kettle", "teapot", "boiler"], 2: ["igloo", "hut"]}
+    assert clue_length("It spins on its point (3)") == 3 and clue_length("no count") is None
 
 
 def test_the_solver_sees_a_worked_gate_from_outside_the_data_before_the_gate() -> None:
     messages = solve_messages([("anatomy", "It filters the blood (5)"), ("music", "Night piece (8)")])
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"] and "It filters the blood" in messages[-1]["content"]
-    shown = [line.split(". ", 1)[1] for line in messages[2]["content"].splitlines() if not line.startswith("WORD")]
-    assert not set(shown) & {t for terms in domains().values() for t in terms}
-    assert read_solution(messages[2]["content"], len(shown)) == "".join(t[0] for t in shown)
+    shown = read_candidates(messages[2]["content"])
+    assert not {a for answers in shown.values() for a in answers} & {t for terms in domains().values() for t in terms}
+    assert vote([messages[2]["content"]], [len(shown[i][0]) for i in sorted(shown)]) == "".join(shown[i][0][0] for i in sorted(shown))
 
 
-def test_a_vote_takes_each_clues_commonest_answer_the_earliest_on_a_tie() -> None:
-    greedy, sample1, sample2 = "1. kettle\n2. hut\n3. top", "1. kettle\n2. igloo\n3. top", "1. pot\n2. igloo\n3. top\nWORD: pit"
-    assert vote([greedy], 3) == "kht" and vote([greedy, sample1, sample2], 3) == "kit"
-    assert vote([greedy, sample2], 3) == "kht"  # one each: the greedy reply's answers stand
-    assert vote(["WORD: kit", "1. kettle\nWORD: kin", "WORD: kit"], 3) == "kit"  # a clue nobody answered: the commonest word line
-    assert vote([], 3) == "" and vote(["no idea"], 3) == ""
+def test_a_vote_ranks_each_clues_answers_of_its_length_and_spells_a_listed_word() -> None:
+    lamp = [4, 5, 4, 5]  # 'lamp' is a hidden word: lion, apple, mars, piano
+    assert vote(["1. tiger, lion\n2. apple\n3. mars\n4. piano"], lamp) == "lamp"  # 'tiger' has 5 letters, not 4
+    assert vote(["1. lion\n2. apple\n3. kiwi, mars\n4. piano"], lamp) == "lamp"  # 'lakp' is no listed word; 'mars' makes one
+    greedy, sample = "1. kettle\n2. hut\n3. top", "1. kettle\n2. inn\n3. top"  # 3 letters: no listed word, the initials stand
+    assert vote([greedy, sample], [6, 3, 3]) == "kht"  # a tie keeps the greedy reply's order ...
+    assert vote([greedy, sample, sample], [6, 3, 3]) == "kit"  # ... and more replies outvote it
+    assert vote(["1. kettle\n2. hut\n3. top"], [6, 3, 3]) == "kht"  # no listed word of 3 letters: the first answers' initials
+    assert vote(["WORD: lamp", "1. lion\nWORD: calm", "WORD: lamp"], lamp) == "lamp"  # a clue nobody answered: the commonest word line
+    assert vote([], lamp) == "" and vote(["no idea"], lamp) == ""
 
 
 async def test_a_client_votes_over_as_many_replies_as_the_difficulty_asks_the_first_greedy() -> None:

@@ -34,7 +34,7 @@ class Puzzler:
     def __init__(self, check_ok: bool = True, passes: int | None = None, misread_first: bool = False, misread_greedy: bool = False) -> None:
         self.check_ok = check_ok
         self.passes = passes  # checks that pass before every later one fails (None: no limit)
-        self.misread_first = misread_first  # the solver answers the first clue wrong
+        self.misread_first = misread_first  # the solver does not answer the first clue
         self.misread_greedy = misread_greedy  # ... in its greedy reply only
         self.requests: list[GenerateRequest] = []
         self.writes: list[str] = []
@@ -57,7 +57,7 @@ class Puzzler:
         else:
             answers = [shift(r, -1) for r in re.findall(r"reads (\w+)", user)]
             if self.misread_first or (self.misread_greedy and request.temperature == 0):
-                answers[0] = "zz" + answers[0][2:]
+                answers[0] = "?"  # no answer to the first clue
             word = "".join(a[0] for a in answers)
             self.solves.append(word)
             text = "\n".join(f"{i}. {a}" for i, a in enumerate(answers, 1)) + f"\nWORD: {word}"
@@ -137,7 +137,7 @@ async def test_a_gate_only_a_vote_of_sampled_replies_solves_is_banked_a_level_up
 
 
 async def test_the_ladder_stops_at_the_budget_or_once_a_clue_has_no_right_answer_in_three_replies(bank: GateBank) -> None:
-    hopeless = Puzzler(misread_first=True)  # every reply misreads clue 1
+    hopeless = Puzzler(misread_first=True)  # no reply answers clue 1
     done = await fill_runtime(hopeless, bank).run(FILL_WORKFLOW, {"letters": 4})
     assert done.output["gate_id"] is None and "3 replies" in " ".join(done.output["notes"])
     assert len(solver_requests(hopeless)) == SOLVE_SAMPLES[1]  # not the whole ladder

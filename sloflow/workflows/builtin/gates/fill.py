@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from sloflow.llm.types import GenerateRequest
-from sloflow.planners.gates.prompts import Obscurity, check_messages, clue_messages, read_answers, read_clue, read_guesses, reply_settings, solve_messages, vote, voted_answers
+from sloflow.planners.gates.prompts import Obscurity, check_messages, clue_length, clue_messages, ranked_answers, read_candidates, read_clue, read_guesses, reply_settings, solve_messages, vote
 from sloflow.planners.gates.puzzle import MAX_LETTERS, MIN_LETTERS, SOLVE_SAMPLES, Term, blank_out, gives_away, hidden_words, normalise, terms_starting, with_length
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.gates.bank import Clue, GateBank
@@ -100,9 +100,9 @@ async def _clue(ctx: Any, term: Term, obscurity: Obscurity) -> tuple[str | None,
 
 
 def _each_answered_right(replies: list[str], terms: list[str]) -> bool:
-    """Whether every clue's term is the answer of at least one reply."""
-    given = [read_answers(r) for r in replies]
-    return all(any(normalise(g.get(i, "")) == t for g in given) for i, t in enumerate(terms, 1))
+    """Whether every clue's term is among the answers of at least one reply."""
+    given = [read_candidates(r) for r in replies]
+    return all(any(t in g.get(i, []) for g in given) for i, t in enumerate(terms, 1))
 
 
 @fill.admit
@@ -166,11 +166,12 @@ async def write(s: FillState, ctx: Any) -> dict[str, Any]:
 async def label(s: FillState, ctx: Any) -> dict[str, Any]:
     """The solver climbs the difficulty ladder: replies are added (the greedy one, then samples) until
     a vote over the first SOLVE_SAMPLES[d - 1] of them spells the word, which makes the gate level d.
-    It stops early once a clue has had no right answer in 3 or more replies. Unsolved, the clues the
-    vote answered right go back to the stock and the others are dropped."""
+    It stops early once a clue has had no right answer in 3 or more replies. Unsolved, the clues whose
+    first-ranked answer was right go back to the stock and the others are dropped."""
     if not s.checked:
         return {}
     messages = solve_messages([(d, c) for (d, _), c in zip(s.terms, s.clues)])
+    lengths = [clue_length(c) for c in s.clues]  # as a client reads them off the clues
     replies: list[str] = []
     tokens = 0
     for level, needed in enumerate(SOLVE_SAMPLES, 1):
@@ -180,13 +181,13 @@ async def label(s: FillState, ctx: Any) -> dict[str, Any]:
             tokens += used
         if len(replies) < needed:
             break
-        if vote(replies, len(s.clues)) == s.word:
+        if vote(replies, lengths) == s.word:
             return {"label_tokens": tokens, "solved": True, "difficulty": level}
         if needed > 1 and not _each_answered_right(replies, [t for _, t in s.terms]):
             break  # a later vote would need a plurality for an answer no reply has given yet: not worth the tokens
-    answers = voted_answers(replies, len(s.clues))
+    ranked = ranked_answers(replies, lengths)
     written = _checked([Term(d, t) for d, t in s.terms], s.clues, s.obscurity)
-    kept = [c for i, c in enumerate(written, 1) if answers.get(i) == c.term.word]
+    kept = [c for c, answers in zip(written, ranked) if answers[:1] == [c.term.word]]
     stock_tool(ctx.tools).put(kept)
     note = f"label: no vote of the solver's {len(replies)} replies ({tokens} tokens) found the word; the gate is dropped, {len(kept)} clues it answered right stocked"
     return {"label_tokens": tokens, "solved": False, "notes": [*s.notes, note]}
