@@ -120,15 +120,16 @@ def _solve_request(clues: Sequence[tuple[str, str]]) -> str:
     )
 
 
-def read_answers(text: str) -> dict[int, str]:
-    """A solver's answer to each clue, from its numbered lines ('2. igloo'; a field before it,
-    '2. (buildings) igloo' or '2. buildings: igloo', is dropped)."""
-    found = re.findall(r"^\s*\**(\d+)[.)]\s*(?:\([^)]*\)\s*|[A-Za-z ]+:\s*)?\**\s*([A-Za-z][A-Za-z' -]*)", text, flags=re.MULTILINE)
-    return {int(n): a.strip() for n, a in found}
-
-
-_LINE = re.compile(r"^\s*\**(\d+)[.)]\s*(?:\([^)]*\)\s*|[A-Za-z ]+:\s*)?(.*)$", flags=re.MULTILINE)
+_LINE = re.compile(r"^\s*\**(\d+)[.)]\s*(?:\([^)]*\)\s*|[A-Za-z ]+:\s*)?(.*)$", flags=re.MULTILINE)  # 'N. [field] rest'
+_FIRST = re.compile(r"\**\s*([A-Za-z][A-Za-z' -]*)")
 _LENGTH = re.compile(r"\((\d+)\)\s*$")
+
+
+def read_answers(text: str) -> dict[int, str]:
+    """A solver's first answer to each clue, from its numbered lines ('2. igloo'; a field before it,
+    '2. (buildings) igloo' or '2. buildings: igloo', is dropped)."""
+    found = ((n, _FIRST.match(rest)) for n, rest in _LINE.findall(text))
+    return {int(n): m.group(1).strip() for n, m in found if m}
 
 
 def read_candidates(text: str) -> dict[int, list[str]]:

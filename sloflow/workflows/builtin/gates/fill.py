@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from sloflow.llm.types import GenerateRequest
-from sloflow.planners.gates.prompts import Obscurity, check_messages, clue_length, clue_messages, ranked_answers, read_candidates, read_clue, read_guesses, reply_settings, solve_messages, vote
+from sloflow.planners.gates.prompts import Obscurity, check_messages, clue_length, clue_messages, ranked_answers, read_clue, read_guesses, reply_settings, solve_messages, vote
 from sloflow.planners.gates.puzzle import MAX_LETTERS, MIN_LETTERS, SOLVE_SAMPLES, Term, blank_out, gives_away, hidden_words, normalise, terms_starting, with_length
 from sloflow.workflows.budget import Cost
 from sloflow.workflows.builtin.gates.bank import Clue, GateBank
@@ -97,12 +97,6 @@ async def _clue(ctx: Any, term: Term, obscurity: Obscurity) -> tuple[str | None,
     clue = with_length(clue, term.word)
     reply, checked = await _generate(ctx, check_messages(clue, term.domain), CHECK_TOKENS)
     return (clue if term.word in read_guesses(reply) else None), tokens + checked
-
-
-def _each_answered_right(replies: list[str], terms: list[str]) -> bool:
-    """Whether every clue's term is among the answers of at least one reply."""
-    given = [read_candidates(r) for r in replies]
-    return all(any(t in g.get(i, []) for g in given) for i, t in enumerate(terms, 1))
 
 
 @fill.admit
@@ -183,7 +177,8 @@ async def label(s: FillState, ctx: Any) -> dict[str, Any]:
             break
         if vote(replies, lengths) == s.word:
             return {"label_tokens": tokens, "solved": True, "difficulty": level}
-        if needed > 1 and not _each_answered_right(replies, [t for _, t in s.terms]):
+        given = ranked_answers(replies, lengths)  # a term, having its printed length, is ranked whenever a reply gave it
+        if needed > 1 and not all(t in answers for (_, t), answers in zip(s.terms, given)):
             break  # a later vote would need a plurality for an answer no reply has given yet: not worth the tokens
     ranked = ranked_answers(replies, lengths)
     written = _checked([Term(d, t) for d, t in s.terms], s.clues, s.obscurity)
