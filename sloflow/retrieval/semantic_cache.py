@@ -8,6 +8,7 @@ SQLite, which also keeps the embeddings so the indexes are rebuilt on start. Two
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 import time
@@ -180,6 +181,20 @@ class SemanticCache:
 
     def __len__(self) -> int:
         return sum(self._counts.values())
+
+    def count(self, category: str) -> int:
+        """Entries stored in `category`."""
+        return self._counts.get(category, 0)
+
+    def entries(self, category: str) -> list[CacheHit]:
+        """Every live entry of `category`, oldest first (similarity 0: no request was compared)."""
+        ttl = self.policy(category).ttl_s
+        oldest = -math.inf if ttl is None else self._clock() - ttl
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, request, answer FROM entries WHERE category = ? AND created >= ? ORDER BY id", (category, oldest)
+            ).fetchall()
+        return [CacheHit(key, category, request, answer, 0.0) for key, request, answer in rows]
 
     def _vector(self, request: str, vector: np.ndarray | None) -> np.ndarray:
         if vector is not None:

@@ -6,6 +6,7 @@ for citations by label, and the citations read back from the answer.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from typing import Any
 
 from sloflow.llm.types import Message
 
-EVIDENCE_CHARS = 4000  # about 1,000 tokens over all evidence: its prefill stays a few seconds on a CPU
+EVIDENCE_CHARS = 2400  # about 900 tokens of JSON over all evidence (2.7 characters a token): the answer prompt's new prefill
 _QUOTABLE = 40  # characters: a value longer than this is a passage, not something an answer quotes
 _CITATION = re.compile(r"\[(var\d+|step\d+)(?:\.[^\]\s]*)?\]")  # [var1], or a field of it: [var1.status]
 
@@ -29,22 +30,103 @@ class Evidence:
     output: Any = None
     error: str | None = None
 
-    def describe(self, chars: int) -> str:
+    def describe(self, chars: int, question: str = "") -> str:
         args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in self.arguments.items())
         head = f"[{self.label}] {self.source}({args})"
         if self.error is not None:
             # Worded as the call's fault: a refused argument says nothing about the question's subject.
             return f"{head}: not answered (the call was refused: {self.error[:200]})"
-        return f"{head}:\n{compact(self.output, chars)}"
+        return f"{head}:\n{compact(self.output, chars, question)}"
 
 
-def compact(output: Any, chars: int) -> str:
-    """A short text form of an output: search hits as their texts, anything else as JSON, cut to `chars`."""
+def compact(output: Any, chars: int, question: str = "") -> str:
+    """A short text form of an output: search hits as their texts, anything else as JSON, within `chars`.
+
+    JSON over `chars` first loses the entries least related to `question` (`focus`), then its tail.
+    """
     if isinstance(output, list) and output and all(isinstance(h, dict) and "text" in h for h in output):
         text = "\n".join(f"- ({h.get('doc_id', '')}) {h['text']}" for h in output)
+    elif isinstance(output, str):
+        text = output
     else:
-        text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False, separators=(",", ":"))
+        text = _json(focus(output, question, chars) if question else output)
     return text if len(text) <= chars else text[: max(chars - 3, 0)] + "..."
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def focus(output: Any, question: str, chars: int) -> Any:
+    """`output` pruned to about `chars` of JSON: from its largest list or object, the entries that
+    share the fewest words with `question` go first (the later among equals), until it fits or
+    nothing but one entry a collection and short values is left.
+
+    A product's variants, a user's payment methods or an order's items are such collections: the
+    question names the variant or item it is about, so what is left is what the answer can use,
+    where cutting the text's tail keeps whichever came first. Short values (ids, names, statuses)
+    are never dropped. A marker says how many entries went.
+    """
+    words = {w for w in re.findall(r"[a-z0-9]+", question.casefold()) if len(w) > 2}
+    value = copy.deepcopy(output)
+    while (excess := len(_json(value)) - chars) > 0:
+        node = _largest_collection(value)
+        if node is None:
+            break
+        _drop_least_related(node, words, excess)
+    return value
+
+
+_MORE = "more"  # the marker: a key of an object ("3 entries"), or the last item of a list ("3 more")
+
+
+def _entries(node: dict[str, Any] | list[Any]) -> list[Any]:
+    """The droppable entries of a collection (keys of an object, indexes of a list): those longer
+    than a quotable value. Ids, names, statuses and the markers stay."""
+    keys = [k for k in node if k != _MORE] if isinstance(node, dict) else range(len(node))
+    return [k for k in keys if len(_json(node[k])) > _QUOTABLE]
+
+
+def _largest_collection(value: Any) -> dict[str, Any] | list[Any] | None:
+    """The list or object with at least two droppable entries whose JSON is longest, or None."""
+    best, size = None, -1
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (dict, list)):
+            stack.extend(node.values() if isinstance(node, dict) else node)
+            if len(_entries(node)) >= 2 and (n := len(_json(node))) > size:
+                best, size = node, n
+    return best
+
+
+def _drop_least_related(node: dict[str, Any] | list[Any], words: set[str], excess: int) -> None:
+    """Drop the entries of `node` least related to `words` until about `excess` characters went (one stays)."""
+    entries = _entries(node)
+    # Characters each entry takes in the JSON: its value, its key in an object, and a comma.
+    sizes = {k: len(_json(node[k])) + (len(_json(k)) + 2 if isinstance(node, dict) else 1) for k in entries}
+
+    def related(key: Any) -> int:
+        text = _json(node[key]).casefold() + (f" {key}".casefold() if isinstance(node, dict) else "")
+        return sum(w in text for w in words)
+
+    ranked = sorted(reversed(entries), key=related)  # fewest shared words first; the later among equals
+    dropped, freed = [], 0
+    for key in ranked[:-1]:
+        if freed >= excess:
+            break
+        dropped.append(key)
+        freed += sizes[key]
+    if isinstance(node, dict):
+        gone = int(str(node.pop(_MORE, "0")).split()[0]) + len(dropped)
+        for key in dropped:
+            del node[key]
+        node[_MORE] = f"{gone} entries"
+    else:
+        had = node.pop() if node and isinstance(node[-1], str) and node[-1].endswith(f" {_MORE}") else f"0 {_MORE}"
+        for index in sorted(dropped, reverse=True):
+            del node[index]
+        node.append(f"{int(had.split()[0]) + len(dropped)} {_MORE}")
 
 
 ANSWER_INSTRUCTIONS = (
@@ -65,7 +147,7 @@ def answer_messages(
     the worker keeps the planner's instructions and sources cached for the next request.
     """
     each = max(total_chars // max(len(evidence), 1), 200)
-    shown = "\n\n".join(e.describe(each) for e in evidence) or "(no evidence was gathered)"
+    shown = "\n\n".join(e.describe(each, question) for e in evidence) or "(no evidence was gathered)"
     ask = f"Evidence:\n{shown}\n\nQuestion: {question.strip()}"
     if conversation:
         return [*conversation, Message(role="user", content=f"The calls ran. {ANSWER_INSTRUCTIONS} Write prose, not JSON.\n\n{ask}")]

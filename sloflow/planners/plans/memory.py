@@ -23,6 +23,8 @@ from sloflow.retrieval.semantic_cache import CachePolicy, SemanticCache
 DEFAULT_POLICY = CachePolicy(threshold=0.9, ttl_s=None, quota=2000)
 _SAME = 0.999  # cosine similarity at which two requests count as the same text
 _CANDIDATES = 4  # nearest plans looked at per example wanted, to find k of different shapes
+ALL_SHAPES = 8  # a category with at most this many plan shapes shows them all, in a prompt that stays cached
+_SCAN = 64  # stored plans read to count a category's shapes; more than that counts as many
 
 
 def memory_category(namespace: str, sources: Iterable[Any]) -> str:
@@ -66,6 +68,25 @@ class PlanMemory:
             chosen.setdefault(plan_shape(plan), PlanExample(hit.request, plan, hit.similarity))
         return list(chosen.values())[:k]
 
+    def every_shape(self, namespace: str, sources: Iterable[Any], most: int = ALL_SHAPES) -> list[PlanExample] | None:
+        """Each plan shape of this namespace and source set once (its first stored plan), in the
+        order stored, or None when there are more than `most` shapes (or nothing stored).
+
+        The same examples whatever the request: a planner prompt made of them is prefilled once per
+        worker and then served from its prompt cache, where examples chosen per request are new
+        prefill every time.
+        """
+        category = memory_category(namespace, sources)
+        if not 0 < self.cache.count(category) <= _SCAN:
+            return None
+        first: dict[str, PlanExample] = {}
+        for hit in self.cache.entries(category):
+            plan = parse_plan(hit.answer)
+            first.setdefault(plan_shape(plan), PlanExample(hit.request, plan, hit.similarity))
+            if len(first) > most:
+                return None
+        return list(first.values())
+
 
 def plan_shape(plan: Plan) -> str:
     """A plan with its literal argument values blanked: sources, argument names and references remain."""
@@ -90,3 +111,7 @@ class TenantPlanMemory:
     def examples(self, namespace: str, request: str, sources: Iterable[Any], k: int = 3, min_similarity: float = 0.0) -> list[PlanExample]:
         """`PlanMemory.examples` within this tenant."""
         return self.memory.examples(self._ns(namespace), request, sources, k, min_similarity)
+
+    def every_shape(self, namespace: str, sources: Iterable[Any], most: int = ALL_SHAPES) -> list[PlanExample] | None:
+        """`PlanMemory.every_shape` within this tenant."""
+        return self.memory.every_shape(self._ns(namespace), sources, most)

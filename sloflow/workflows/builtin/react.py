@@ -72,7 +72,7 @@ def _messages(s: ReactState, sources: list[Any]) -> list[Message]:
     for step in s.steps:
         action = {"thought": step["thought"], "name": step["source"], "arguments": step["arguments"]}
         out.append(Message(role="assistant", content=json.dumps(action, ensure_ascii=False)))
-        seen = f"failed: {step['error']}" if step.get("error") else compact(step.get("output"), OBSERVATION_CHARS)
+        seen = f"failed: {step['error']}" if step.get("error") else compact(step.get("output"), OBSERVATION_CHARS, s.question)
         out.append(Message(role="user", content=f"Observation [{step['label']}]: {seen}"))
     return out
 

@@ -3,7 +3,8 @@
     plan (one call; one repair; else the default plan) -> execute (the plan as a DAG) -> answer (one call)
 
 The planner sees the registered sources (indexes, `sql:DB`, `schema:DB`, functions) and, from
-plan memory, the plans of the most similar earlier requests (IC-Cache's idea). Stages reach the
+plan memory, the plans of earlier requests (IC-Cache's idea: every stored plan shape while they are
+few, in a prompt that stays cached; else the most similar). Stages reach the
 sources only through run tools: `catalog()`, `call(name, args)` and `plan_memory`; see `tools()`.
 At the run's deadline the call in flight is cancelled: planning falls back to the default plan,
 and the answer says which evidence was gathered.
@@ -38,7 +39,7 @@ class ReaperState(BaseModel):
     sources: list[str] | None = Field(None, description="the sources the plan may call; unset: every registered source")
     namespace: str = Field("default", min_length=1, max_length=128, description="plan memory is kept per namespace")
     memory: bool = Field(True, description="use and extend plan memory")
-    examples_k: int = Field(3, ge=0, le=8, description="stored plans shown to the planner")
+    examples_k: int = Field(3, ge=0, le=8, description="nearest stored plans shown to the planner when memory holds too many plan shapes to show all; 0: none")
     models: dict[Literal["plan", "answer"], str] = Field(default_factory=dict, description="a model per LLM stage")
 
     plan: list[dict[str, Any]] = Field(default_factory=list)
@@ -101,12 +102,12 @@ def chosen_sources(s: ReaperState, ctx: Any) -> list[Any]:
 
 @reaper.stage(cost=Cost(calls=1, prompt=900, output=120))
 async def plan(s: ReaperState, ctx: Any) -> dict[str, Any]:
-    """The whole plan in one generation, with the nearest stored plans as examples."""
+    """The whole plan in one generation, with stored plans as examples (`stored_examples`)."""
     sources = chosen_sources(s, ctx)
     memory = tool(ctx, "plan_memory") if s.memory else None
     examples = []
     if memory is not None and s.examples_k:
-        examples = await asyncio.to_thread(memory.examples, s.namespace, s.question, sources, s.examples_k)
+        examples = await asyncio.to_thread(stored_examples, memory, s, sources)
     planned = await make_plan(ctx.llm, s.question, sources, examples, model=s.models.get("plan"))
     count_outcome("reaper", f"plan_{planned.outcome}")
     return {
@@ -116,6 +117,18 @@ async def plan(s: ReaperState, ctx: Any) -> dict[str, Any]:
         "examples_used": len(examples),
         "notes": [*s.notes, *planned.notes],
     }
+
+
+def stored_examples(memory: Any, s: ReaperState, sources: list[Any]) -> list[Any]:
+    """Every stored plan shape while memory holds few (the same examples for every question, in a
+    planner prompt that each worker prefills once and keeps in its prompt cache), else the
+    `examples_k` nearest (new prefill for each question).
+
+    Measured on tau2 retail (21 stored plans, 6 shapes): the plan prompt's prefill fell from about
+    15 s to about 1.4 s a request; adding the nearest plan beside the question lost evidence recall.
+    """
+    every = memory.every_shape(s.namespace, sources)
+    return every if every is not None else memory.examples(s.namespace, s.question, sources, s.examples_k)
 
 
 @reaper.stage(cost=Cost(seconds=0.2))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sloflow.planners.plans.evidence import Evidence, answer_messages, citations
+import json
+
+from sloflow.planners.plans.evidence import Evidence, answer_messages, citations, compact
 
 ORDER = Evidence("var1", "get_order", {"order_id": "#W1001"}, {"order_id": "#W1001", "status": "delivered", "items": [{"price": 102.35}]})
 POLICY = Evidence("var2", "policy", {"query": "returns"}, [{"doc_id": "policy", "text": "Delivered items may be returned within 30 days of delivery, unopened."}])
@@ -22,3 +24,29 @@ def test_without_brackets_the_evidence_whose_short_values_the_answer_quotes() ->
 def test_a_refused_call_is_shown_as_not_answered_not_as_a_fact() -> None:
     prompt = answer_messages("Can I return #W1001?", [ORDER, REFUSED])[-1].content
     assert "[var3] find_user_id_by_email" in prompt and "not answered (the call was refused" in prompt
+
+
+PRODUCT = {
+    "name": "Mechanical Keyboard",
+    "product_id": "1656367028",
+    "variants": {
+        f"{n}": {"item_id": f"{n}", "options": {"switch type": switch, "backlight": light, "size": size}, "available": True, "price": 200 + n}
+        for n, (switch, light, size) in enumerate(
+            [("linear", "none", "80%"), ("tactile", "white", "60%"), ("clicky", "RGB", "full size"), ("linear", "RGB", "60%"), ("tactile", "none", "full size")]
+        )
+    },
+}
+
+
+def test_an_output_over_its_share_keeps_the_entries_the_question_speaks_of() -> None:
+    text = compact(PRODUCT, 260, "Is there one with clicky switches and RGB backlight?")
+    kept = json.loads(text)
+    # The short values stay, the matching variant stays, and a marker counts what went.
+    assert kept["name"] == "Mechanical Keyboard" and kept["product_id"] == "1656367028"
+    assert "2" in kept["variants"] and kept["variants"]["more"].startswith(("3 ", "4 "))
+    assert len(text) <= 260
+
+
+def test_without_a_question_or_within_its_share_an_output_is_its_json() -> None:
+    assert compact(PRODUCT, 10_000, "clicky") == json.dumps(PRODUCT, separators=(",", ":"))
+    assert compact(PRODUCT, 100).endswith("...") and len(compact(PRODUCT, 100)) == 100

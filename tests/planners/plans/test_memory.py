@@ -67,3 +67,21 @@ def test_a_given_semantic_cache_is_the_store_and_its_other_categories_stay_out(e
     assert memory.cache is cache and memory.examples("acme", "how do I descale my coffee machine?", SOURCES) == []
     memory.remember("acme", "how do I descale my coffee machine?", plan_for("descale"), SOURCES)
     assert len(cache) == 2 and [e.plan for e in memory.examples("acme", "descaling the coffee machine", SOURCES)] == [plan_for("descale")]
+
+
+def test_a_few_shapes_come_back_all_in_stored_order_and_many_do_not(embedder: Embedder) -> None:
+    memory = PlanMemory(embedder=embedder)
+    memory.remember("acme", "which laptops have the longest battery life?", plan_for("laptop battery", "sql:shop"), SOURCES)
+    memory.remember("acme", "how do I descale my coffee machine?", plan_for("descale coffee machine"), SOURCES)
+    memory.remember("acme", "how do I descale my espresso maker?", plan_for("descale espresso maker"), SOURCES)
+    memory.remember("acme", "what is the warranty on the kettle?", plan_for("kettle warranty", "reviews"), SOURCES)
+    # The same examples, in the order stored, whatever the request: a prompt that stays cached.
+    every = memory.every_shape("acme", SOURCES)
+    assert every is not None
+    assert [e.request for e in every] == [
+        "which laptops have the longest battery life?",
+        "how do I descale my coffee machine?",  # the first of its shape
+        "what is the warranty on the kettle?",
+    ]
+    assert memory.every_shape("acme", SOURCES, most=2) is None
+    assert memory.every_shape("globex", SOURCES) is None
