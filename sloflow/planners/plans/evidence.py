@@ -77,13 +77,19 @@ def focus(output: Any, question: str, chars: int) -> Any:
     return value
 
 
-_MORE = "more"  # the marker: a key of an object ("3 entries"), or the last item of a list ("3 more")
+_MARK = "…"  # the marker of dropped entries: a key of an object, or the start of a list's last item
+
+
+def _marked(value: Any) -> int:
+    """How many entries a marker says went (0 for anything that is not a marker)."""
+    found = re.fullmatch(r"… (\d+) more", value) if isinstance(value, str) else None
+    return int(found.group(1)) if found else 0
 
 
 def _entries(node: dict[str, Any] | list[Any]) -> list[Any]:
     """The droppable entries of a collection (keys of an object, indexes of a list): those longer
     than a quotable value. Ids, names, statuses and the markers stay."""
-    keys = [k for k in node if k != _MORE] if isinstance(node, dict) else range(len(node))
+    keys = [k for k in node if k != _MARK] if isinstance(node, dict) else range(len(node))
     return [k for k in keys if len(_json(node[k])) > _QUOTABLE]
 
 
@@ -118,15 +124,15 @@ def _drop_least_related(node: dict[str, Any] | list[Any], words: set[str], exces
         dropped.append(key)
         freed += sizes[key]
     if isinstance(node, dict):
-        gone = int(str(node.pop(_MORE, "0")).split()[0]) + len(dropped)
+        gone = _marked(node.pop(_MARK, None)) + len(dropped)
         for key in dropped:
             del node[key]
-        node[_MORE] = f"{gone} entries"
+        node[_MARK] = f"{_MARK} {gone} more"
     else:
-        had = node.pop() if node and isinstance(node[-1], str) and node[-1].endswith(f" {_MORE}") else f"0 {_MORE}"
+        gone = (_marked(node.pop()) if node and _marked(node[-1]) else 0) + len(dropped)
         for index in sorted(dropped, reverse=True):
             del node[index]
-        node.append(f"{int(had.split()[0]) + len(dropped)} {_MORE}")
+        node.append(f"{_MARK} {gone} more")
 
 
 ANSWER_INSTRUCTIONS = (

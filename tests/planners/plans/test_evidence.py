@@ -43,8 +43,16 @@ def test_an_output_over_its_share_keeps_the_entries_the_question_speaks_of() -> 
     kept = json.loads(text)
     # The short values stay, the matching variant stays, and a marker counts what went.
     assert kept["name"] == "Mechanical Keyboard" and kept["product_id"] == "1656367028"
-    assert "2" in kept["variants"] and kept["variants"]["more"].startswith(("3 ", "4 "))
+    assert "2" in kept["variants"] and kept["variants"]["…"] in ("… 3 more", "… 4 more")
     assert len(text) <= 260
+
+
+def test_a_list_keeps_the_item_asked_about_and_one_count_of_the_rest() -> None:
+    names = ["kettle", "toaster", "blender", "mixer", "grill", "fryer"]
+    order = {"more": "a field, not a marker", "items": [{"name": name, "notes": "x" * 60} for name in names]}
+    kept = json.loads(compact(order, 200, "Is the grill in my order?"))
+    assert kept["more"] == "a field, not a marker"
+    assert kept["items"][0]["name"] == "grill" and kept["items"][-1] == "… 5 more"
 
 
 def test_without_a_question_or_within_its_share_an_output_is_its_json() -> None:
