@@ -86,11 +86,12 @@ def _marked(value: Any) -> int:
     return int(found.group(1)) if found else 0
 
 
-def _entries(node: dict[str, Any] | list[Any]) -> list[Any]:
-    """The droppable entries of a collection (keys of an object, indexes of a list): those longer
-    than a quotable value. Ids, names, statuses and the markers stay."""
+def _entries(node: dict[str, Any] | list[Any]) -> dict[Any, str]:
+    """The droppable entries of a collection (keys of an object, indexes of a list) with their JSON:
+    those longer than a quotable value. Ids, names, statuses and the markers stay."""
     keys = [k for k in node if k != _MARK] if isinstance(node, dict) else range(len(node))
-    return [k for k in keys if len(_json(node[k])) > _QUOTABLE]
+    texts = {k: _json(node[k]) for k in keys}
+    return {k: text for k, text in texts.items() if len(text) > _QUOTABLE}
 
 
 def _largest_collection(value: Any) -> dict[str, Any] | list[Any] | None:
@@ -109,30 +110,29 @@ def _largest_collection(value: Any) -> dict[str, Any] | list[Any] | None:
 def _drop_least_related(node: dict[str, Any] | list[Any], words: set[str], excess: int) -> None:
     """Drop the entries of `node` least related to `words` until about `excess` characters went (one stays)."""
     entries = _entries(node)
-    # Characters each entry takes in the JSON: its value, its key in an object, and a comma.
-    sizes = {k: len(_json(node[k])) + (len(_json(k)) + 2 if isinstance(node, dict) else 1) for k in entries}
+    is_object = isinstance(node, dict)
 
     def related(key: Any) -> int:
-        text = _json(node[key]).casefold() + (f" {key}".casefold() if isinstance(node, dict) else "")
+        text = entries[key].casefold() + (f" {key}".casefold() if is_object else "")
         return sum(w in text for w in words)
 
-    ranked = sorted(reversed(entries), key=related)  # fewest shared words first; the later among equals
     dropped, freed = [], 0
-    for key in ranked[:-1]:
+    for key in sorted(reversed(entries), key=related)[:-1]:  # fewest shared words first; the later among equals
         if freed >= excess:
             break
         dropped.append(key)
-        freed += sizes[key]
-    if isinstance(node, dict):
-        gone = _marked(node.pop(_MARK, None)) + len(dropped)
-        for key in dropped:
-            del node[key]
-        node[_MARK] = f"{_MARK} {gone} more"
+        freed += len(entries[key]) + (len(_json(key)) + 2 if is_object else 1)  # the value, its key and a comma
+    if is_object:
+        earlier = node.pop(_MARK, None)
     else:
-        gone = (_marked(node.pop()) if node and _marked(node[-1]) else 0) + len(dropped)
-        for index in sorted(dropped, reverse=True):
-            del node[index]
-        node.append(f"{_MARK} {gone} more")
+        earlier = node.pop() if node and _marked(node[-1]) else None
+    for key in sorted(dropped, reverse=True):  # list indexes from the back, so the others stay put
+        del node[key]
+    marker = f"{_MARK} {_marked(earlier) + len(dropped)} more"
+    if is_object:
+        node[_MARK] = marker
+    else:
+        node.append(marker)
 
 
 ANSWER_INSTRUCTIONS = (
