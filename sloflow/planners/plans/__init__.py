@@ -1,7 +1,8 @@
 """REAPER-style retrieval planning without a model: plans, validation, a DAG executor, plan memory, prompts.
 
 A planner writes the whole plan in one generation (`prompts`, constrained by `grammar`);
-`validate_plan` checks it, one repair follows, else `default_plan`; `execute_plan` runs it.
+`closing` stops its generation where the rest would not change what runs; `validate_plan`
+checks it, one repair follows, else `default_plan`; `execute_plan` runs it.
 `PlanMemory` (in `memory`, not imported here: it loads FAISS) supplies past plans as examples.
 """
 

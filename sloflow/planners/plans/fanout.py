@@ -5,21 +5,16 @@ one step with `"$var2.items.id$"` means every item (the executor fans it out). E
 only the items the planner happened to write, and runs on until the step limit; one fan-out step
 covers the list whatever its length. Indexes may count up from 0 or down from -1 (the last item
 first). A step that repeats an earlier one exactly (a small model looping) is dropped as well, its
-label standing for the earlier step's.
-
-`close_at_repeat` watches a plan as it is generated and closes it at the first such repeat: a
-greedy small model that starts enumerating does it until the step limit, and every step it writes
-costs decode time for nothing the fan-out step does not already cover.
+label standing for the earlier step's. (`closing.close_at_repeat` stops a plan being written at
+its first such step.)
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
-from sloflow.errors import SloflowError
-from sloflow.planners.plans.plan import Plan, Step, parse_plan
+from sloflow.planners.plans.plan import Plan, Step
 from sloflow.planners.plans.references import REFERENCE, whole_reference
 
 _INDEXED = re.compile(r"^(?P<head>\$[A-Za-z_][A-Za-z0-9_]*(?:\.[^.$\s]+)*?)\.(?P<n>-?\d+)(?P<tail>(?:\.[^.$\s]+)*)\$$")
@@ -48,38 +43,6 @@ def collapse_enumerations(plan: Plan) -> tuple[Plan, list[str]]:
         return plan, []
     steps = [Step(name=s.name, arguments=_relabel(s.arguments, renamed), label=s.label) for s in steps]
     return Plan(steps=steps), sorted(renamed, key=lambda label: (len(label), label))
-
-
-def close_at_repeat(text: str) -> str | None:
-    """The plan generated so far, closed after its last whole step, once that step repeats an earlier
-    one or enumerates the next item of a list; None while it does not (generation goes on)."""
-    if not text.rstrip().endswith("}"):  # called per token: parse only when a step may just have closed
-        return None
-    steps = _whole_steps(text)
-    if len(steps) < 2:
-        return None
-    try:
-        _, folded = collapse_enumerations(parse_plan(steps))
-    except SloflowError:
-        return None  # not steps yet: validation will say what is wrong
-    return json.dumps(steps, ensure_ascii=False) if folded else None
-
-
-def _whole_steps(text: str) -> list[Any]:
-    """The complete JSON objects at the start of a JSON list that is still being written."""
-    decoder = json.JSONDecoder()
-    i = text.find("[") + 1
-    steps: list[Any] = []
-    if i == 0:
-        return steps
-    while True:
-        while i < len(text) and text[i] in " \t\n\r,":
-            i += 1
-        try:
-            step, i = decoder.raw_decode(text, i)
-        except ValueError:
-            return steps
-        steps.append(step)
 
 
 def _enumeration(steps: list[Step], start: int) -> list[tuple[str, str]]:

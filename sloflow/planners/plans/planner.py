@@ -21,7 +21,8 @@ from sloflow.llm.types import Message
 from sloflow.planners.plans.catalog import PlanSource, plan_sources
 from sloflow.planners.plans.coverage import cover_asked_indexes
 from sloflow.planners.plans.default import default_plan
-from sloflow.planners.plans.fanout import close_at_repeat, collapse_enumerations
+from sloflow.planners.plans.closing import close_plan
+from sloflow.planners.plans.fanout import collapse_enumerations
 from sloflow.planners.plans.grammar import plan_json_schema
 from sloflow.planners.plans.grounding import ground_values
 from sloflow.planners.plans.lookups import drop_held_lookups
@@ -89,7 +90,7 @@ async def _make_plan(
             else repair_prompt(question, known, _text(previous), problems, examples)
         )
         try:
-            previous = await llm.json(messages, schema=schema, max_tokens=max_tokens, model=model, cut=close_at_repeat)
+            previous = await llm.json(messages, schema=schema, max_tokens=max_tokens, model=model, cut=close_plan)
         except DeadlineExceeded:
             notes.append(f"planning: the deadline passed during the {attempt}; the default plan ran instead")
             return Planned(default_plan(question, known), "default", attempts, notes)

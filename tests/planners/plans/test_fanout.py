@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sloflow.planners.plans.fanout import close_at_repeat, collapse_enumerations
+from sloflow.planners.plans.fanout import collapse_enumerations
 from sloflow.planners.plans.plan import parse_plan
 
 
@@ -58,16 +58,3 @@ def test_steps_that_only_look_alike_are_kept() -> None:
     for steps in kept:
         plan = parse_plan([*steps, {"name": "var_result", "arguments": {"r": "$var1$"}}])
         assert collapse_enumerations(plan) == (plan, [])
-
-
-def test_a_plan_being_written_is_closed_at_its_first_repeat() -> None:
-    first = '[{"label": "var1", "name": "get_order", "arguments": {"order_id": "#A1"}}, '
-    second = '{"label": "var2", "name": "get_item", "arguments": {"sku": "$var1.items.0.sku$"}}'
-    assert close_at_repeat(first) is None and close_at_repeat(first + second[:30]) is None
-    assert close_at_repeat(first + second + ", ") is None  # a different step: go on
-    third = ', {"label": "var3", "name": "get_item", "arguments": {"sku": "$var1.items.1.sku$"}}'
-    closed = close_at_repeat(first + second + third)
-    assert closed is not None and [s["label"] for s in json.loads(closed)] == ["var1", "var2", "var3"]
-    assert [s.label for s in collapse_enumerations(parse_plan(json.loads(closed)))[0].steps] == ["var1", "var2"]
-    again = ', {"label": "var3", "name": "get_order", "arguments": {"order_id": "#A1"}}'  # an exact repeat
-    assert close_at_repeat(first + second + again) is not None

@@ -25,7 +25,8 @@ GOOD_PLAN = [
     {"name": "get_order_details", "arguments": {"order_id": "#W1001"}, "label": "var1"},
     {"name": POLICY_INDEX, "arguments": {"query": "return a $var1.status$ order", "k": 2}, "label": "var2"},
     {"name": "get_product_details", "arguments": {"product_id": "$var1.items.product_id$"}, "label": "var3"},
-    {"name": "var_result", "arguments": {"order": "$var1$", "policy": "$var2$", "products": "$var3$"}},
+    # The planner stops decoding when var_result opens and writes it over every call, keyed by label.
+    {"name": "var_result", "arguments": {"var1": "$var1$", "var2": "$var2$", "var3": "$var3$"}},
 ]
 QUESTION = "What is the status of order #W1001 and can I still return it?"
 
@@ -138,14 +139,14 @@ async def test_when_the_repair_fails_too_the_sound_part_of_the_plan_runs(retail:
         GOOD_PLAN[0],
         {"name": POLICY_INDEX, "arguments": {"query": "returns $var2$"}, "label": "var2"},
         {"name": "get_product_details", "arguments": {"product_id": "$var2.0.text$"}, "label": "var3"},
-        {"name": "var_result", "arguments": {"order": "$var1$", "policy": "$var2$"}},
+        {"name": "var_result", "arguments": {"var1": "$var1$", "var2": "$var2$"}},
     ]
     run = await runtime(Scripted([broken, broken]), retail, None).run("reaper", {"question": QUESTION, "memory": False}, slo=60)
     out = run.output
     assert run.status is RunStatus.succeeded and out["plan_outcome"] == "repaired"
     # The policy search went with var2; the question asks about returns, so it comes back as a search of the question.
     search = {"label": "var2", "name": POLICY_INDEX, "arguments": {"query": QUESTION, "k": 3}}
-    assert out["plan"] == [GOOD_PLAN[0], search, {"name": "var_result", "arguments": {"order": "$var1$", POLICY_INDEX: "$var2$"}}]
+    assert out["plan"] == [GOOD_PLAN[0], search, {"name": "var_result", "arguments": {"var1": "$var1$", POLICY_INDEX: "$var2$"}}]
     assert [(c["label"], c["status"]) for c in out["calls"]] == [("var1", "ok"), ("var2", "ok")]
     assert any("sound part" in n and "var2, var3" in n for n in out["notes"])
     assert any(f"searches {POLICY_INDEX}" in n for n in out["notes"])
