@@ -18,7 +18,10 @@ evaluated, odd ones are earlier sessions): plan memory is warmed with the odd cu
 calls written as plans (`plan_from_calls`: ids taken from earlier outputs become references), and
 is not extended while the even customers' requests run, so no request sees its own customer's
 plan. `reaper` and then `react` answer every evaluated request with the same model, one at a time.
-Evidence recall = the share of gold read calls executed with equal arguments. With `--busy` the
+Evidence recall = the share of gold read calls executed with equal arguments. Where a task lists
+what the agent must tell the customer (`communicate_info`: a price, a count, a tracking number),
+the answers are scored by the share of those values they state: a check of the answers, not only
+of the evidence. With `--busy` the
 retail part runs with `smollm2-135m` generating on one core beside it (`bench.load`), as another
 worker would: both workflows' latencies are then measured on a busy machine.
 """
@@ -29,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import statistics
 import tempfile
 import time
@@ -272,6 +276,17 @@ def evidence_recall(executed: list[dict[str, Any]], gold: list[dict[str, Any]], 
     return found / len(gold)
 
 
+def info_stated(answer: str, info: list[str]) -> float:
+    """The share of the values the customer must be told (tau2's `communicate_info`) that `answer` states.
+
+    A number counts written with or without thousands separators and a currency sign, and only as a
+    whole number ("10" is not found in "$10.50" or "100").
+    """
+    said = re.sub(r"(?<=\d),(?=\d{3})", "", answer.casefold()).replace("$", "")
+    found = sum(1 for value in info if re.search(rf"(?<![\w.]){re.escape(value.casefold().replace(',', '').replace('$', ''))}(?![\w]|\.\d)", said))
+    return found / len(info)
+
+
 def reachable_share(request: str, trace: list[tuple[str, dict[str, Any], Any]], listing: Any) -> float:
     """The share of gold calls whose argument values the request, the product listing or another reachable gold call's output holds.
 
@@ -315,7 +330,9 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
         policy = folder / "policy.md"
         if policy.exists():
             sources.indexes.create(POLICY_INDEX, IndexConfig(faiss_kind="flat", description="the store's policy")).add_documents([Document("policy", policy.read_text())])
-        evaluated, warm = split_by_customer(retail_requests(json.loads(tasks_file.read_text())), store)
+        tasks = json.loads(tasks_file.read_text())
+        evaluated, warm = split_by_customer(retail_requests(tasks), store)
+        told = {str(t["id"]): t["evaluation_criteria"].get("communicate_info") or [] for t in tasks}
         listing = store.list_all_product_types()  # for the reachable share: every product id a plan could find
         requests = evaluated[:limit]
         memory = FrozenPlanMemory()
@@ -326,7 +343,7 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
         registry.add(react.react)
         runtime = Runtime(MemoryRunStore(), None, client=client, tools=reaper.tools(sources, memory), registry=registry)
         say(f"retail: {len(requests)} of {len(evaluated)} requests of even customers run; memory warmed with the gold calls of {len(warm)} requests of odd customers")
-        figures: dict[str, dict[str, list[float]]] = {w: {"recall": [], "recall_repeats": [], "seconds": [], "calls": [], "met": [], "prefill": [], "decode": [], "floor": []} for w in ("reaper", "react")}
+        figures: dict[str, dict[str, list[float]]] = {w: {"recall": [], "recall_repeats": [], "info": [], "seconds": [], "calls": [], "met": [], "prefill": [], "decode": [], "floor": []} for w in ("reaper", "react")}
         # One workflow over every request, then the other: a worker serving one workflow keeps its
         # prompts' shared prefix cached, which alternating the two would evict at every request.
         for workflow in ("reaper", "react"):
@@ -339,6 +356,8 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
                 f = figures[workflow]
                 f["recall"].append(recall)
                 f["recall_repeats"].append(evidence_recall(calls, gold, repeats=True))
+                if told[task_id]:
+                    f["info"].append(info_stated(str((run.output or {}).get("answer") or ""), told[task_id]))
                 f["seconds"].append(seconds)
                 f["calls"].append(client.calls[run.id])
                 f["met"].append(float(bool(run.deadline_met)))
@@ -358,6 +377,10 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
         "react_evidence_recall": round(statistics.fmean(figures["react"]["recall"]), 4),
         "retail_evidence_recall_repeats": round(statistics.fmean(figures["reaper"]["recall_repeats"]), 4),
         "react_evidence_recall_repeats": round(statistics.fmean(figures["react"]["recall_repeats"]), 4),
+        # the answers: the share of what the customer must be told that they state (tasks that list it)
+        "retail_answer_info_items": len(figures["reaper"]["info"]),
+        "retail_answer_info_stated": round(statistics.fmean(figures["reaper"]["info"]), 4) if figures["reaper"]["info"] else None,
+        "react_answer_info_stated": round(statistics.fmean(figures["react"]["info"]), 4) if figures["react"]["info"] else None,
         # the most any plan could recall: gold values the request or earlier gold outputs hold
         "retail_evidence_recall_reachable": round(statistics.fmean(reachable_share(r, trace, listing) for _, r, _, trace in requests), 4),
         "p50_latency_ratio_react_over_reaper": round(p50["react"] / p50["reaper"], 2),
