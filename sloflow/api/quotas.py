@@ -8,6 +8,7 @@ used, and lowers the priority of a tenant whose plan allows only background call
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -147,7 +148,8 @@ class MeteredClient:
 
     async def stream(self, request: GenerateRequest, ctx: CallContext) -> AsyncIterator[Chunk]:
         ctx = self._admit(request, ctx)
-        async for chunk in self.inner.stream(request, ctx):
-            if chunk.completion is not None:
-                self._count(ctx, chunk.completion)
-            yield chunk
+        async with contextlib.aclosing(self.inner.stream(request, ctx)) as chunks:
+            async for chunk in chunks:
+                if chunk.completion is not None:
+                    self._count(ctx, chunk.completion)
+                yield chunk

@@ -80,11 +80,12 @@ class CountingClient(DirectClient):
         self.calls[ctx.run_id] += 1
         start, first, pieces, done = time.perf_counter(), None, 0, None
         try:
-            async for chunk in super().stream(request, ctx):
-                if chunk.text:
-                    first, pieces = first or time.perf_counter(), pieces + 1
-                done = chunk.completion or done
-                yield chunk
+            async with contextlib.aclosing(super().stream(request, ctx)) as chunks:
+                async for chunk in chunks:
+                    if chunk.text:
+                        first, pieces = first or time.perf_counter(), pieces + 1
+                    done = chunk.completion or done
+                    yield chunk
         finally:
             end = time.perf_counter()
             # A stream closed early has no completion: its tokens are its pieces (one per token here).

@@ -7,6 +7,7 @@ process; the scheduler provides a client that dispatches to Ray workers by urgen
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -117,5 +118,6 @@ class DirectClient:
 
     async def stream(self, request: GenerateRequest, ctx: CallContext) -> AsyncIterator[Chunk]:
         ensure_time_left(ctx)
-        async for chunk in self.backend.stream(request):
-            yield chunk
+        async with contextlib.aclosing(self.backend.stream(request)) as chunks:  # closed with this stream, not at GC
+            async for chunk in chunks:
+                yield chunk

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import asyncio
 import json
 from collections.abc import AsyncIterator
@@ -125,8 +126,9 @@ class _LazyClient:
         return await self._client().generate(request, ctx)
 
     async def stream(self, request: GenerateRequest, ctx: CallContext) -> AsyncIterator[Chunk]:
-        async for chunk in self._client().stream(request, ctx):
-            yield chunk
+        async with contextlib.aclosing(self._client().stream(request, ctx)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def close(self) -> None:
         if self._backend is not None:

@@ -18,6 +18,7 @@ background call loses the tokens it had generated. Streamed background calls are
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -311,11 +312,13 @@ class LLMWorker:
         completion: Completion | None = None
         self._announce(call.id)
         try:
-            async for chunk in self.backend.stream(request):
-                if chunk.completion is not None:
-                    completion = chunk.completion
-                else:
-                    yield chunk
+            # Closed with this stream: the backend stops decoding before the slot is released.
+            async with contextlib.aclosing(self.backend.stream(request)) as chunks:
+                async for chunk in chunks:
+                    if chunk.completion is not None:
+                        completion = chunk.completion
+                    else:
+                        yield chunk
         except (asyncio.CancelledError, GeneratorExit):
             self._ended(call, "cancelled")
             raise
