@@ -150,14 +150,17 @@ def answer_messages(
 
     After `conversation` (the planner's, which the worker that planned still holds in its prompt
     cache) the instructions come in the last user turn, so only the evidence is new prefill, and
-    the worker keeps the planner's instructions and sources cached for the next request.
+    the worker keeps the planner's instructions and sources cached for the next request. The
+    question is in that conversation already and is not written again: on tau2 retail that saved
+    about 90 tokens of prefill a request, and the answers stated as much of what the customer must
+    be told (bench/RESULTS.md, REAPER).
     """
     each = max(total_chars // max(len(evidence), 1), 200)
     shown = "\n\n".join(e.describe(each, question) for e in evidence) or "(no evidence was gathered)"
-    ask = f"Evidence:\n{shown}\n\nQuestion: {question.strip()}"
     if conversation:
-        return [*conversation, Message(role="user", content=f"The calls ran. {ANSWER_INSTRUCTIONS} Write prose, not JSON.\n\n{ask}")]
-    return [Message(role="system", content=ANSWER_INSTRUCTIONS), Message(role="user", content=ask)]
+        ask = f"The calls ran. {ANSWER_INSTRUCTIONS} Write prose, not JSON.\n\nEvidence:\n{shown}\n\nAnswer the question asked above."
+        return [*conversation, Message(role="user", content=ask)]
+    return [Message(role="system", content=ANSWER_INSTRUCTIONS), Message(role="user", content=f"Evidence:\n{shown}\n\nQuestion: {question.strip()}")]
 
 
 def citations(answer: str, evidence: Sequence[Evidence]) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from sloflow.llm.types import Message
 from sloflow.planners.plans.evidence import Evidence, answer_messages, citations, compact
 
 ORDER = Evidence("var1", "get_order", {"order_id": "#W1001"}, {"order_id": "#W1001", "status": "delivered", "items": [{"price": 102.35}]})
@@ -58,3 +59,13 @@ def test_a_list_keeps_the_item_asked_about_and_one_count_of_the_rest() -> None:
 def test_without_a_question_or_within_its_share_an_output_is_its_json() -> None:
     assert compact(PRODUCT, 10_000, "clicky") == json.dumps(PRODUCT, separators=(",", ":"))
     assert compact(PRODUCT, 100).endswith("...") and len(compact(PRODUCT, 100)) == 100
+
+
+def test_an_answer_that_continues_the_planner_conversation_does_not_repeat_the_question() -> None:
+    question = "Is order #W1 delivered?"
+    evidence = [Evidence("var1", "get_order_details", {"order_id": "#W1"}, {"status": "delivered"}, None)]
+    planned = [Message(role="system", content="plan"), Message(role="user", content=f"Question: {question}"), Message(role="assistant", content="[]")]
+    last = answer_messages(question, evidence, planned)[-1].content
+    assert '"status":"delivered"' in last and question not in last and last.endswith("Answer the question asked above.")
+    alone = answer_messages(question, evidence)  # no conversation: the question is asked here
+    assert alone[-1].content.endswith(f"Question: {question}")
