@@ -352,13 +352,12 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
                 start = time.perf_counter()
                 run = await runtime.run(workflow, {"question": request, "namespace": NAMESPACE} if workflow == "reaper" else {"question": request}, slo=slo)
                 seconds = time.perf_counter() - start
-                calls = executed_calls(workflow, run.output or {})
+                out = run.output or {}
+                calls = executed_calls(workflow, out)
                 recall = evidence_recall(calls, gold)
                 f = figures[workflow]
                 f["recall"].append(recall)
                 f["recall_repeats"].append(evidence_recall(calls, gold, repeats=True))
-                if told[task_id]:
-                    f["info"].append(info_stated(str((run.output or {}).get("answer") or ""), told[task_id]))
                 f["seconds"].append(seconds)
                 f["calls"].append(client.calls[run.id])
                 f["met"].append(float(bool(run.deadline_met)))
@@ -366,7 +365,8 @@ async def retail(client: CountingClient, folder: Path, tasks_file: Path, limit: 
                 f["prefill"].append(llm["prefill_s"])
                 f["decode"].append(llm["decode_s"])
                 f["floor"].append(llm["floor_s"])
-                out = run.output or {}
+                if told[task_id]:
+                    f["info"].append(info_stated(str(out.get("answer") or ""), told[task_id]))
                 record(
                     {"set": "retail", "id": task_id, "workflow": workflow, "calls": calls, "plan": out.get("plan"), "answer": out.get("answer"), "notes": out.get("notes", []), "llm": llm}
                 )

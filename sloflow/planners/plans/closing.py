@@ -19,7 +19,7 @@ from typing import Any
 
 from sloflow.errors import SloflowError
 from sloflow.planners.plans.fanout import collapse_enumerations
-from sloflow.planners.plans.plan import RESULT, parse_plan
+from sloflow.planners.plans.plan import RESULT, parse_plan, whole_outputs
 
 _RESULT_OPENED = re.compile(r'"name"\s*:\s*"' + RESULT + '"')
 
@@ -53,7 +53,7 @@ def close_at_result(text: str) -> str | None:
     labels = [s["label"] for s in calls if isinstance(s.get("label"), str)]
     if not calls or len(labels) != len(calls):
         return None  # nothing to answer from, or unlabelled calls: let the model finish and validation speak
-    return json.dumps([*calls, {"name": RESULT, "arguments": {label: f"${label}$" for label in labels}}], ensure_ascii=False)
+    return json.dumps([*calls, {"name": RESULT, "arguments": whole_outputs(labels)}], ensure_ascii=False)
 
 
 def _whole_steps(text: str) -> list[Any]:

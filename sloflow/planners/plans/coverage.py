@@ -14,7 +14,7 @@ from itertools import count
 
 from sloflow.planners.plans.catalog import PlanSource
 from sloflow.planners.plans.default import search_step
-from sloflow.planners.plans.plan import RESULT, Plan, Step
+from sloflow.planners.plans.plan import RESULT, Plan, Step, whole_outputs
 from sloflow.planners.plans.wording import content_stems
 
 _ANY_INDEX = content_stems("search find look up documents document texts passages index")
@@ -36,7 +36,7 @@ def cover_asked_indexes(plan: Plan, question: str, known: list[PlanSource]) -> t
         added.append(search_step(source.name, question, label, SEARCH_K))
     if not added:
         return plan, []
-    result = plan.result.arguments if plan.result is not None else {s.label: f"${s.label}$" for s in plan.calls}
+    result = plan.result.arguments if plan.result is not None else whole_outputs(s.label for s in plan.calls)
     steps = [*plan.calls, *added, Step(name=RESULT, arguments={**result, **{s.name: f"${s.label}$" for s in added}})]
     changes = [f"{s.label} searches {s.name} with the question, which speaks of what it holds" for s in added]
     return Plan(steps=steps), changes

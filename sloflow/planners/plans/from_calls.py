@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sloflow.planners.plans.plan import RESULT, Plan, Step
+from sloflow.planners.plans.plan import RESULT, Plan, Step, whole_outputs
 from sloflow.planners.plans.references import plain
 
 _SHORTEST = 4  # shorter values (quantities, "yes") match outputs by chance
@@ -33,7 +33,7 @@ def plan_from_calls(calls: Sequence[tuple[str, Mapping[str, Any], Any]]) -> Plan
             same = Step(name=name, arguments=args, label=f"var{len(steps) + 1}")
             steps.append(same)
         seen.append((str(same.label), plain(output)))
-    result = Step(name=RESULT, arguments={str(s.label): f"${s.label}$" for s in steps})
+    result = Step(name=RESULT, arguments=whole_outputs(s.label for s in steps))
     return Plan(steps=[*steps, result])
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,11 @@ from sloflow.errors import InvalidRequest
 
 RESULT = "var_result"
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+
+
+def whole_outputs(labels: Iterable[str | None]) -> dict[str, str]:
+    """`var_result` arguments naming each step's whole output, keyed by the step's label."""
+    return {str(label): f"${label}$" for label in labels}
 
 
 class Step(BaseModel):

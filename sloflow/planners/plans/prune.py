@@ -14,7 +14,7 @@ from itertools import count
 from typing import Any
 
 from sloflow.planners.plans.catalog import PlanSource, plan_sources
-from sloflow.planners.plans.plan import RESULT, Plan, Step, parse_plan
+from sloflow.planners.plans.plan import RESULT, Plan, Step, parse_plan, whole_outputs
 from sloflow.planners.plans.references import REFERENCE, Reference, find_references, reference_of
 from sloflow.planners.plans.validate import path_problem
 
@@ -233,5 +233,5 @@ def _result(result: Step | None, kept: list[Step]) -> Step:
         arguments = {k: v for k, v in result.arguments.items() if {r.label for r in find_references(v)} <= labels and find_references(v)}
     if not arguments:
         used = {r.label for s in kept for r in find_references(s.arguments)}
-        arguments = {s.label: f"${s.label}$" for s in kept if s.label not in used} or {s.label: f"${s.label}$" for s in kept}
+        arguments = whole_outputs(s.label for s in kept if s.label not in used) or whole_outputs(s.label for s in kept)
     return Step(name=RESULT, arguments=arguments)
