@@ -3,7 +3,7 @@ part of the plan (`prune`), and only if nothing of it can run, the default plan.
 literal values of a declared form are first grounded in the question (`grounding`), its lookups
 of values it already holds dropped (`lookups`) and its sources swapped for the twin the question
 names (`synonyms`). A plan that leaves out an index the question speaks of also searches it
-(`coverage`).
+(`coverage`), and one that gets a list of ids no step reads also reads those records (`listed`).
 
 `make_plan` takes any `llm` with the `ctx.llm.json` signature, so a workflow stage passes its
 `ctx.llm` (the calls then carry the run's deadline) and a benchmark can pass a bare client.
@@ -25,6 +25,7 @@ from sloflow.planners.plans.closing import close_plan
 from sloflow.planners.plans.fanout import collapse_enumerations
 from sloflow.planners.plans.grammar import plan_json_schema
 from sloflow.planners.plans.grounding import ground_values
+from sloflow.planners.plans.listed import read_listed_records
 from sloflow.planners.plans.lookups import drop_held_lookups
 from sloflow.planners.plans.plan import Plan, PlanExample, parse_plan
 from sloflow.planners.plans.prompts import planner_prompt, repair_prompt
@@ -59,13 +60,15 @@ async def make_plan(
     model: str | None = None,
 ) -> Planned:
     """Plan in one generation; on a validation failure repair once (if `repair`), then run the sound
-    part of the last plan (the calls that can run), else the default plan. Indexes the question
-    speaks of and the plan leaves out are searched with the question."""
+    part of the last plan (the calls that can run), else the default plan. Records a step lists by
+    id that no step reads are read, and indexes the question speaks of and the plan leaves out are
+    searched with the question."""
     known = plan_sources(sources)
     planned = await _make_plan(llm, question, known, examples, repair=repair, max_tokens=max_tokens, model=model)
     if planned.outcome != "default":  # the default plan searches every index already
+        planned.plan, listed = read_listed_records(planned.plan, known)
         planned.plan, covered = cover_asked_indexes(planned.plan, question, known)
-        planned.notes += [f"planning: {change}" for change in covered]
+        planned.notes += [f"planning: {change}" for change in [*listed, *covered]]
     planned.prompt = planner_prompt(question, known, examples)
     return planned
 

@@ -200,7 +200,8 @@ async def test_an_id_the_question_does_not_give_is_sent_back_for_repair(retail: 
     out = (await runtime(llm, retail, None).run("reaper", {"question": question, "memory": False}, slo=60)).output
     assert "'ana_diaz_10001', which this question does not give" in llm.calls[1][0].messages[-1].content
     assert out["plan_outcome"] == "repaired" and out["plan"][1]["arguments"] == {"user_id": "$var1$"}
-    assert [(c["source"], c["status"]) for c in out["calls"]] == [("find_user_id_by_name_zip", "ok"), ("get_user_details", "ok")]
+    # The profile lists the orders by id and no step read them: they are read too (`listed`).
+    assert [(c["source"], c["status"]) for c in out["calls"]] == [("find_user_id_by_name_zip", "ok"), ("get_user_details", "ok"), ("get_order_details", "ok")]
 
 
 async def test_an_invented_id_in_a_plan_that_stays_broken_is_never_sent_to_a_source(retail: SourceRegistry) -> None:
