@@ -17,6 +17,7 @@ from sloflow.llm.types import Message
 
 EVIDENCE_CHARS = 2400  # about 900 tokens of JSON over all evidence (2.7 characters a token): the answer prompt's new prefill
 _QUOTABLE = 40  # characters: a value longer than this is a passage, not something an answer quotes
+_LISTED = 3  # values of a per-item argument written out in an evidence header; longer lists are counted
 _CITATION = re.compile(r"\[(var\d+|step\d+)(?:\.[^\]\s]*)?\]")  # [var1], or a field of it: [var1.status]
 
 
@@ -31,12 +32,23 @@ class Evidence:
     error: str | None = None
 
     def describe(self, chars: int, question: str = "") -> str:
-        args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in self.arguments.items())
+        args = ", ".join(f"{k}={_argument(v, question)}" for k, v in self.arguments.items())
         head = f"[{self.label}] {self.source}({args})"
         if self.error is not None:
             # Worded as the call's fault: a refused argument says nothing about the question's subject.
             return f"{head}: not answered (the call was refused: {self.error[:200]})"
         return f"{head}:\n{compact(self.output, chars, question)}"
+
+
+def _argument(value: Any, question: str) -> str:
+    """An argument as the evidence header shows it. The question, searched with as it is, and the
+    ids a step ran over one by one are in the prompt already (the question above, the ids in the
+    outputs): written out again they cost about 100 tokens of the answer's prefill on tau2 retail."""
+    if isinstance(value, str) and question and value.strip() == question.strip():
+        return "(the question)"
+    if isinstance(value, list) and len(value) > _LISTED:
+        return f"[{len(value)} values: {', '.join(json.dumps(v, ensure_ascii=False) for v in value[:2])}, ...]"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def compact(output: Any, chars: int, question: str = "") -> str:

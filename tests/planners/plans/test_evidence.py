@@ -1,4 +1,4 @@
-"""Citations read back from an answer, and a refused call worded as the call's fault."""
+"""Citations read back from an answer, a refused call worded as the call's fault, and evidence kept short."""
 
 from __future__ import annotations
 
@@ -69,3 +69,13 @@ def test_an_answer_that_continues_the_planner_conversation_does_not_repeat_the_q
     assert '"status":"delivered"' in last and question not in last and last.endswith("Answer the question asked above.")
     alone = answer_messages(question, evidence)  # no conversation: the question is asked here
     assert alone[-1].content.endswith(f"Question: {question}")
+
+
+def test_a_header_names_the_question_and_counts_a_long_per_item_list_instead_of_writing_them_again() -> None:
+    question = "Which of my orders can I still return?"
+    search = Evidence("var2", "policy", {"query": question, "k": 3}, [{"doc_id": "policy", "text": "Delivered orders can be returned."}])
+    orders = Evidence("var3", "get_order", {"order_id": ["#W1", "#W2", "#W3", "#W4", "#W5"]}, [{"order_id": f"#W{n}"} for n in range(1, 6)])
+    prompt = answer_messages(question, [search, orders, ORDER])[-1].content
+    assert "[var2] policy(query=(the question), k=3)" in prompt
+    assert '[var3] get_order(order_id=[5 values: "#W1", "#W2", ...])' in prompt and "#W5" in prompt  # the ids are in the output
+    assert '[var1] get_order(order_id="#W1001")' in prompt  # a short argument as it is
