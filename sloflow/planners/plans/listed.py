@@ -27,6 +27,7 @@ def read_listed_records(plan: Plan, known: list[PlanSource]) -> tuple[Plan, list
     called = {s.name for s in plan.calls}
     taken = {s.label for s in plan.steps if s.label}
     added: list[Step] = []
+    changes: list[str] = []
     for step in plan.calls:
         source = by_name.get(step.name)
         if source is None or step.label is None:
@@ -37,12 +38,13 @@ def read_listed_records(plan: Plan, known: list[PlanSource]) -> tuple[Plan, list
             label = next(f"var{n}" for n in count(1) if f"var{n}" not in taken)
             taken.add(label)
             called.add(reader.name)
-            added.append(Step(name=reader.name, arguments={argument: f"${step.label}.{field}$"}, label=label))
+            listed = f"${step.label}.{field}$"
+            added.append(Step(name=reader.name, arguments={argument: listed}, label=label))
+            changes.append(f"{label} reads each record {listed} lists ({reader.name}); no step read them")
     if not added:
         return plan, []
     result = plan.result.arguments if plan.result is not None else whole_outputs(s.label for s in plan.calls)
     steps = [*plan.calls, *added, Step(name=RESULT, arguments={**result, **whole_outputs(s.label for s in added)})]
-    changes = [f"{s.label} reads each record {s.arguments[next(iter(s.arguments))]} lists ({s.name}); no step read them" for s in added]
     return Plan(steps=steps), changes
 
 
@@ -56,7 +58,7 @@ def _listed_ids(source: PlanSource, known: list[PlanSource]) -> list[tuple[str, 
         if not isinstance(items, dict) or items.get("type") not in ("string", "integer"):
             continue
         named = {*stems(field), *stems(schema.get("description", ""))}
-        readers = [(s, arg) for s in known if s.name != source.name and (arg := _only_required(s)) and set(stems(arg)) - {"id"} <= named and "id" in stems(arg)]
+        readers = [(s, arg) for s in known if s.name != source.name and (arg := _only_required(s)) and _names_an_id_of(arg, named)]
         if len(readers) == 1:
             found.append((field, *readers[0]))
     return found
@@ -66,3 +68,9 @@ def _only_required(source: PlanSource) -> str | None:
     """The source's one required argument, if it has exactly one."""
     required = source.parameters.get("required") or []
     return required[0] if len(required) == 1 else None
+
+
+def _names_an_id_of(argument: str, named: set[str]) -> bool:
+    """Whether `argument` is an id of what the list is named for: `order_id` for `orders`."""
+    words = set(stems(argument))
+    return "id" in words and bool(words - {"id"}) and words - {"id"} <= named
