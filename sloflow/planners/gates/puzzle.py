@@ -65,12 +65,14 @@ def domains() -> dict[str, tuple[str, ...]]:
     return {f.name.removesuffix(".txt"): tuple(_lines(f.read_text())) for f in sorted(folder.iterdir(), key=lambda f: f.name) if f.name.endswith(".txt")}
 
 
-def distinct_domains(options: Sequence[Sequence[T]], domain: Callable[[T], str]) -> list[T] | None:
+def distinct_domains(options: Sequence[Sequence[T]], domain: Callable[[T], str], first: Collection[int] = ()) -> list[T] | None:
     """One option per position, no domain twice, each position's options tried in order; None if impossible.
 
-    Backtracking over the positions with the fewest options first; the domains are few, so this is instant.
+    Backtracking over the positions in `first`, then those with the fewest options; the domains are
+    few, so this is instant. A position placed later takes the domains left: `first` keeps the
+    positions whose first options matter (stocked clues) from losing their domain to another's pick.
     """
-    order = sorted(range(len(options)), key=lambda i: len(options[i]))
+    order = sorted(range(len(options)), key=lambda i: (i not in first, len(options[i])))
     chosen: dict[int, T] = {}
 
     def place(k: int, used: frozenset[str]) -> bool:

@@ -60,11 +60,14 @@ class ClueStock:
             stocked = self._clues[obscurity]
             held = {c.term.word for c in stocked}
             options: list[list[CheckedClue | Term]] = []
-            for letter in word:
+            has_stock: set[int] = set()
+            for i, letter in enumerate(word):
                 mine = [c for c in stocked if c.term.word[0] == letter]
                 rng.shuffle(mine)
                 options.append([*mine, *terms_starting(letter, rng, avoid=held)])
-            chosen = distinct_domains(options, lambda o: (o.term if isinstance(o, CheckedClue) else o).domain)
+                if mine:
+                    has_stock.add(i)
+            chosen = distinct_domains(options, lambda o: (o.term if isinstance(o, CheckedClue) else o).domain, first=has_stock)
             if chosen is not None:
                 taken = {id(c) for c in chosen if isinstance(c, CheckedClue)}
                 self._clues[obscurity] = [c for c in stocked if id(c) not in taken]
