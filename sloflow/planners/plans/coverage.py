@@ -10,11 +10,9 @@ exchange and cancellation policy"). The words every search index is described wi
 
 from __future__ import annotations
 
-from itertools import count
-
 from sloflow.planners.plans.catalog import PlanSource
 from sloflow.planners.plans.default import search_step
-from sloflow.planners.plans.plan import RESULT, Plan, Step, whole_outputs
+from sloflow.planners.plans.plan import Plan, Step, free_label
 from sloflow.planners.plans.wording import content_stems
 
 _ANY_INDEX = content_stems("search find look up documents document texts passages index")
@@ -31,12 +29,8 @@ def cover_asked_indexes(plan: Plan, question: str, known: list[PlanSource]) -> t
         shared = (content_stems(source.description) - _ANY_INDEX) & asked
         if source.kind != "index" or source.name in called or not shared:
             continue
-        label = next(f"var{n}" for n in count(1) if f"var{n}" not in taken)
-        taken.add(label)
-        added.append(search_step(source.name, question, label, SEARCH_K))
+        added.append(search_step(source.name, question, free_label(taken), SEARCH_K))
     if not added:
         return plan, []
-    result = plan.result.arguments if plan.result is not None else whole_outputs(s.label for s in plan.calls)
-    steps = [*plan.calls, *added, Step(name=RESULT, arguments={**result, **{s.name: f"${s.label}$" for s in added}})]
     changes = [f"{s.label} searches {s.name} with the question, which speaks of what it holds" for s in added]
-    return Plan(steps=steps), changes
+    return plan.with_calls(added, {s.name: f"${s.label}$" for s in added}), changes

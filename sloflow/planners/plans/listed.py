@@ -14,10 +14,8 @@ would chain without end.
 
 from __future__ import annotations
 
-from itertools import count
-
 from sloflow.planners.plans.catalog import PlanSource
-from sloflow.planners.plans.plan import RESULT, Plan, Step, whole_outputs
+from sloflow.planners.plans.plan import Plan, Step, free_label, whole_outputs
 from sloflow.planners.plans.wording import stems
 
 
@@ -35,17 +33,14 @@ def read_listed_records(plan: Plan, known: list[PlanSource]) -> tuple[Plan, list
         for field, reader, argument in _listed_ids(source, known):
             if reader.name in called:
                 continue
-            label = next(f"var{n}" for n in count(1) if f"var{n}" not in taken)
-            taken.add(label)
+            label = free_label(taken)
             called.add(reader.name)
             listed = f"${step.label}.{field}$"
             added.append(Step(name=reader.name, arguments={argument: listed}, label=label))
             changes.append(f"{label} reads each record {listed} lists ({reader.name}); no step read them")
     if not added:
         return plan, []
-    result = plan.result.arguments if plan.result is not None else whole_outputs(s.label for s in plan.calls)
-    steps = [*plan.calls, *added, Step(name=RESULT, arguments={**result, **whole_outputs(s.label for s in added)})]
-    return Plan(steps=steps), changes
+    return plan.with_calls(added, whole_outputs(s.label for s in added)), changes
 
 
 def _listed_ids(source: PlanSource, known: list[PlanSource]) -> list[tuple[str, PlanSource, str]]:

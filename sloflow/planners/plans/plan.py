@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from itertools import count
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,13 @@ _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 def whole_outputs(labels: Iterable[str | None]) -> dict[str, str]:
     """`var_result` arguments naming each step's whole output, keyed by the step's label."""
     return {str(label): f"${label}$" for label in labels}
+
+
+def free_label(taken: set[str]) -> str:
+    """The first `varN` not in `taken`, added to it: the label of a step put into a plan."""
+    label = next(f"var{n}" for n in count(1) if f"var{n}" not in taken)
+    taken.add(label)
+    return label
 
 
 class Step(BaseModel):
@@ -69,6 +77,12 @@ class Plan(BaseModel):
     def result(self) -> Step | None:
         """The final `var_result` step, if the plan ends with one."""
         return self.steps[-1] if self.steps and self.steps[-1].is_result else None
+
+    def with_calls(self, added: list[Step], result: dict[str, Any]) -> Plan:
+        """This plan's calls, then `added`, under its `var_result` (or one over every call's whole
+        output, when it has none) extended by `result`."""
+        kept = self.result.arguments if self.result is not None else whole_outputs(s.label for s in self.calls)
+        return Plan(steps=[*self.calls, *added, Step(name=RESULT, arguments={**kept, **result})])
 
     def to_nestful(self) -> list[dict[str, Any]]:
         """The plan as a JSON-ready list of steps, in the NESTFUL form."""

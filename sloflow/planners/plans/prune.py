@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import count
 from typing import Any
 
 from sloflow.planners.plans.catalog import PlanSource, plan_sources
-from sloflow.planners.plans.plan import RESULT, Plan, Step, parse_plan, whole_outputs
+from sloflow.planners.plans.plan import RESULT, Plan, Step, free_label, parse_plan, whole_outputs
 from sloflow.planners.plans.references import REFERENCE, Reference, find_references, reference_of
 from sloflow.planners.plans.validate import path_problem
 
@@ -209,8 +208,7 @@ def _bridge(
     if len(fits) != 1:
         return None
     bridge, argument = fits[0]
-    label = next(f"var{n}" for n in count(1) if f"var{n}" not in taken)
-    taken.add(label)
+    label = free_label(taken)
     kept.append(Step(label=label, name=bridge.name, arguments={argument: f"${holder.label}$"}))
     bridged.append(f"{label} = {bridge.name}({argument}=${holder.label}$)")
     return label
