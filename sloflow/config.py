@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     # LLM worker actors `sloflow serve` starts; the threads are split among them.
     workers: int = Field(2, ge=1, le=64)
+    # A worker's batch also runs on idle sibling workers' cores (`sloflow.llm.spare_cores`).
+    lend_idle_cores: bool = True
     context_tokens: int = Field(4096, ge=256)
 
     # OpenAI-compatible endpoint (vLLM, SGLang, llama-server, Ollama, hosted APIs).

@@ -59,6 +59,7 @@ def worker_specs(settings: Settings, model: str) -> dict:
             context_tokens=settings.context_tokens,
             models_dir=str(settings.home / "models"),
             num_cpus=0,  # the threads are the real budget; Ray's CPU count must not block start-up
+            lend_idle_cores=settings.lend_idle_cores,
         )
     return {f"worker-{i}": spec for i in range(settings.workers)}
 

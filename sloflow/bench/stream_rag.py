@@ -128,7 +128,8 @@ async def _run(questions: list[dict[str, Any]], model: str, opts: argparse.Names
                         say(f"  {mode} {i + 1}/{len(questions)}: ttft {r['ttft_s'] if r['ttft_s'] is None else round(r['ttft_s'], 2)} s, "
                             f"f1 {r['f1']:.2f}, reused {r['reused']}, prefill hit {r['prefill_hit']}")
                         if predictions is not None:
-                            predictions.write(json.dumps({"id": q["id"], "mode": mode, "answer": r["answer"], "retrieved": r["titles"], "ttft_s": r["ttft_s"]}) + "\n")
+                            predictions.write(json.dumps({"id": q["id"], "mode": mode, "answer": r["answer"], "retrieved": r["titles"], "ttft_s": r["ttft_s"],
+                                                          "reused": r["reused"], "prefill_hit": r["prefill_hit"], "speculation": r["speculation"]}) + "\n")
     finally:
         if predictions is not None:
             predictions.close()
@@ -199,6 +200,8 @@ def _figures(model: str, questions: list[dict[str, Any]], results: dict[str, lis
         "words_per_s": opts.words_per_s,
         "k": opts.k,
         "trigger": opts.trigger,
+        "workers": get_settings().workers,
+        "lend_idle_cores": get_settings().lend_idle_cores,
         "ttft_p50_s_streamed": round(p50["streamed"], 3),
         "ttft_p50_s_waiting": round(p50["waiting"], 3),
         "ttft_p95_s_streamed": round(p95["streamed"], 3),

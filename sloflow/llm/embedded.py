@@ -14,6 +14,9 @@ background call, since many backends never get one.
 Prompts are evaluated in chunks of `PREFILL_CHUNK` tokens, and each finished chunk stays in the KV
 cache: a prefill stopped part-way (a preempted speculative prefill, a cancelled call) leaves its
 finished chunks for the next call with the same prefix, like vLLM's chunked prefill.
+
+With `lend_idle_cores`, each chunk and each decoded token also runs on the cores of sibling
+workers that are idle at that moment (`spare_cores`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any
 
 from sloflow.errors import BackendError, InvalidRequest
 from sloflow.llm.models import model_path
+from sloflow.llm.spare_cores import SpareCores
 from sloflow.llm.types import Chunk, Completion, GenerateRequest
 
 log = logging.getLogger(__name__)
@@ -138,6 +142,7 @@ class EmbeddedBackend:
         threads: int = 2,
         context_tokens: int = 4096,
         instances: int = 1,
+        lend_idle_cores: bool = False,
     ) -> None:
         import llama_cpp  # imported here so that importing sloflow stays light
 
@@ -146,6 +151,7 @@ class EmbeddedBackend:
         self.path = model_path(model, models_dir)
         self.threads = threads
         self.context_tokens = context_tokens
+        self.spare_cores = SpareCores(threads) if lend_idle_cores else None
         self._free: asyncio.Queue[Any] | None = None
         self._instances = [self._load() for _ in range(instances)]
         self._background: Any = None  # the background calls' instance, once the first of them loaded it
@@ -155,7 +161,7 @@ class EmbeddedBackend:
         log.info("loaded %s from %s (%d instance(s), %d threads)", model, self.path, instances, threads)
 
     def _load(self) -> Any:
-        return self._llama_cpp.Llama(
+        llm = self._llama_cpp.Llama(
             model_path=str(self.path),
             n_ctx=self.context_tokens,
             n_batch=PREFILL_CHUNK,
@@ -163,6 +169,13 @@ class EmbeddedBackend:
             n_threads_batch=self.threads,
             verbose=False,
         )
+        if self.spare_cores is not None:
+            _decode_on_spare_cores(llm, self.spare_cores)
+        return llm
+
+    def _computing(self) -> contextlib.AbstractContextManager[None]:
+        """Held by the thread that runs a call: the worker's core is in use (see `spare_cores`)."""
+        return self.spare_cores.running() if self.spare_cores is not None else contextlib.nullcontext()
 
     @property
     def slots(self) -> int:
@@ -248,6 +261,10 @@ class EmbeddedBackend:
         stops = [out.stop] if isinstance(out.stop, str) else list(out.stop or [])
         return tokens, stops
 
+    def _complete(self, llm: Any, req: GenerateRequest, meter: _Meter) -> Any:
+        with self._computing():
+            return self._run(llm, req, meter, False)
+
     def _run(self, llm: Any, req: GenerateRequest, meter: _Meter, stream: bool) -> Any:
         kwargs = self._kwargs(req, meter)
         tokens, template_stops = self._prompt(llm, req)
@@ -262,7 +279,7 @@ class EmbeddedBackend:
         async with self._instance(background) as llm:
             meter = _Meter(request.max_tokens)
             _abort_on_stop(self._llama_cpp, llm, meter)
-            job = asyncio.ensure_future(asyncio.to_thread(self._run, llm, request, meter, False))
+            job = asyncio.ensure_future(asyncio.to_thread(self._complete, llm, request, meter))
             try:
                 out = await asyncio.shield(job)
             except asyncio.CancelledError:
@@ -290,11 +307,12 @@ class EmbeddedBackend:
 
             def produce() -> None:
                 try:
-                    pieces: Iterator[dict[str, Any]] = self._run(llm, request, meter, True)
-                    for piece in pieces:
-                        if stop.is_set():  # the consumer went away: stop generating
-                            break
-                        loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
+                    with self._computing():
+                        pieces: Iterator[dict[str, Any]] = self._run(llm, request, meter, True)
+                        for piece in pieces:
+                            if stop.is_set():  # the consumer went away: stop generating
+                                break
+                            loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
                     loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
                 except Exception as exc:
                     loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
@@ -328,6 +346,22 @@ class EmbeddedBackend:
             if llm is not None:
                 llm.close()
         self._instances.clear()
+        if self.spare_cores is not None:
+            self.spare_cores.close()
+            self.spare_cores = None
+
+
+def _decode_on_spare_cores(llm: Any, cores: SpareCores) -> None:
+    """Run each of `llm`'s batches (a prompt chunk or one decoded token) on the threads `cores` lends it."""
+    ctx = llm._ctx
+    decode = ctx.decode
+
+    def decode_lent(batch: Any) -> None:
+        with cores.batch() as threads:
+            ctx.set_n_threads(threads, threads)
+            decode(batch)
+
+    ctx.decode = decode_lent
 
 
 async def _settled(job: asyncio.Future[Any]) -> None:

@@ -212,3 +212,36 @@ async def test_the_background_instance_is_loaded_only_by_the_first_background_ca
         assert sorted([first.apart, second.apart]) == [False, True] and backend._background is not None
     finally:
         await backend.close()
+
+
+async def test_a_lending_backend_computes_on_an_idle_siblings_core_and_gives_it_back(test_model_path, models_dir) -> None:
+    """Two one-thread backends that lend idle cores: a call alone ends on two threads, calls at once
+    and streamed ones complete, and closing leaves the host's pool."""
+    import llama_cpp
+
+    from tests.conftest import TEST_MODEL
+    from tests.llm.test_spare_cores import load_of
+
+    a, b = (EmbeddedBackend(TEST_MODEL, models_dir=models_dir, threads=1, context_tokens=512, lend_idle_cores=True) for _ in range(2))
+    for backend in (a, b):
+        assert backend.spare_cores is not None
+        backend.spare_cores._load = load_of(0.0)  # a quiet host, whatever else runs beside the test
+        backend.spare_cores.cores = 2
+    request = GenerateRequest(prompt="1, 2, 3,", max_tokens=6, ignore_eos=True)
+
+    def last_batch_threads(backend: EmbeddedBackend) -> int:
+        return llama_cpp.llama_n_threads(backend._instances[0]._ctx.ctx)
+
+    try:
+        alone = await a.generate(request)
+        assert alone.completion_tokens == 6 and last_batch_threads(a) == 2
+        both = await asyncio.gather(a.generate(request), b.generate(request))
+        assert [c.completion_tokens for c in both] == [6, 6]
+        pieces = [chunk async for chunk in a.stream(request)]
+        assert pieces[-1].completion is not None and pieces[-1].completion.completion_tokens == 6
+    finally:
+        names = [backend.spare_cores.name for backend in (a, b) if backend.spare_cores]
+        directory = a.spare_cores.directory if a.spare_cores else None
+        await a.close()
+        await b.close()
+    assert directory is not None and not [p for n in names for p in directory.glob(f"{n}.*")]

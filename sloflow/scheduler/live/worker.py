@@ -61,6 +61,8 @@ class WorkerSpec:
     accelerator: str | None = None  # e.g. "A100": needs the Ray resource accelerator_type:A100
     resources: tuple[tuple[str, float], ...] = ()  # other Ray custom resources, as (name, amount)
     profile: WorkerProfile | None = None
+    # Embedded: run each batch on sibling workers' idle cores too (`sloflow.llm.spare_cores`).
+    lend_idle_cores: bool = False
     probe_words: tuple[int, ...] = (16, 96, 192)  # prompt sizes of the profiling pass
 
     def custom_resources(self) -> dict[str, float]:
@@ -99,6 +101,7 @@ class WorkerSpec:
                 threads=self.threads,
                 context_tokens=self.context_tokens,
                 instances=self.slots,
+                lend_idle_cores=self.lend_idle_cores,
             )
         if self.kind == "openai":
             from sloflow.llm.openai_http import OpenAIBackend
@@ -160,13 +163,17 @@ class LLMWorker:
         """Open the backend, measure its profile (unless the spec carries one); return it and the model."""
         if self.view is None:
             self.backend = self.spec.open()
-            profile = self.spec.profile or await measure_profile(
-                self.backend,
-                f"{self.id}:{self.backend.name}",
-                slots=self.spec.slots,
-                context_tokens=self.spec.context_tokens,
-                prompt_words=self.spec.probe_words,
-            )
+            # The profile is what the worker does on its own cores: the scheduler must not count on
+            # cores a sibling may take back.
+            cores = getattr(self.backend, "spare_cores", None)
+            with cores.paused() if cores is not None else contextlib.nullcontext():
+                profile = self.spec.profile or await measure_profile(
+                    self.backend,
+                    f"{self.id}:{self.backend.name}",
+                    slots=self.spec.slots,
+                    context_tokens=self.spec.context_tokens,
+                    prompt_words=self.spec.probe_words,
+                )
             self.view = WorkerView(self.id, profile, model=self.backend.name)
             log.info("worker %s ready: %s", self.id, profile)
         assert self.backend is not None

@@ -56,6 +56,7 @@ class WorkerEntry(BaseModel):
     api_key: str | None = None
     timeout_s: float = Field(120.0, gt=0)
     threads: int = Field(1, ge=1, le=256)
+    lend_idle_cores: bool = Field(True, description="embedded: also compute on idle sibling workers' cores")
     slots: int = Field(1, ge=1, le=1024)
     context_tokens: int = Field(2048, ge=256, le=1_048_576)
     # An embedded worker's threads are its real CPU budget; 0 keeps Ray from refusing to start
@@ -85,6 +86,7 @@ class WorkerEntry(BaseModel):
             self.model,
             slots=self.slots,
             threads=self.threads,
+            lend_idle_cores=self.lend_idle_cores,
             context_tokens=self.context_tokens,
             models_dir=models_dir,
             base_url=self.url,

@@ -41,7 +41,7 @@ def test_yaml_file_gives_one_spec_per_worker(tmp_path: Path) -> None:
     specs = load_worker_specs(path, tmp_path / "models")
     assert list(specs) == ["small", "big", "emu"]
     assert specs["small"] == WorkerSpec(
-        "embedded", "smollm2-135m", threads=2, context_tokens=4096, models_dir=str(tmp_path / "models"), num_cpus=0
+        "embedded", "smollm2-135m", threads=2, context_tokens=4096, models_dir=str(tmp_path / "models"), num_cpus=0, lend_idle_cores=True
     )
     big = specs["big"]
     assert (big.kind, big.base_url, big.slots, big.timeout_s) == ("openai", "http://127.0.0.1:8080/v1", 32, 30)
@@ -150,3 +150,33 @@ def test_a_workers_needs_name_every_nonzero_resource_and_decide_which_nodes_fit(
     assert spec.needs() == {"CPU": 2, "accelerator_type:H100": 0.001, "ssd": 1.0}  # no GPU: it needs none
     assert spec.fits_node({"CPU": 4, "accelerator_type:H100": 1.0, "ssd": 1.0})
     assert not spec.fits_node({"CPU": 4, "ssd": 1.0})
+
+
+async def test_a_lending_worker_measures_its_profile_on_its_own_cores(monkeypatch, test_model_path, models_dir) -> None:
+    """The scheduler plans with the profile, and a sibling may take its lent core back at any batch."""
+    from sloflow.scheduler.live import worker as worker_module
+    from sloflow.scheduler.policies.profile import WorkerProfile
+    from tests.conftest import TEST_MODEL
+
+    paused_while_profiling: list[bool] = []
+
+    async def profile(backend, name, **_):
+        paused_while_profiling.append(backend.spare_cores._paused > 0)
+        return WorkerProfile(name, 0.001, 0.01, slots=1, context_tokens=512)
+
+    monkeypatch.setattr(worker_module, "measure_profile", profile)
+    spec = WorkerSpec("embedded", TEST_MODEL, threads=1, context_tokens=512, models_dir=str(models_dir), lend_idle_cores=True)
+    worker = LLMWorker("w", spec)
+    await worker.ready()
+    try:
+        assert paused_while_profiling == [True]
+        assert worker.backend.spare_cores is not None and worker.backend.spare_cores._paused == 0  # lends from then on
+    finally:
+        await worker.backend.close()
+
+
+def test_a_workers_file_lends_idle_cores_unless_told_not_to(tmp_path) -> None:
+    path = tmp_path / "workers.yaml"
+    path.write_text("workers:\n  - {id: a, backend: embedded, model: m}\n  - {id: b, backend: embedded, model: m, lend_idle_cores: false}\n")
+    specs = load_worker_specs(path)
+    assert [specs["a"].lend_idle_cores, specs["b"].lend_idle_cores] == [True, False]
