@@ -114,6 +114,8 @@ class SpareCores:
         self._mutex = threading.Lock()
         self._running = 0  # calls computing in this process
         self._paused = 0
+        self.batches = 0  # batches computed, and those of them that ran on borrowed cores too
+        self.lent_batches = 0
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
@@ -147,6 +149,8 @@ class SpareCores:
     def batch(self) -> Iterator[int]:
         """The threads for the next llama.cpp batch: this worker's own plus the idle siblings' it borrowed."""
         borrowed = self._borrow() if self._running == 1 and not self._paused else []
+        self.batches += 1
+        self.lent_batches += bool(borrowed)
         try:
             yield self.threads + sum(threads for _, threads in borrowed)
         finally:

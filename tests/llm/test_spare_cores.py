@@ -113,3 +113,25 @@ def test_host_load_counts_other_processes_cpu_over_its_window() -> None:
     assert load.others() == 0.5  # inside the window: the last verdict stands, nothing is read
     now[0] = 2.0
     assert load.others() == 0.5  # 0.5 s busy, none of it ours, over 1 s
+
+
+def test_batches_are_counted_and_reported_once_by_whether_they_ran_on_lent_cores(tmp_path: Path, monkeypatch) -> None:
+    from sloflow.scheduler.live import metrics
+
+    incs: list[tuple[int, str]] = []
+
+    class Counter:
+        def inc(self, n: int, tags: dict[str, str]) -> None:
+            incs.append((n, tags["lent"]))
+
+    monkeypatch.setattr(metrics, "_series", lambda: {"batches": Counter()})
+    a, b = pool(tmp_path, 2)
+    threads_of(a)
+    with b.running():
+        threads_of(a)
+        threads_of(a)
+    assert (a.batches, a.lent_batches) == (3, 1)
+    reporter = metrics.WorkerMetrics("w")
+    reporter.batches(a)
+    reporter.batches(a)  # nothing new: nothing reported
+    assert sorted(incs) == [(1, "true"), (2, "false")]

@@ -3,7 +3,8 @@
 Series (Ray prefixes them `ray_`): sloflow_queue_length and sloflow_queue_wait_seconds per worker,
 sloflow_call_latency_seconds, sloflow_tokens_per_second, sloflow_calls_total and
 sloflow_slo_attainment per workflow, sloflow_calls_served_total by workflow and priority (the
-background work done on idle capacity), sloflow_redispatched_total by reason. The Grafana
+background work done on idle capacity), sloflow_redispatched_total by reason,
+sloflow_llm_batches_total per worker and whether the batch also ran on a sibling's lent core. The Grafana
 dashboard over them is `sloflow/api/ui/grafana-dashboard.json`.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from sloflow.llm.spare_cores import SpareCores
 from sloflow.llm.types import Completion
 
 _LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 60, 120]
@@ -38,6 +40,9 @@ def _series() -> dict[str, Any]:
         "attainment": m.Gauge("sloflow_slo_attainment", "share of deadline calls that met their deadline", tag_keys=("workflow",)),
         "redispatched": m.Counter("sloflow_redispatched_total", "calls moved to another worker", tag_keys=("reason",)),
         "served": m.Counter("sloflow_calls_served_total", "calls answered, by workflow and priority", tag_keys=("workflow", "priority")),
+        "batches": m.Counter(
+            "sloflow_llm_batches_total", "llama.cpp batches (prompt chunks, decoded tokens), by whether they ran on lent cores too", tag_keys=("worker", "lent")
+        ),
     }
 
 
@@ -46,6 +51,17 @@ class WorkerMetrics:
 
     def __init__(self, worker_id: str) -> None:
         self.tags = {"worker": worker_id}
+        self._batches = (0, 0)  # (batches, lent ones) reported so far
+
+    def batches(self, cores: SpareCores) -> None:
+        """Report the batches computed since the last report, and how many of them ran on lent cores."""
+        total, lent = cores.batches, cores.lent_batches
+        done, done_lent = self._batches
+        self._batches = (total, lent)
+        if lent > done_lent:
+            _series()["batches"].inc(lent - done_lent, tags={**self.tags, "lent": "true"})
+        if total - lent > done - done_lent:
+            _series()["batches"].inc(total - lent - (done - done_lent), tags={**self.tags, "lent": "false"})
 
     def queue_length(self, n: int) -> None:
         _series()["queue_length"].set(n, tags=self.tags)
@@ -53,7 +69,9 @@ class WorkerMetrics:
     def queue_wait(self, seconds: float) -> None:
         _series()["queue_wait"].observe(seconds, tags=self.tags)
 
-    def served(self, completion: Completion) -> None:
+    def served(self, completion: Completion, cores: SpareCores | None = None) -> None:
+        if cores is not None:
+            self.batches(cores)
         decode_s = completion.total_s - completion.ttft_s
         if completion.completion_tokens > 1 and decode_s > 0:
             _series()["tokens_per_s"].set((completion.completion_tokens - 1) / decode_s, tags=self.tags)

@@ -31,6 +31,7 @@ import ray
 
 from sloflow.errors import ConfigError
 from sloflow.llm.backend import Backend
+from sloflow.llm.spare_cores import SpareCores
 from sloflow.llm.types import Chunk, Completion, GenerateRequest
 from sloflow.scheduler.live.metrics import WorkerMetrics
 from sloflow.scheduler.policies.call import Call
@@ -138,6 +139,7 @@ class LLMWorker:
         self.dispatcher = dispatcher  # actor handle told when a call starts, or None
         self.queue = QUEUE_POLICIES[queue]()
         self.backend: Backend | None = None
+        self.cores: SpareCores | None = None  # an embedded backend's idle-core lending, when on
         self.view: WorkerView | None = None
         self.waiting: dict[str, asyncio.Future[bool]] = {}
         # Mirrors the backend's first-free-first-used instances, so we know which prefix each holds.
@@ -165,8 +167,8 @@ class LLMWorker:
             self.backend = self.spec.open()
             # The profile is what the worker does on its own cores: the scheduler must not count on
             # cores a sibling may take back.
-            cores = getattr(self.backend, "spare_cores", None)
-            with cores.paused() if cores is not None else contextlib.nullcontext():
+            self.cores = getattr(self.backend, "spare_cores", None)
+            with self.cores.paused() if self.cores is not None else contextlib.nullcontext():
                 profile = self.spec.profile or await measure_profile(
                     self.backend,
                     f"{self.id}:{self.backend.name}",
@@ -299,7 +301,7 @@ class LLMWorker:
                 held = self._release(call, slot, apart and (completion is None or completion.apart))
             assert completion is not None
             self._ended(call, "done", completion.completion_tokens)
-            self.metrics.served(completion)
+            self.metrics.served(completion, self.cores)
             completion = completion.model_copy(update={"worker": self.id, "queue_s": waited})
             log.debug(
                 "call done: %d+%d tokens, first token %.3f s, total %.3f s", completion.prompt_tokens,
@@ -333,7 +335,7 @@ class LLMWorker:
             held = self._release(call, slot)
         assert completion is not None, "a backend stream ends with its completion"
         self._ended(call, "done", completion.completion_tokens)
-        self.metrics.served(completion)
+        self.metrics.served(completion, self.cores)
         yield Outcome(completion.model_copy(update={"worker": self.id, "queue_s": waited}), held)
 
     async def withdraw(self, call_id: str) -> bool:

@@ -177,7 +177,7 @@ async def test_a_call_goes_to_the_worker_that_holds_its_prompt_prefix() -> None:
 @pytest.mark.faults
 async def test_real_llama_cpp_workers_are_profiled_and_serve_through_the_scheduler(test_model_path: Path) -> None:
     spec = WorkerSpec(
-        "embedded", str(test_model_path), threads=1, context_tokens=1024, num_cpus=0.5, probe_words=(8, 40, 80)
+        "embedded", str(test_model_path), threads=1, context_tokens=1024, num_cpus=0.5, probe_words=(8, 40, 80), lend_idle_cores=True
     )
     dispatcher, ids = await cluster(spec)
     (measured,) = await dispatcher.workers.remote()
