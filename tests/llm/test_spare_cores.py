@@ -38,7 +38,7 @@ def test_a_worker_alone_borrows_an_idle_siblings_core_and_not_a_busy_ones(tmp_pa
         assert threads_of(a) == 1
 
 
-def test_a_sibling_starting_a_call_waits_for_the_borrowers_batch_then_keeps_its_core(tmp_path: Path) -> None:
+def test_a_sibling_starts_its_call_at_once_and_gets_its_core_back_at_the_borrowers_next_batch(tmp_path: Path) -> None:
     a, b = pool(tmp_path, 2)
     started = threading.Event()
     release = threading.Event()
@@ -53,14 +53,20 @@ def test_a_sibling_starting_a_call_waits_for_the_borrowers_batch_then_keeps_its_
             assert threads == 2
             t = threading.Thread(target=sibling_call)
             t.start()
-            assert not started.wait(0.3)  # its core is computing the borrower's batch
-        assert started.wait(5)  # the batch ended: the core is back
+            assert started.wait(5)  # no waiting for the borrower's batch to end
         with a.batch() as threads:
-            assert threads == 1  # and the next batch does not take it again
+            assert threads == 1  # the next batch leaves the sibling's core alone
         release.set()
         t.join(5)
         with a.batch() as threads:
             assert threads == 2
+
+
+def test_two_borrowers_never_take_one_core(tmp_path: Path) -> None:
+    a, b, _ = pool(tmp_path, 3, cores=4)
+    with a.running(), b.running(), a.batch() as lent_to_a, b.batch() as lent_to_b:
+        # a is busy, so b cannot borrow a's core, and the idle third one is a's for this batch
+        assert (lent_to_a, lent_to_b) == (2, 1)
 
 
 def test_no_lending_while_other_processes_load_the_host_or_before_the_load_is_known(tmp_path: Path) -> None:
