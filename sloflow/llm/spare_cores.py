@@ -43,6 +43,9 @@ FOREIGN_LOAD_MAX = 0.35
 # The host's load is measured over at least this long (from the previous sample, however old: a
 # load that started in an idle gap is diluted for one window at most).
 LOAD_WINDOW_S = 0.25
+# How long the list of sibling workers is trusted before the directory is read again: batches come
+# 20-50 times a second, workers start and stop in minutes.
+SIBLINGS_TTL_S = 1.0
 
 
 def default_directory() -> Path:
@@ -103,7 +106,7 @@ class _Sibling:
 
 
 class SpareCores:
-    """One worker's part in lending: hold its own core while it computes, borrow idle siblings' per batch."""
+    """One worker's part in lending: say it is busy while it computes, borrow idle siblings' cores per batch."""
 
     def __init__(self, threads: int, directory: Path | None = None, *, cores: int | None = None, load: HostLoad | None = None) -> None:
         self.threads = threads
@@ -112,8 +115,9 @@ class SpareCores:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}-{threads}"
         self._busy = os.open(self.directory / f"{self.name}.busy", os.O_RDWR | os.O_CREAT, 0o600)
-        self._core = os.open(self.directory / f"{self.name}.core", os.O_RDWR | os.O_CREAT, 0o600)
+        (self.directory / f"{self.name}.core").touch(0o600)  # locked by borrowers only
         self._load = load or HostLoad()
+        self._siblings_read: tuple[float, list[_Sibling]] = (-SIBLINGS_TTL_S, [])
         self._mutex = threading.Lock()
         self._running = 0  # calls computing in this process
         self._paused = 0
@@ -167,7 +171,11 @@ class SpareCores:
         if others is None or others > FOREIGN_LOAD_MAX:
             return []
         borrowed: list[tuple[int, int]] = []
-        for sib in self._siblings():
+        read_at, siblings = self._siblings_read
+        if time.monotonic() - read_at >= SIBLINGS_TTL_S:
+            siblings = self._siblings()
+            self._siblings_read = (time.monotonic(), siblings)
+        for sib in siblings:
             if sib.threads > room:
                 continue
             if self._is_busy(sib):
@@ -219,9 +227,9 @@ class SpareCores:
 
     def close(self) -> None:
         """Leave the host's pool."""
-        for suffix, fd in ((".busy", self._busy), (".core", self._core)):
+        for suffix in (".busy", ".core"):
             (self.directory / f"{self.name}{suffix}").unlink(missing_ok=True)
-            os.close(fd)
+        os.close(self._busy)
 
 
 def _alive(pid: int) -> bool:

@@ -55,13 +55,11 @@ class WorkerMetrics:
 
     def batches(self, cores: SpareCores) -> None:
         """Report the batches computed since the last report, and how many of them ran on lent cores."""
-        total, lent = cores.batches, cores.lent_batches
-        done, done_lent = self._batches
-        self._batches = (total, lent)
-        if lent > done_lent:
-            _series()["batches"].inc(lent - done_lent, tags={**self.tags, "lent": "true"})
-        if total - lent > done - done_lent:
-            _series()["batches"].inc(total - lent - (done - done_lent), tags={**self.tags, "lent": "false"})
+        (done, done_lent), self._batches = self._batches, (cores.batches, cores.lent_batches)
+        new = {"true": cores.lent_batches - done_lent, "false": cores.batches - done - (cores.lent_batches - done_lent)}
+        for lent, n in new.items():
+            if n:
+                _series()["batches"].inc(n, tags={**self.tags, "lent": lent})
 
     def queue_length(self, n: int) -> None:
         _series()["queue_length"].set(n, tags=self.tags)
